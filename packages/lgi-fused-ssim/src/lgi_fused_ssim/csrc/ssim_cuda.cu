@@ -1,0 +1,286 @@
+// Fused SSIM on CUDA. One thread block computes a kTileH x kTileW tile of its output: it stages the
+// tile plus its (kWindow - 1)-pixel halo in shared memory (zeros outside the image), filters rows,
+// then columns, and finishes per pixel. The mean is reduced without atomics: one block per map row
+// (a fixed tree in shared memory), then one block over the row sums, so it is bitwise reproducible.
+#include "ssim.h"
+
+#include <ATen/ATen.h>
+#include <ATen/cuda/CUDAContext.h>
+#include <c10/cuda/CUDAException.h>
+#include <c10/cuda/CUDAGuard.h>
+
+namespace lgi_fused_ssim {
+namespace {
+
+__constant__ float cGauss[kWindow] = LGI_SSIM_GAUSS_TAPS;
+
+constexpr int kTileW = 32;                      // output columns per block: one warp per row
+constexpr int kTileH = 16;                      // output rows per block
+constexpr int kHaloW = kTileW + kWindow - 1;    // staged input columns per block
+constexpr int kHaloH = kTileH + kWindow - 1;    // staged input rows per block
+constexpr int kThreads = kTileW * kTileH;       // one thread per output pixel
+constexpr int kReduceThreads = 256;             // threads of the row-sum and final-sum blocks
+constexpr int kMaxPlanes = 65535;               // gridDim.z limit: B * C planes
+
+// img1, img2: [planes, H, W]; map and (when d_mu1 != nullptr) the partials: [planes, Ho, Wo].
+// pad = 5 ("same") or 0 ("valid"): output (i, j) covers input rows i - pad .. i - pad + 10.
+__global__ void __launch_bounds__(kThreads)
+ssim_forward_kernel(const float* __restrict__ img1, const float* __restrict__ img2, int H, int W, int Ho,
+                    int Wo, int pad, float* __restrict__ map, float* __restrict__ d_mu1,
+                    float* __restrict__ d_sxx, float* __restrict__ d_sxy) {
+  __shared__ float s_x[kHaloH][kHaloW];
+  __shared__ float s_y[kHaloH][kHaloW];
+  __shared__ float s_h[5][kHaloH][kTileW];  // row-filtered x, y, xx, yy, xy
+
+  const int64_t plane = blockIdx.z;
+  const float* x = img1 + plane * H * W;
+  const float* y = img2 + plane * H * W;
+  const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * kTileH;
+  const int ix0 = ox0 - pad, iy0 = oy0 - pad;
+  const int tid = threadIdx.y * kTileW + threadIdx.x;
+
+  for (int idx = tid; idx < kHaloH * kHaloW; idx += kThreads) {
+    const int sy = idx / kHaloW, sx = idx % kHaloW;
+    const int gy = iy0 + sy, gx = ix0 + sx;
+    const bool inside = gy >= 0 && gy < H && gx >= 0 && gx < W;
+    s_x[sy][sx] = inside ? x[gy * W + gx] : 0.f;
+    s_y[sy][sx] = inside ? y[gy * W + gx] : 0.f;
+  }
+  __syncthreads();
+
+  for (int idx = tid; idx < kHaloH * kTileW; idx += kThreads) {
+    const int sy = idx / kTileW, sx = idx % kTileW;
+    float ax = 0.f, ay = 0.f, axx = 0.f, ayy = 0.f, axy = 0.f;
+#pragma unroll
+    for (int b = 0; b < kWindow; ++b) {
+      const float xv = s_x[sy][sx + b], yv = s_y[sy][sx + b];
+      const float wx = cGauss[b] * xv, wy = cGauss[b] * yv;
+      ax += wx;
+      ay += wy;
+      axx += wx * xv;
+      ayy += wy * yv;
+      axy += wx * yv;
+    }
+    s_h[0][sy][sx] = ax;
+    s_h[1][sy][sx] = ay;
+    s_h[2][sy][sx] = axx;
+    s_h[3][sy][sx] = ayy;
+    s_h[4][sy][sx] = axy;
+  }
+  __syncthreads();
+
+  const int i = oy0 + threadIdx.y, j = ox0 + threadIdx.x;
+  if (i >= Ho || j >= Wo) return;
+  float mu1 = 0.f, mu2 = 0.f, sxx = 0.f, syy = 0.f, sxy = 0.f;
+#pragma unroll
+  for (int a = 0; a < kWindow; ++a) {
+    const float w = cGauss[a];
+    mu1 += w * s_h[0][threadIdx.y + a][threadIdx.x];
+    mu2 += w * s_h[1][threadIdx.y + a][threadIdx.x];
+    sxx += w * s_h[2][threadIdx.y + a][threadIdx.x];
+    syy += w * s_h[3][threadIdx.y + a][threadIdx.x];
+    sxy += w * s_h[4][threadIdx.y + a][threadIdx.x];
+  }
+  const float A = 2.f * mu1 * mu2 + kC1;
+  const float Bv = 2.f * (sxy - mu1 * mu2) + kC2;
+  const float Cv = mu1 * mu1 + mu2 * mu2 + kC1;
+  const float Dv = (sxx - mu1 * mu1) + (syy - mu2 * mu2) + kC2;
+  const float s = (A * Bv) / (Cv * Dv);
+  const int64_t o = plane * Ho * Wo + static_cast<int64_t>(i) * Wo + j;
+  map[o] = s;
+  if (d_mu1 != nullptr) {
+    const float inv_cd = 1.f / (Cv * Dv);
+    d_mu1[o] = 2.f * mu2 * (Bv - A) * inv_cd + 2.f * mu1 * s * (1.f / Dv - 1.f / Cv);
+    d_sxx[o] = -s / Dv;
+    d_sxy[o] = 2.f * A * inv_cd;
+  }
+}
+
+// img1, img2, grad_out: [planes, H, W]; dl_dmap: [planes, Ho, Wo] or one shared value
+// (shared_grad); partials: [planes, Ho, Wo]. off = pad - 10: image row r gathers map rows
+// r + off .. r + off + 10.
+__global__ void __launch_bounds__(kThreads)
+ssim_backward_kernel(const float* __restrict__ img1, const float* __restrict__ img2,
+                     const float* __restrict__ dl_dmap, bool shared_grad, const float* __restrict__ d_mu1,
+                     const float* __restrict__ d_sxx, const float* __restrict__ d_sxy, int H, int W, int Ho,
+                     int Wo, int off, float* __restrict__ grad_out) {
+  __shared__ float s_p[3][kHaloH][kHaloW];  // dL/dmap times each partial, zero outside the map
+  __shared__ float s_h[3][kHaloH][kTileW];  // the same, row-filtered
+
+  const int64_t plane = blockIdx.z;
+  const int64_t map_base = plane * Ho * Wo;
+  const int ox0 = blockIdx.x * kTileW, oy0 = blockIdx.y * kTileH;
+  const int mx0 = ox0 + off, my0 = oy0 + off;
+  const int tid = threadIdx.y * kTileW + threadIdx.x;
+  const float g_shared = shared_grad ? dl_dmap[0] : 0.f;
+
+  for (int idx = tid; idx < kHaloH * kHaloW; idx += kThreads) {
+    const int sy = idx / kHaloW, sx = idx % kHaloW;
+    const int mi = my0 + sy, mj = mx0 + sx;
+    float p1 = 0.f, p2 = 0.f, p3 = 0.f;
+    if (mi >= 0 && mi < Ho && mj >= 0 && mj < Wo) {
+      const int64_t o = map_base + static_cast<int64_t>(mi) * Wo + mj;
+      const float g = shared_grad ? g_shared : dl_dmap[o];
+      p1 = g * d_mu1[o];
+      p2 = g * d_sxx[o];
+      p3 = g * d_sxy[o];
+    }
+    s_p[0][sy][sx] = p1;
+    s_p[1][sy][sx] = p2;
+    s_p[2][sy][sx] = p3;
+  }
+  __syncthreads();
+
+  for (int idx = tid; idx < kHaloH * kTileW; idx += kThreads) {
+    const int sy = idx / kTileW, sx = idx % kTileW;
+    float a1 = 0.f, a2 = 0.f, a3 = 0.f;
+#pragma unroll
+    for (int b = 0; b < kWindow; ++b) {
+      a1 += cGauss[b] * s_p[0][sy][sx + b];
+      a2 += cGauss[b] * s_p[1][sy][sx + b];
+      a3 += cGauss[b] * s_p[2][sy][sx + b];
+    }
+    s_h[0][sy][sx] = a1;
+    s_h[1][sy][sx] = a2;
+    s_h[2][sy][sx] = a3;
+  }
+  __syncthreads();
+
+  const int r = oy0 + threadIdx.y, c = ox0 + threadIdx.x;
+  if (r >= H || c >= W) return;
+  float f1 = 0.f, f2 = 0.f, f3 = 0.f;
+#pragma unroll
+  for (int a = 0; a < kWindow; ++a) {
+    const float w = cGauss[a];
+    f1 += w * s_h[0][threadIdx.y + a][threadIdx.x];
+    f2 += w * s_h[1][threadIdx.y + a][threadIdx.x];
+    f3 += w * s_h[2][threadIdx.y + a][threadIdx.x];
+  }
+  const int64_t o = plane * H * W + static_cast<int64_t>(r) * W + c;
+  grad_out[o] = f1 + 2.f * img1[o] * f2 + img2[o] * f3;
+}
+
+// Tree sum of kReduceThreads doubles in shared memory, in a fixed order; the result is in s[0].
+__device__ void block_sum(double* s) {
+  for (int stride = kReduceThreads / 2; stride > 0; stride /= 2) {
+    if (threadIdx.x < stride) s[threadIdx.x] += s[threadIdx.x + stride];
+    __syncthreads();
+  }
+}
+
+// map: [rows, Wo] -> row_sums: [rows], one block per row.
+__global__ void __launch_bounds__(kReduceThreads)
+row_sum_kernel(const float* __restrict__ map, int64_t Wo, double* __restrict__ row_sums) {
+  __shared__ double s[kReduceThreads];
+  const float* row = map + static_cast<int64_t>(blockIdx.x) * Wo;
+  double acc = 0.0;
+  for (int64_t j = threadIdx.x; j < Wo; j += kReduceThreads) acc += row[j];
+  s[threadIdx.x] = acc;
+  __syncthreads();
+  block_sum(s);
+  if (threadIdx.x == 0) row_sums[blockIdx.x] = s[0];
+}
+
+// row_sums: [rows] -> mean: [] = sum / count, one block.
+__global__ void __launch_bounds__(kReduceThreads)
+mean_kernel(const double* __restrict__ row_sums, int64_t rows, double count, float* __restrict__ mean) {
+  __shared__ double s[kReduceThreads];
+  double acc = 0.0;
+  for (int64_t k = threadIdx.x; k < rows; k += kReduceThreads) acc += row_sums[k];
+  s[threadIdx.x] = acc;
+  __syncthreads();
+  block_sum(s);
+  if (threadIdx.x == 0) mean[0] = static_cast<float>(s[0] / count);
+}
+
+void check_image(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
+  TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32");
+  TORCH_CHECK(t.dim() == 4, name, " must have 4 dimensions [B, C, H, W]");
+  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
+}
+
+dim3 tile_grid(int64_t rows, int64_t cols, int64_t planes) {
+  TORCH_CHECK(planes <= kMaxPlanes, "B * C must be at most ", kMaxPlanes, " on CUDA, got ", planes);
+  return dim3(static_cast<unsigned>((cols + kTileW - 1) / kTileW),
+              static_cast<unsigned>((rows + kTileH - 1) / kTileH), static_cast<unsigned>(planes));
+}
+
+}  // namespace
+
+std::vector<at::Tensor> ssim_forward_cuda(const at::Tensor& img1, const at::Tensor& img2, bool same,
+                                          bool train) {
+  check_image(img1, "img1");
+  check_image(img2, "img2");
+  TORCH_CHECK(img1.sizes() == img2.sizes(), "img1 and img2 must have the same shape");
+  TORCH_CHECK(img1.device() == img2.device(), "img1 and img2 must be on the same device");
+  const c10::cuda::CUDAGuard guard(img1.device());
+  const int64_t B = img1.size(0), C = img1.size(1), H = img1.size(2), W = img1.size(3);
+  TORCH_CHECK(H >= kWindow && W >= kWindow, "images must be at least 11x11");
+  const int pad = same ? kRadius : 0;
+  const int64_t Ho = H + 2 * pad - (kWindow - 1), Wo = W + 2 * pad - (kWindow - 1);
+  const int64_t planes = B * C;
+
+  auto opts = img1.options();
+  at::Tensor map = at::empty({B, C, Ho, Wo}, opts);
+  at::Tensor d_mu1, d_sxx, d_sxy;
+  if (train) {
+    d_mu1 = at::empty({B, C, Ho, Wo}, opts);
+    d_sxx = at::empty({B, C, Ho, Wo}, opts);
+    d_sxy = at::empty({B, C, Ho, Wo}, opts);
+  } else {
+    d_mu1 = d_sxx = d_sxy = at::empty({0}, opts);
+  }
+  at::Tensor row_sums = at::empty({planes * Ho}, opts.dtype(at::kDouble));
+  at::Tensor mean = at::empty({}, opts);
+
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  ssim_forward_kernel<<<tile_grid(Ho, Wo, planes), dim3(kTileW, kTileH), 0, stream>>>(
+      img1.data_ptr<float>(), img2.data_ptr<float>(), static_cast<int>(H), static_cast<int>(W),
+      static_cast<int>(Ho), static_cast<int>(Wo), pad, map.data_ptr<float>(),
+      train ? d_mu1.data_ptr<float>() : nullptr, train ? d_sxx.data_ptr<float>() : nullptr,
+      train ? d_sxy.data_ptr<float>() : nullptr);
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  row_sum_kernel<<<static_cast<unsigned>(planes * Ho), kReduceThreads, 0, stream>>>(
+      map.data_ptr<float>(), Wo, row_sums.data_ptr<double>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  mean_kernel<<<1, kReduceThreads, 0, stream>>>(row_sums.data_ptr<double>(), planes * Ho,
+                                                static_cast<double>(planes * Ho * Wo), mean.data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return {map, mean, d_mu1, d_sxx, d_sxy};
+}
+
+at::Tensor ssim_backward_cuda(const at::Tensor& img1, const at::Tensor& img2, const at::Tensor& dl_dmap,
+                              const at::Tensor& dm_dmu1, const at::Tensor& dm_dsxx,
+                              const at::Tensor& dm_dsxy, bool same) {
+  check_image(img1, "img1");
+  check_image(img2, "img2");
+  check_image(dm_dmu1, "dm_dmu1");
+  check_image(dm_dsxx, "dm_dsxx");
+  check_image(dm_dsxy, "dm_dsxy");
+  TORCH_CHECK(img1.sizes() == img2.sizes(), "img1 and img2 must have the same shape");
+  const c10::cuda::CUDAGuard guard(img1.device());
+  const int64_t B = img1.size(0), C = img1.size(1), H = img1.size(2), W = img1.size(3);
+  const int pad = same ? kRadius : 0;
+  const int64_t Ho = H + 2 * pad - (kWindow - 1), Wo = W + 2 * pad - (kWindow - 1);
+  const at::IntArrayRef map_shape = dm_dmu1.sizes();
+  TORCH_CHECK(map_shape == at::IntArrayRef({B, C, Ho, Wo}), "partials must be [B, C, Ho, Wo]");
+  TORCH_CHECK(dm_dsxx.sizes() == map_shape && dm_dsxy.sizes() == map_shape, "partials must match");
+  TORCH_CHECK(dl_dmap.is_cuda() && dl_dmap.scalar_type() == at::kFloat, "dl_dmap must be CUDA float32");
+  TORCH_CHECK(dl_dmap.device() == img1.device(), "dl_dmap must be on the images' device");
+  const bool shared = dl_dmap.numel() == 1;
+  TORCH_CHECK(shared || (dl_dmap.sizes() == map_shape && dl_dmap.is_contiguous()),
+              "dl_dmap must be [B, C, Ho, Wo] contiguous or a single element");
+
+  at::Tensor grad = at::empty_like(img1);
+  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  ssim_backward_kernel<<<tile_grid(H, W, B * C), dim3(kTileW, kTileH), 0, stream>>>(
+      img1.data_ptr<float>(), img2.data_ptr<float>(), dl_dmap.data_ptr<float>(), shared,
+      dm_dmu1.data_ptr<float>(), dm_dsxx.data_ptr<float>(), dm_dsxy.data_ptr<float>(), static_cast<int>(H),
+      static_cast<int>(W), static_cast<int>(Ho), static_cast<int>(Wo), pad - 2 * kRadius,
+      grad.data_ptr<float>());
+  C10_CUDA_KERNEL_LAUNCH_CHECK();
+  return grad;
+}
+
+}  // namespace lgi_fused_ssim
