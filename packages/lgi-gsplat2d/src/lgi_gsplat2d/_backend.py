@@ -1,0 +1,303 @@
+"""Lazy loading of the native kernels.
+
+Importing the package never compiles. The first call that needs a native backend JIT-builds it with the
+public ``torch.utils.cpp_extension.load`` (ninja) into an explicit build directory
+
+    $LGI_EXTENSIONS_DIR (default ~/.cache/lgi/extensions) / <ext-name>-<hash>
+
+where the hash covers the sources, the compiler flags, the torch version and, for CUDA, the CUDA version
+and target architectures. Later processes load the cached library in milliseconds. A failed build is
+remembered for the process (and noted in the build directory for :func:`kernel_status`) and raised as
+:class:`BackendUnavailable` with its cause: no compiler, no ninja, no CUDA toolkit, or the compiler's text.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+__all__ = ["BackendUnavailable", "kernel_status", "load", "resolve", "extensions_dir"]
+
+_log = logging.getLogger("lgi_gsplat2d")
+_CSRC = Path(__file__).resolve().parent / "csrc"
+_HEADERS = ("common.h", "project.h", "rasterize.h")
+_SOURCES = {
+    "cpu": ("ext.cpp", "project_cpu.cpp", "rasterize_cpu.cpp"),
+    "cuda": ("ext.cpp", "project_cuda.cu", "rasterize_cuda.cu"),
+}
+_FAILED_NOTE = "BUILD_FAILED.txt"
+_DEFAULT_CUDA_ARCH = "9.0"  # what a build targets where no GPU tells us (H100/H200)
+
+_lock = threading.Lock()
+_loaded: dict[str, object] = {}
+_failed: dict[str, str] = {}
+_warned: set[str] = set()
+
+
+class BackendUnavailable(RuntimeError):
+    """A native backend could not be built or loaded; the message says why."""
+
+
+def extensions_dir() -> Path:
+    """Root of the build cache: ``$LGI_EXTENSIONS_DIR`` or ``~/.cache/lgi/extensions``."""
+    root = os.environ.get("LGI_EXTENSIONS_DIR")
+    return Path(root).expanduser() if root else Path.home() / ".cache" / "lgi" / "extensions"
+
+
+def _cpu_isa_flags() -> list[str]:
+    """Vector ISA flags for this machine's CPU (part of the build hash, so a cache never crosses ISAs)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return []
+    lines = re.findall(r"^flags\s*:\s*(.*)$", text, flags=re.MULTILINE)
+    return ["-mavx2"] if lines and "avx2" in lines[0].split() else []
+
+
+def _cpu_cflags() -> list[str]:
+    # -ffp-contract=off: no fused multiply-adds, so q (common.h: q_form) rounds exactly like the reference.
+    return ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", *_cpu_isa_flags()]
+
+
+def _cuda_arch() -> str:
+    env = os.environ.get("TORCH_CUDA_ARCH_LIST")
+    if env:
+        return env
+    if torch.cuda.is_available():
+        caps = sorted({torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())})
+        return ";".join(f"{major}.{minor}" for major, minor in caps)
+    return _DEFAULT_CUDA_ARCH
+
+
+def _cuda_cflags() -> list[str]:
+    # No --use_fast_math: q must round as on the CPU (the kernels use __expf where speed matters).
+    return ["-O3", "-DLGI_WITH_CUDA", "-lineinfo"]
+
+
+def _source_hash(kind: str) -> str:
+    h = hashlib.sha256()
+    for name in (*_HEADERS, *_SOURCES[kind]):
+        h.update(name.encode())
+        h.update((_CSRC / name).read_bytes())
+    h.update(torch.__version__.encode())
+    h.update(sys.version.split()[0].encode())
+    if kind == "cpu":
+        h.update(" ".join(_cpu_cflags()).encode())
+    else:
+        h.update(" ".join(_cuda_cflags()).encode())
+        h.update(str(torch.version.cuda).encode())
+    return h.hexdigest()[:12]
+
+
+@dataclass(frozen=True)
+class _Spec:
+    kind: str
+    name: str
+    build_dir: Path
+
+
+def _arch_tag(arch: str) -> str:
+    return "sm" + "-".join(a.replace(".", "").replace("+PTX", "ptx") for a in arch.split(";") if a)
+
+
+def _spec(kind: str, arch: str | None = None) -> _Spec:
+    name = f"lgi_gsplat2d_{kind}"
+    tag = f"{name}-{_source_hash(kind)}"
+    if kind == "cuda":
+        tag += "-" + _arch_tag(arch or _cuda_arch())
+    return _Spec(kind, name, extensions_dir() / tag)
+
+
+def _library(spec: _Spec) -> Path:
+    return spec.build_dir / f"{spec.name}.so"
+
+
+def kernel_status() -> dict[str, str]:
+    """Whether each native backend is built, from the build cache only (never compiles, never loads).
+
+    Registered under the ``lgi.kernels`` entry point group for ``lgi versions``.
+    """
+    status: dict[str, str] = {}
+    cpu = _spec("cpu")
+    if "cpu" in _loaded or _library(cpu).is_file():
+        status["cpu"] = "built"
+    elif (cpu.build_dir / _FAILED_NOTE).is_file():
+        status["cpu"] = "build failed: " + (cpu.build_dir / _FAILED_NOTE).read_text().strip().splitlines()[0]
+    else:
+        status["cpu"] = "not built (builds on first use)"
+    gpu = torch.cuda.is_available()
+    prefix = f"lgi_gsplat2d_cuda-{_source_hash('cuda')}-"
+    root = extensions_dir()
+    built = sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if (p / "lgi_gsplat2d_cuda.so").is_file())
+    if built:
+        status["cuda"] = f"built ({', '.join(built)})" + ("" if gpu else ", no GPU to run it")
+    elif torch.version.cuda is None:
+        status["cuda"] = "not built (this torch has no CUDA support)"
+    elif not gpu:
+        status["cuda"] = "not built (no GPU)"
+    else:
+        status["cuda"] = "not built (builds on first use)"
+    return status
+
+
+def _find_cuda_home() -> str | None:
+    """The CUDA toolkit root (holding bin/nvcc and lib64/libcudart.so).
+
+    torch guesses it from the nvcc on PATH, which is wrong when that nvcc is a wrapper script (as on our
+    machines); nvcc itself reports the real root on its ``#$ TOP=`` dry-run line.
+    """
+
+    def ok(root: Path) -> bool:
+        return (root / "bin" / "nvcc").is_file() and any(
+            (root / lib / "libcudart.so").exists() for lib in ("lib64", "lib", "targets/x86_64-linux/lib"))
+
+    candidates: list[Path] = []
+    for var in ("CUDA_HOME", "CUDA_PATH"):
+        if os.environ.get(var):
+            candidates.append(Path(os.environ[var]))
+    nvcc = shutil.which("nvcc")
+    if nvcc:
+        try:
+            res = subprocess.run([nvcc, "--dryrun", "-v", "x.cu"], capture_output=True, text=True, timeout=60)
+            match = re.search(r"^#\$ TOP=(.+)$", res.stdout + res.stderr, flags=re.MULTILINE)
+            if match:
+                candidates.append(Path(match.group(1).strip()).resolve())
+        except (OSError, subprocess.SubprocessError):
+            pass
+        candidates.append(Path(nvcc).resolve().parent.parent)
+    candidates.append(Path("/usr/local/cuda"))
+    for root in candidates:
+        if ok(root):
+            return str(root.resolve())
+    return None
+
+
+def _explain(kind: str, exc: BaseException) -> str:
+    text = str(exc).strip()
+    tail = "\n".join(text.splitlines()[-25:])
+    return f"building the {kind.upper()} kernels of lgi-gsplat2d failed: {tail}"
+
+
+def _preflight(kind: str) -> None:
+    """Fail early, with a clear message, on what torch would report obscurely."""
+    cxx = os.environ.get("CXX", "c++")
+    if shutil.which(cxx) is None:
+        raise BackendUnavailable(f"no C++ compiler: '{cxx}' is not on PATH (install g++ or set CXX)")
+    if shutil.which("ninja") is None and not (Path(sys.executable).parent / "ninja").exists():
+        raise BackendUnavailable("ninja is not installed (pip install ninja)")
+    if kind == "cuda":
+        if torch.version.cuda is None:
+            raise BackendUnavailable("this torch build has no CUDA support")
+        if _find_cuda_home() is None:
+            raise BackendUnavailable("no CUDA toolkit found: nvcc is not on PATH and CUDA_HOME is not set")
+
+
+def _build(kind: str):
+    _preflight(kind)
+    if shutil.which("ninja") is None:  # the venv's ninja when the venv is not on PATH
+        os.environ["PATH"] = str(Path(sys.executable).parent) + os.pathsep + os.environ.get("PATH", "")
+    # Importing cpp_extension logs a warning on machines without a GPU; it is noise for a CPU build.
+    quiet = logging.getLogger("torch.utils.cpp_extension")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)
+    try:
+        from torch.utils import cpp_extension
+    finally:
+        quiet.setLevel(level)
+    arch = _cuda_arch() if kind == "cuda" else None
+    spec = _spec(kind, arch)
+    spec.build_dir.mkdir(parents=True, exist_ok=True)
+    sources = [str(_CSRC / s) for s in _SOURCES[kind]]
+    saved_env = dict(os.environ)
+    try:
+        kwargs = {"extra_cflags": _cpu_cflags(), "extra_ldflags": ["-fopenmp"]}
+        if kind == "cuda":
+            home = _find_cuda_home()
+            os.environ["CUDA_HOME"] = home
+            # torch reads CUDA_HOME once, at import; correct it when it guessed a wrapper's folder.
+            cpp_extension.CUDA_HOME = home
+            os.environ["TORCH_CUDA_ARCH_LIST"] = arch
+            kwargs = {"extra_cflags": ["-O3", "-DLGI_WITH_CUDA"], "extra_cuda_cflags": _cuda_cflags()}
+        _log.info("building the %s kernels into %s (once; about a minute)", kind, spec.build_dir)
+        module = cpp_extension.load(name=spec.name, sources=sources, build_directory=str(spec.build_dir),
+                                    extra_include_paths=[str(_CSRC)], verbose=False, **kwargs)
+    finally:
+        for key in ("TORCH_CUDA_ARCH_LIST",):
+            if key in saved_env:
+                os.environ[key] = saved_env[key]
+            else:
+                os.environ.pop(key, None)
+    (spec.build_dir / _FAILED_NOTE).unlink(missing_ok=True)
+    return module
+
+
+def load(kind: str):
+    """The native module for ``kind`` ("cpu" or "cuda"), building it on first use.
+
+    Raises:
+        BackendUnavailable: the build failed now or earlier in this process.
+    """
+    with _lock:
+        if kind in _loaded:
+            return _loaded[kind]
+        if kind in _failed:
+            raise BackendUnavailable(_failed[kind])
+        try:
+            module = _build(kind)
+        except BackendUnavailable as exc:
+            _failed[kind] = str(exc)
+            raise
+        except Exception as exc:  # noqa: BLE001 - any build error becomes one explained failure
+            _failed[kind] = _explain(kind, exc)
+            try:
+                spec = _spec(kind)
+                spec.build_dir.mkdir(parents=True, exist_ok=True)
+                (spec.build_dir / _FAILED_NOTE).write_text(_failed[kind] + "\n")
+            except OSError:
+                pass
+            raise BackendUnavailable(_failed[kind]) from exc
+        _loaded[kind] = module
+        return module
+
+
+def resolve(backend: str, device: torch.device, dtype: torch.dtype):
+    """Pick the implementation for a call: returns ``("torch", None)`` or ``(kind, native_module)``.
+
+    ``auto``: CUDA tensors -> CUDA kernels (float32; float64 goes to the reference), CPU tensors -> C++
+    kernels, anything else -> the reference; a native build failure warns once and uses the reference.
+    """
+    if backend == "torch":
+        return "torch", None
+    if backend == "cpu":
+        if device.type != "cpu":
+            raise ValueError(f"backend='cpu' needs CPU tensors, got tensors on {device}")
+        return "cpu", load("cpu")
+    if backend == "cuda":
+        if device.type != "cuda":
+            raise ValueError(f"backend='cuda' needs CUDA tensors, got tensors on {device}")
+        if dtype != torch.float32:
+            raise ValueError(f"the CUDA kernels take float32 tensors, got {dtype} (use backend='torch')")
+        return "cuda", load("cuda")
+    if backend != "auto":
+        raise ValueError(f"backend must be 'auto', 'cpu', 'cuda' or 'torch', got {backend!r}")
+    kind = {"cpu": "cpu", "cuda": "cuda"}.get(device.type)
+    if kind is None or (kind == "cuda" and dtype != torch.float32):
+        return "torch", None
+    try:
+        return kind, load(kind)
+    except BackendUnavailable as exc:
+        if kind not in _warned:
+            _warned.add(kind)
+            warnings.warn(f"lgi-gsplat2d: using the slow PyTorch reference: {exc}", RuntimeWarning, stacklevel=3)
+        return "torch", None

@@ -1,0 +1,153 @@
+// Constants and small host/device helpers shared by the CPU and CUDA kernels.
+//
+// This header includes no torch header on purpose: the kernel translation units compile in seconds and
+// only ext.cpp pays for <torch/extension.h>.
+//
+// Conventions (see the package README):
+//   * means are in the unit square, (x, y) = (column / W, row / H); the projection returns pixel-space
+//     centres xys = (x * W, y * H); pixel (row i, col j) has its centre at (j + 0.5, i + 0.5).
+//   * conic = (a, b, c) is the inverse pixel-space covariance [[a, b], [b, c]].
+//   * q = d^T conic d is evaluated by q_form() below, in exactly this order of floating-point operations,
+//     by every backend (the PyTorch reference writes the same expression), so that the cutoff q <= 9 and
+//     the top-K ranking agree bit for bit between backends given the same projected inputs.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#if defined(__CUDACC__)
+#define LGI_HD __host__ __device__ __forceinline__
+#else
+#define LGI_HD inline
+#endif
+
+namespace lgi {
+
+constexpr int kTile = 16;                     // tiles are kTile x kTile pixels
+constexpr int kTilePixels = kTile * kTile;    // pixels per tile
+constexpr int kMaxK = 32;                     // largest K of the top-K blend
+constexpr double kCutoff = 9.0;               // a Gaussian touches a pixel where q <= 9 (3 sigma)
+constexpr double kSigmas = 3.0;               // radius = ceil(kSigmas * sqrt(lambda_max))
+constexpr double kTopkEps = 1e-4;             // top-K output: sum c w / (sum w + kTopkEps)
+constexpr double kMaxRadius = 1073741824.0;   // 2^30: radii of absurdly large Gaussians are capped here
+
+enum Mode : int { kModeSum = 0, kModeTopk = 1 };
+
+// Overloads that mean the same on the host and on the device (cosf/sinf exist in both).
+LGI_HD float cos_t(float x) { return cosf(x); }
+LGI_HD double cos_t(double x) { return cos(x); }
+LGI_HD float sin_t(float x) { return sinf(x); }
+LGI_HD double sin_t(double x) { return sin(x); }
+template <typename T>
+LGI_HD bool finite_t(T x) { return x - x == T(0); }  // false for inf and NaN (no -ffast-math anywhere)
+
+// Integer pixel box [j0, j1] x [i0, i1] (inclusive) of the pixel centres within the radius box
+// |px - x| <= r, |py - y| <= r, clipped to the image; empty when j0 > j1 or i0 > i1. Computed in double so
+// every backend (and the PyTorch reference, which does the same in float64) gets the same integers.
+struct PixBox {
+  int j0, j1, i0, i1;
+  LGI_HD bool empty() const { return j0 > j1 || i0 > i1; }
+};
+
+LGI_HD PixBox pixel_box(double x, double y, int radius, int height, int width) {
+  PixBox b;
+  if (radius <= 0) {
+    b.j0 = 0; b.j1 = -1; b.i0 = 0; b.i1 = -1;
+    return b;
+  }
+  const double r = static_cast<double>(radius);
+  double j0 = ceil(x - r - 0.5), j1 = floor(x + r - 0.5);
+  double i0 = ceil(y - r - 0.5), i1 = floor(y + r - 0.5);
+  // Clamp in double before converting: positions may be far off-screen.
+  j0 = j0 < 0.0 ? 0.0 : j0;
+  i0 = i0 < 0.0 ? 0.0 : i0;
+  j1 = j1 > width - 1.0 ? width - 1.0 : j1;
+  i1 = i1 > height - 1.0 ? height - 1.0 : i1;
+  if (j0 > j1 || i0 > i1 || j0 != j0 || i0 != i0) {  // also rejects NaN
+    b.j0 = 0; b.j1 = -1; b.i0 = 0; b.i1 = -1;
+    return b;
+  }
+  b.j0 = static_cast<int>(j0); b.j1 = static_cast<int>(j1);
+  b.i0 = static_cast<int>(i0); b.i1 = static_cast<int>(i1);
+  return b;
+}
+
+// Number of kTile x kTile tiles a box touches (0 when empty).
+LGI_HD int box_tiles(const PixBox& b) {
+  if (b.empty()) return 0;
+  return (b.j1 / kTile - b.j0 / kTile + 1) * (b.i1 / kTile - b.i0 / kTile + 1);
+}
+
+// The Mahalanobis form: q = (a*dx)*dx + ((2b)*dy)*dx + (c*dy)*dy, with b2dy = (2b)*dy and
+// cdy2 = (c*dy)*dy hoisted per row by the kernels. Keep this order: the reference writes it the same way.
+template <typename T>
+LGI_HD T q_form(T a, T dx, T b2dy, T cdy2) {
+  return (a * dx * dx + b2dy * dx) + cdy2;
+}
+
+// Projection of one Gaussian. Unit-square covariance Sigma = R diag(s1^2, s2^2) R^T with
+// R = [[cos, -sin], [sin, cos]]; pixel covariance A Sigma A with A = diag(W, H); conic = its inverse,
+// computed directly from 1/s^2 so that tiny scales stay accurate.
+template <typename T>
+struct Projected {
+  T px, py;      // pixel-space centre
+  T a, b, c;     // conic
+  int radius;    // 0 = culled
+  int tiles;     // tiles touched (with the given tile size)
+};
+
+template <typename T>
+LGI_HD Projected<T> project_one(T mx, T my, T s1, T s2, T theta, int height, int width, int tile) {
+  Projected<T> p;
+  const T W = static_cast<T>(width), H = static_cast<T>(height);
+  p.px = mx * W;
+  p.py = my * H;
+  const T cs = cos_t(theta), sn = sin_t(theta);
+  const T i1 = T(1) / (s1 * s1), i2 = T(1) / (s2 * s2);
+  const T m00 = cs * cs * i1 + sn * sn * i2;
+  const T m01 = cs * sn * (i1 - i2);
+  const T m11 = sn * sn * i1 + cs * cs * i2;
+  p.a = m00 / (W * W);
+  p.b = m01 / (W * H);
+  p.c = m11 / (H * H);
+  p.radius = 0;
+  p.tiles = 0;
+  const bool finite = finite_t(p.a) && finite_t(p.b) && finite_t(p.c) && finite_t(p.px) && finite_t(p.py);
+  if (!finite || s1 == T(0) || s2 == T(0)) return p;
+  // Largest eigenvalue of the pixel covariance, in double.
+  const double dc = cs, ds = sn, v1 = double(s1) * s1, v2 = double(s2) * s2;
+  const double sxx = double(width) * width * (dc * dc * v1 + ds * ds * v2);
+  const double syy = double(height) * height * (ds * ds * v1 + dc * dc * v2);
+  const double sxy = double(width) * height * dc * ds * (v1 - v2);
+  const double half = 0.5 * (sxx - syy);
+  const double lmax = 0.5 * (sxx + syy) + sqrt(half * half + sxy * sxy);
+  double r = ceil(kSigmas * sqrt(lmax > 0.0 ? lmax : 0.0));
+  if (!(r <= kMaxRadius)) r = kMaxRadius;  // also catches inf / NaN
+  if (r < 1.0) r = 1.0;
+  const PixBox box = pixel_box(double(p.px), double(p.py), static_cast<int>(r), height, width);
+  if (box.empty()) return p;
+  p.radius = static_cast<int>(r);
+  p.tiles = (box.j1 / tile - box.j0 / tile + 1) * (box.i1 / tile - box.i0 / tile + 1);
+  return p;
+}
+
+// Gradient of the projection of one Gaussian with respect to (mx, my, s1, s2, theta), given the gradients
+// of xys (gx, gy) and of the conic (ga, gb, gc).
+template <typename T>
+LGI_HD void project_one_backward(T s1, T s2, T theta, int height, int width, T gx, T gy, T ga, T gb, T gc,
+                                 T* g_mean, T* g_scale, T* g_theta) {
+  const T W = static_cast<T>(width), H = static_cast<T>(height);
+  g_mean[0] = gx * W;
+  g_mean[1] = gy * H;
+  const T cs = cos_t(theta), sn = sin_t(theta);
+  const T i1 = T(1) / (s1 * s1), i2 = T(1) / (s2 * s2);
+  const T d00 = ga / (W * W), d01 = gb / (W * H), d11 = gc / (H * H);
+  const T cc = cs * cs, ss = sn * sn, csn = cs * sn;
+  const T di1 = d00 * cc + d01 * csn + d11 * ss;
+  const T di2 = d00 * ss - d01 * csn + d11 * cc;
+  g_scale[0] = di1 * (T(-2) * i1 / s1);
+  g_scale[1] = di2 * (T(-2) * i2 / s2);
+  *g_theta = d00 * (T(2) * csn * (i2 - i1)) + d01 * ((cc - ss) * (i1 - i2)) + d11 * (T(2) * csn * (i1 - i2));
+}
+
+}  // namespace lgi
