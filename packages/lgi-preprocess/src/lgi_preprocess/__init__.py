@@ -38,7 +38,7 @@ _EXPORTS = {
     "make_montage": "lgi_preprocess.montage",
 }
 
-__all__ = [  # noqa: RUF022 - grouped by module, as _EXPORTS
+__all__ = [  # grouped by module, as _EXPORTS
     "__version__", "PreprocessError", "load_image", "as_rgb_float", "DEFAULT_BACKGROUND", "entropy_map",
     "gradient_map", "texture_map", "saliency_map", "slic_segments", "distance_map", "skeleton_map",
     "placement_map", "to_gray", "MAP_NAMES", "DEFAULT_WEIGHTS", "SlicGaussians", "generate_slic_gaussians",
