@@ -25,16 +25,16 @@ _SPECS: dict[str, dict] = {
     "cpu": {
         "name": "lgi_fused_ssim_cpu",
         "sources": ("ext.cpp", "ssim_cpu.cpp"),
-        "cflags": ["-O3", "-fopenmp"],
-        "cuda_cflags": [],
-        "ldflags": ["-fopenmp"],
+        "cflags": ("-O3", "-fopenmp"),
+        "cuda_cflags": (),
+        "ldflags": ("-fopenmp",),
     },
     "cuda": {
         "name": "lgi_fused_ssim_cuda",
         "sources": ("ext.cpp", "ssim_cuda.cu"),
-        "cflags": ["-O3", "-DLGI_FUSED_SSIM_CUDA"],
-        "cuda_cflags": ["-O3", "-DLGI_FUSED_SSIM_CUDA"],
-        "ldflags": [],
+        "cflags": ("-O3", "-DLGI_FUSED_SSIM_CUDA"),
+        "cuda_cflags": ("-O3", "-DLGI_FUSED_SSIM_CUDA"),
+        "ldflags": (),
     },
 }
 _HEADERS = ("ssim.h",)
@@ -147,12 +147,13 @@ def _compile(kind: str) -> ModuleType:
         _check_cuda_toolkit(cpp_extension)
     directory = build_directory(kind)
     directory.mkdir(parents=True, exist_ok=True)
+    # Fresh lists: load() appends to the flag lists it is given.
     return cpp_extension.load(
         name=spec["name"],
         sources=[str(_CSRC / s) for s in spec["sources"]],
-        extra_cflags=spec["cflags"],
-        extra_cuda_cflags=spec["cuda_cflags"] or None,
-        extra_ldflags=spec["ldflags"],
+        extra_cflags=list(spec["cflags"]),
+        extra_cuda_cflags=list(spec["cuda_cflags"]) or None,
+        extra_ldflags=list(spec["ldflags"]),
         extra_include_paths=[str(_CSRC)],
         build_directory=str(directory),
         with_cuda=kind == "cuda",

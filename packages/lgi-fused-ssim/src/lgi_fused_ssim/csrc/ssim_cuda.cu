@@ -5,9 +5,9 @@
 #include "ssim.h"
 
 #include <ATen/ATen.h>
-#include <ATen/cuda/CUDAContext.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAGuard.h>
+#include <c10/cuda/CUDAStream.h>  // not ATen/cuda/CUDAContext.h: that needs cuSPARSE/cuBLAS headers
 
 namespace lgi_fused_ssim {
 namespace {
@@ -234,7 +234,7 @@ std::vector<at::Tensor> ssim_forward_cuda(const at::Tensor& img1, const at::Tens
   at::Tensor row_sums = at::empty({planes * Ho}, opts.dtype(at::kDouble));
   at::Tensor mean = at::empty({}, opts);
 
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   ssim_forward_kernel<<<tile_grid(Ho, Wo, planes), dim3(kTileW, kTileH), 0, stream>>>(
       img1.data_ptr<float>(), img2.data_ptr<float>(), static_cast<int>(H), static_cast<int>(W),
       static_cast<int>(Ho), static_cast<int>(Wo), pad, map.data_ptr<float>(),
@@ -273,7 +273,7 @@ at::Tensor ssim_backward_cuda(const at::Tensor& img1, const at::Tensor& img2, co
               "dl_dmap must be [B, C, Ho, Wo] contiguous or a single element");
 
   at::Tensor grad = at::empty_like(img1);
-  cudaStream_t stream = at::cuda::getCurrentCUDAStream();
+  cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   ssim_backward_kernel<<<tile_grid(H, W, B * C), dim3(kTileW, kTileH), 0, stream>>>(
       img1.data_ptr<float>(), img2.data_ptr<float>(), dl_dmap.data_ptr<float>(), shared,
       dm_dmu1.data_ptr<float>(), dm_dsxx.data_ptr<float>(), dm_dsxy.data_ptr<float>(), static_cast<int>(H),
