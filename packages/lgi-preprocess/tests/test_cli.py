@@ -126,6 +126,16 @@ def test_same_stem_twice_is_refused(inputs, tmp_path):
     assert json.loads((tmp_path / "o" / "a.json").read_text())["source"]["path"] == str(inputs["a"].resolve())
 
 
+def test_progress_bar_over_images_and_maps(inputs, tmp_path):
+    res = CliRunner(env={"TTY_COMPATIBLE": "1", "COLUMNS": "100"}).invoke(
+        preprocess, [str(inputs["a"]), str(inputs["b"]), "-o", str(tmp_path / "o"), *FAST, "--maps",
+                     "entropy,distance"])
+    assert res.exit_code == 0, res.output
+    # the images bar ends at 2/2; the maps bar counts entropy, segments (a dependency) and distance
+    assert "images" in res.output and "2/2" in res.output
+    assert "b.png" in res.output and "3/3" in res.output
+
+
 def test_quiet_prints_nothing_on_success(inputs, tmp_path):
     res = _invoke(str(inputs["a"]), "-o", str(tmp_path / "o"), *FAST, "--maps", "entropy", "-q")
     assert res.exit_code == 0 and res.output == ""

@@ -106,6 +106,8 @@ def test_mode_skip(image_file, tmp_path, monkeypatch):
     run = pre.run(image_file, tmp_path, mode="skip")
     assert (run.status, run.reason) == ("skipped", "outputs exist") and _files(tmp_path) == before
     monkeypatch.undo()
+    (tmp_path / "scene.json").write_text("{ truncated")  # unreadable metadata is not trusted
+    assert pre.run(image_file, tmp_path, mode="skip").status == "written"
     (tmp_path / "scene_gradient.npy").unlink()  # incomplete outputs are not trusted
     assert pre.run(image_file, tmp_path, mode="skip").status == "written"
     assert (tmp_path / "scene_gradient.npy").exists()

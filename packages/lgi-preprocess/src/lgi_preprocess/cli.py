@@ -134,7 +134,7 @@ def preprocess(ctx: click.Context, images: tuple[str, ...], output: str, maps: s
     seen_stems: dict[str, str] = {}
     show_bar = not (quiet or as_json or mode == "prompt")  # a live bar would overwrite the questions
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, disable=not show_bar, transient=True)
+                        console=console, disable=not (show_bar and console.is_terminal), transient=True)
 
     def report_failure(path: str, message: str) -> None:
         console.print(f"lgi preprocess: error: {message}", markup=False)

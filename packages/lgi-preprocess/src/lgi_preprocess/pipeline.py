@@ -324,7 +324,7 @@ class ImagePreprocessor:
             return RunResult(str(src), "skipped", reason, outputs, _read_json(meta_path))
 
         reason = f"mode {mode}"
-        if mode == "skip" and complete:
+        if mode == "skip" and complete and _read_json(meta_path) is not None:
             return skipped("outputs exist")
         if mode == "update":
             old = _read_json(meta_path) if complete else None
