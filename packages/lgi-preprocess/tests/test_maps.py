@@ -92,6 +92,19 @@ def test_gradient_torch_path_matches_opencv(make_scene):
         np.testing.assert_allclose(gradient_map(one_row, use_gpu=True), gradient_map(one_row), atol=1e-5)
 
 
+@pytest.mark.cuda
+def test_gradient_on_cuda_matches_opencv(make_scene):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    import warnings
+
+    img = make_scene(128, 96)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # on a GPU there is no CPU-fallback warning
+        np.testing.assert_allclose(gradient_map(img, use_gpu=True), gradient_map(img), atol=1e-5)
+
+
 def test_gradient_use_gpu_without_torch_is_a_clear_error(monkeypatch, make_scene):
     monkeypatch.setitem(sys.modules, "torch", None)  # import torch → ImportError
     with pytest.raises(PreprocessError, match="needs PyTorch"):
