@@ -16,6 +16,10 @@ namespace lgi_fused_ssim {
 namespace {
 
 constexpr float kGauss[kWindow] = LGI_SSIM_GAUSS_TAPS;
+// Rows handed to an OpenMP thread at a time. Dynamic scheduling keeps a busy (shared) machine from
+// stalling the whole call on one descheduled thread; every row is computed the same way whichever
+// thread takes it, so the results do not depend on the schedule.
+constexpr int kRowsPerChunk = 4;
 
 // Each row kernel is compiled twice, for x86-64-v3 (AVX2 + FMA) and the baseline, and picked at
 // load time, so one cached build runs on any x86-64 machine and runs wide where it can.
@@ -36,22 +40,24 @@ __attribute__((always_inline)) inline void filter_row(const float* __restrict__ 
   }
 }
 
-// Per-thread scratch of the forward pass; the padded rows keep zero borders for their lifetime.
-struct ForwardScratch {
-  explicit ForwardScratch(int64_t wo)
-      : padded(static_cast<size_t>(5 * (wo + kWindow - 1)), 0.f), filtered(static_cast<size_t>(5 * wo)) {}
-  std::vector<float> padded;    // 5 x [Wo + 10]: vertical sums of x, y, xx, yy, xy, zero-padded
-  std::vector<float> filtered;  // 5 x [Wo]: the five moments of one output row
+// Per-thread scratch; the padded rows keep their zero borders for their whole lifetime.
+struct Scratch {
+  Scratch(int moments, int64_t padded_width, int64_t filtered_width, int64_t zero_width)
+      : padded(static_cast<size_t>(moments * padded_width), 0.f),
+        filtered(static_cast<size_t>(moments * filtered_width)),
+        zeros(static_cast<size_t>(zero_width), 0.f) {}
+  std::vector<float> padded;    // moments x [padded_width]: vertical sums, zero-padded for filter_row
+  std::vector<float> filtered;  // moments x [filtered_width]: the filtered output row
+  std::vector<float> zeros;     // stands in for rows outside the image, so every window has 11 rows
 };
 
-// One output row of one image plane. x, y: [H, W] planes; row0 = first input row of the window
-// (may be negative: rows outside [0, H) are zero). Writes map[Wo] and, when d_* are not null, the
-// partials; returns the row sum of the map in double.
+// One output row of one image plane. xr, yr: the kWindow input rows of the window (the zero row
+// where the window leaves the image). Writes map[Wo] and, when d_mu1 is not null, the partials;
+// returns the row sum of the map in double.
 LGI_ROW_KERNEL
-double forward_row(const float* __restrict__ x, const float* __restrict__ y, int64_t H, int64_t W,
-                   int64_t Wo, int64_t pad, int64_t row0, float* __restrict__ padded,
-                   float* __restrict__ filtered, float* __restrict__ map, float* __restrict__ d_mu1,
-                   float* __restrict__ d_sxx, float* __restrict__ d_sxy) {
+double forward_row(const float* const* xr, const float* const* yr, int64_t W, int64_t Wo, int64_t pad,
+                   float* __restrict__ padded, float* __restrict__ filtered, float* __restrict__ map,
+                   float* __restrict__ d_mu1, float* __restrict__ d_sxx, float* __restrict__ d_sxy) {
   const int64_t stride = Wo + kWindow - 1;
   // Input column c sits at padded index c + pad.
   float* __restrict__ vx = padded + pad;
@@ -59,49 +65,57 @@ double forward_row(const float* __restrict__ x, const float* __restrict__ y, int
   float* __restrict__ vxx = vy + stride;
   float* __restrict__ vyy = vxx + stride;
   float* __restrict__ vxy = vyy + stride;
-  for (int64_t j = 0; j < W; ++j) vx[j] = vy[j] = vxx[j] = vyy[j] = vxy[j] = 0.f;
-  for (int a = 0; a < kWindow; ++a) {
-    const int64_t r = row0 + a;
-    if (r < 0 || r >= H) continue;
-    const float w = kGauss[a];
-    const float* __restrict__ xr = x + r * W;
-    const float* __restrict__ yr = y + r * W;
-    for (int64_t j = 0; j < W; ++j) {
-      const float wx = w * xr[j];
-      const float wy = w * yr[j];
-      vx[j] += wx;
-      vy[j] += wy;
-      vxx[j] += wx * xr[j];
-      vyy[j] += wy * yr[j];
-      vxy[j] += wx * yr[j];
+  const float* x[kWindow];
+  const float* y[kWindow];
+  for (int a = 0; a < kWindow; ++a) x[a] = xr[a], y[a] = yr[a];
+  // Column-wise with the 11 taps unrolled: the five sums stay in registers.
+  for (int64_t j = 0; j < W; ++j) {
+    float sx = 0.f, sy = 0.f, sxx = 0.f, syy = 0.f, sxy = 0.f;
+#pragma GCC unroll 11
+    for (int a = 0; a < kWindow; ++a) {
+      const float xv = x[a][j], yv = y[a][j];
+      const float wx = kGauss[a] * xv, wy = kGauss[a] * yv;
+      sx += wx;
+      sy += wy;
+      sxx += wx * xv;
+      syy += wy * yv;
+      sxy += wx * yv;
     }
+    vx[j] = sx;
+    vy[j] = sy;
+    vxx[j] = sxx;
+    vyy[j] = syy;
+    vxy[j] = sxy;
   }
   for (int m = 0; m < 5; ++m) filter_row(padded + m * stride, filtered + m * Wo, Wo);
 
   const float* __restrict__ mu1 = filtered;
   const float* __restrict__ mu2 = filtered + Wo;
-  const float* __restrict__ sxx = filtered + 2 * Wo;
-  const float* __restrict__ syy = filtered + 3 * Wo;
-  const float* __restrict__ sxy = filtered + 4 * Wo;
-  for (int64_t j = 0; j < Wo; ++j) {
-    const float m1 = mu1[j], m2 = mu2[j];
-    const float a = 2.f * m1 * m2 + kC1;
-    const float b = 2.f * (sxy[j] - m1 * m2) + kC2;
-    const float c = m1 * m1 + m2 * m2 + kC1;
-    const float d = (sxx[j] - m1 * m1) + (syy[j] - m2 * m2) + kC2;
-    map[j] = (a * b) / (c * d);
-  }
-  if (d_mu1 != nullptr) {
+  const float* __restrict__ exx = filtered + 2 * Wo;
+  const float* __restrict__ eyy = filtered + 3 * Wo;
+  const float* __restrict__ exy = filtered + 4 * Wo;
+  // Both loops evaluate ssim with the same expression, so the map does not depend on `train`.
+  if (d_mu1 == nullptr) {
     for (int64_t j = 0; j < Wo; ++j) {
       const float m1 = mu1[j], m2 = mu2[j];
       const float a = 2.f * m1 * m2 + kC1;
-      const float b = 2.f * (sxy[j] - m1 * m2) + kC2;
-      const float c = m1 * m1 + m2 * m2 + kC1;
-      const float d = (sxx[j] - m1 * m1) + (syy[j] - m2 * m2) + kC2;
-      const float s = map[j];
-      const float inv_cd = 1.f / (c * d);
-      d_mu1[j] = 2.f * m2 * (b - a) * inv_cd + 2.f * m1 * s * (1.f / d - 1.f / c);
-      d_sxx[j] = -s / d;
+      const float b = 2.f * (exy[j] - m1 * m2) + kC2;
+      const float inv_c = 1.f / (m1 * m1 + m2 * m2 + kC1);
+      const float inv_d = 1.f / ((exx[j] - m1 * m1) + (eyy[j] - m2 * m2) + kC2);
+      map[j] = a * b * (inv_c * inv_d);
+    }
+  } else {
+    for (int64_t j = 0; j < Wo; ++j) {
+      const float m1 = mu1[j], m2 = mu2[j];
+      const float a = 2.f * m1 * m2 + kC1;
+      const float b = 2.f * (exy[j] - m1 * m2) + kC2;
+      const float inv_c = 1.f / (m1 * m1 + m2 * m2 + kC1);
+      const float inv_d = 1.f / ((exx[j] - m1 * m1) + (eyy[j] - m2 * m2) + kC2);
+      const float inv_cd = inv_c * inv_d;
+      const float s = a * b * inv_cd;
+      map[j] = s;
+      d_mu1[j] = 2.f * m2 * (b - a) * inv_cd + 2.f * m1 * s * (inv_d - inv_c);
+      d_sxx[j] = -s * inv_d;
       d_sxy[j] = 2.f * a * inv_cd;
     }
   }
@@ -111,42 +125,41 @@ double forward_row(const float* __restrict__ x, const float* __restrict__ y, int
   return sum;
 }
 
-// One row r of dL/dx for one plane. grad: rows of dL/dmap, row i at grad + i * grad_row_stride
-// (stride 0: one shared row); d_*: [Ho, Wo] partials; off = pad - kRadius * 2 maps row r / column c
-// of the image to the first map row / column of its window. padded: 3 x [W + 10] zero-bordered.
+// One row r of dL/dx for one plane. g, p1, p2, p3: the kWindow rows of dL/dmap and of the three
+// partials whose windows contain row r (zero rows outside the map). off = pad - 2 * kRadius maps
+// column c of the image to the first map column of its window. padded: 3 x [W + 10] zero-bordered.
 LGI_ROW_KERNEL
-void backward_row(const float* __restrict__ x, const float* __restrict__ y, int64_t W, int64_t Ho,
-                  int64_t Wo, int64_t off, int64_t r, const float* __restrict__ grad,
-                  int64_t grad_row_stride, const float* __restrict__ d_mu1, const float* __restrict__ d_sxx,
-                  const float* __restrict__ d_sxy, float* __restrict__ padded, float* __restrict__ filtered,
-                  float* __restrict__ out) {
+void backward_row(const float* __restrict__ xr, const float* __restrict__ yr, int64_t W, int64_t Wo,
+                  int64_t off, const float* const* g_rows, const float* const* p1_rows,
+                  const float* const* p2_rows, const float* const* p3_rows, float* __restrict__ padded,
+                  float* __restrict__ filtered, float* __restrict__ out) {
   const int64_t stride = W + kWindow - 1;
   // Map column j sits at padded index j - off.
   float* __restrict__ v1 = padded - off;
   float* __restrict__ v2 = v1 + stride;
   float* __restrict__ v3 = v2 + stride;
-  for (int64_t j = 0; j < Wo; ++j) v1[j] = v2[j] = v3[j] = 0.f;
-  for (int a = 0; a < kWindow; ++a) {
-    const int64_t i = r + off + a;
-    if (i < 0 || i >= Ho) continue;
-    const float w = kGauss[a];
-    const float* __restrict__ g = grad + i * grad_row_stride;
-    const float* __restrict__ p1 = d_mu1 + i * Wo;
-    const float* __restrict__ p2 = d_sxx + i * Wo;
-    const float* __restrict__ p3 = d_sxy + i * Wo;
-    for (int64_t j = 0; j < Wo; ++j) {
-      const float wg = w * g[j];
-      v1[j] += wg * p1[j];
-      v2[j] += wg * p2[j];
-      v3[j] += wg * p3[j];
+  const float* g[kWindow];
+  const float* p1[kWindow];
+  const float* p2[kWindow];
+  const float* p3[kWindow];
+  for (int a = 0; a < kWindow; ++a) g[a] = g_rows[a], p1[a] = p1_rows[a], p2[a] = p2_rows[a], p3[a] = p3_rows[a];
+  for (int64_t j = 0; j < Wo; ++j) {
+    float s1 = 0.f, s2 = 0.f, s3 = 0.f;
+#pragma GCC unroll 11
+    for (int a = 0; a < kWindow; ++a) {
+      const float wg = kGauss[a] * g[a][j];
+      s1 += wg * p1[a][j];
+      s2 += wg * p2[a][j];
+      s3 += wg * p3[a][j];
     }
+    v1[j] = s1;
+    v2[j] = s2;
+    v3[j] = s3;
   }
   for (int k = 0; k < 3; ++k) filter_row(padded + k * stride, filtered + k * W, W);
   const float* __restrict__ f1 = filtered;
   const float* __restrict__ f2 = filtered + W;
   const float* __restrict__ f3 = filtered + 2 * W;
-  const float* __restrict__ xr = x + r * W;
-  const float* __restrict__ yr = y + r * W;
   for (int64_t c = 0; c < W; ++c) out[c] = f1[c] + 2.f * xr[c] * f2[c] + yr[c] * f3[c];
 }
 
@@ -192,15 +205,23 @@ std::vector<at::Tensor> ssim_forward_cpu(const at::Tensor& img1, const at::Tenso
 
 #pragma omp parallel num_threads(at::get_num_threads())
   {
-    ForwardScratch scratch(Wo);
-#pragma omp for schedule(static)
+    Scratch scratch(5, Wo + kWindow - 1, Wo, W);
+    const float* xr[kWindow];
+    const float* yr[kWindow];
+#pragma omp for schedule(dynamic, kRowsPerChunk)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t plane = t / Ho, i = t % Ho;
-      const int64_t in_off = plane * H * W, out_off = plane * Ho * Wo + i * Wo;
-      row_sums[static_cast<size_t>(t)] = forward_row(
-          x + in_off, y + in_off, H, W, Wo, pad, i - pad, scratch.padded.data(), scratch.filtered.data(),
-          m + out_off, train ? p1 + out_off : nullptr, train ? p2 + out_off : nullptr,
-          train ? p3 + out_off : nullptr);
+      for (int a = 0; a < kWindow; ++a) {
+        const int64_t r = i - pad + a;  // input row of tap a; zero outside the image
+        const bool inside = r >= 0 && r < H;
+        xr[a] = inside ? x + (plane * H + r) * W : scratch.zeros.data();
+        yr[a] = inside ? y + (plane * H + r) * W : scratch.zeros.data();
+      }
+      const int64_t out_off = (plane * Ho + i) * Wo;
+      row_sums[static_cast<size_t>(t)] =
+          forward_row(xr, yr, W, Wo, pad, scratch.padded.data(), scratch.filtered.data(), m + out_off,
+                      train ? p1 + out_off : nullptr, train ? p2 + out_off : nullptr,
+                      train ? p3 + out_off : nullptr);
     }
   }
   double total = 0.0;
@@ -243,17 +264,28 @@ at::Tensor ssim_backward_cpu(const at::Tensor& img1, const at::Tensor& img2, con
 
 #pragma omp parallel num_threads(at::get_num_threads())
   {
-    std::vector<float> padded(static_cast<size_t>(3 * (W + kWindow - 1)), 0.f);
-    std::vector<float> filtered(static_cast<size_t>(3 * W));
+    Scratch scratch(3, W + kWindow - 1, W, Wo);
     std::vector<float> shared_row(shared ? static_cast<size_t>(Wo) : 0, shared_value);
-#pragma omp for schedule(static)
+    const float* g_rows[kWindow];
+    const float* p1_rows[kWindow];
+    const float* p2_rows[kWindow];
+    const float* p3_rows[kWindow];
+#pragma omp for schedule(dynamic, kRowsPerChunk)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t plane = t / H, r = t % H;
-      const int64_t map_off = plane * Ho * Wo;
-      const float* grows = shared ? shared_row.data() : g + map_off;
-      backward_row(x + plane * H * W, y + plane * H * W, W, Ho, Wo, off, r, grows, shared ? 0 : Wo,
-                   p1 + map_off, p2 + map_off, p3 + map_off, padded.data(), filtered.data(),
-                   out + plane * H * W + r * W);
+      for (int a = 0; a < kWindow; ++a) {
+        const int64_t i = r + off + a;  // map row of tap a; zero outside the map
+        const bool inside = i >= 0 && i < Ho;
+        const int64_t row_off = (plane * Ho + i) * Wo;
+        const float* zero = scratch.zeros.data();
+        g_rows[a] = !inside ? zero : shared ? shared_row.data() : g + row_off;
+        p1_rows[a] = inside ? p1 + row_off : zero;
+        p2_rows[a] = inside ? p2 + row_off : zero;
+        p3_rows[a] = inside ? p3 + row_off : zero;
+      }
+      const int64_t img_off = (plane * H + r) * W;
+      backward_row(x + img_off, y + img_off, W, Wo, off, g_rows, p1_rows, p2_rows, p3_rows,
+                   scratch.padded.data(), scratch.filtered.data(), out + img_off);
     }
   }
   return grad;
