@@ -62,12 +62,17 @@ def _cpu_isa_flags() -> list[str]:
     except OSError:
         return []
     lines = re.findall(r"^flags\s*:\s*(.*)$", text, flags=re.MULTILINE)
-    return ["-mavx2"] if lines and "avx2" in lines[0].split() else []
+    flags = set(lines[0].split()) if lines else set()
+    # The kernels work on 16-float rows: one AVX-512 register (about 2x faster than AVX2 here).
+    avx512 = ["avx512f", "avx512dq", "avx512vl", "avx512bw"]
+    if all(f in flags for f in avx512):
+        return ["-m" + f for f in avx512]
+    return ["-mavx2"] if "avx2" in flags else []
 
 
 def _cpu_cflags() -> list[str]:
     # -ffp-contract=off: no fused multiply-adds, so q (common.h: q_form) rounds exactly like the reference.
-    return ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", *_cpu_isa_flags()]
+    return ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-Wno-psabi", *_cpu_isa_flags()]
 
 
 def _cuda_arch() -> str:

@@ -59,13 +59,13 @@ Tensor empty_i32(const Tensor& like, at::IntArrayRef size) {
   return torch::empty(size, like.options().dtype(torch::kInt32));
 }
 
-// Outputs of the forward that the backward needs: [out, gauss_offsets, tile_offsets, list_gid, list_slot,
-// sel, wsum] (the unused ones are empty).
-std::vector<Tensor> forward_outputs(const Tensor& xys, int64_t n, int64_t height, int64_t width, int64_t c,
-                                    int64_t mode, int64_t k) {
+// [out [H,W,C], sel [H,W,K], wsel [H,W,K], wsum [H,W]]; the last three only in top-K mode (else empty).
+std::vector<Tensor> forward_outputs(const Tensor& xys, int64_t height, int64_t width, int64_t c, int64_t mode,
+                                    int64_t k) {
   const bool topk = mode == lgi::kModeTopk;
   return {torch::empty({height, width, c}, xys.options()),
           topk ? empty_i32(xys, {height, width, k}) : empty_i32(xys, {0}),
+          topk ? torch::empty({height, width, k}, xys.options()) : torch::empty({0}, xys.options()),
           topk ? torch::empty({height, width}, xys.options()) : torch::empty({0}, xys.options())};
 }
 
@@ -145,7 +145,7 @@ std::vector<Tensor> rasterize_forward(const Tensor& xys, const Tensor& radii, co
   const int64_t n = xys.size(0), c = colors.size(1);
   const int64_t num_tiles = int64_t(lgi::tiles_x(int(width))) * lgi::tiles_y(int(height));
   Tensor goff = empty_i32(xys, {n + 1}), toff = empty_i32(xys, {num_tiles + 1});
-  std::vector<Tensor> fo = forward_outputs(xys, n, height, width, c, mode, k);
+  std::vector<Tensor> fo = forward_outputs(xys, height, width, c, mode, k);
   Tensor gid, slot;
   AT_DISPATCH_FLOATING_TYPES(xys.scalar_type(), "rasterize_forward", [&] {
     auto a = make_args<scalar_t>(xys, radii, conics, colors, opacities, height, width, mode, k, nthreads);
@@ -158,9 +158,10 @@ std::vector<Tensor> rasterize_forward(const Tensor& xys, const Tensor& radii, co
     lgi::bin_fill_cpu(a, goff.data_ptr<int32_t>(), toff.data_ptr<int32_t>(), gid.data_ptr<int32_t>(),
                       slot.data_ptr<int32_t>());
     lgi::rasterize_forward_cpu(a, toff.data_ptr<int32_t>(), gid.data_ptr<int32_t>(), fo[0].data_ptr<scalar_t>(),
-                               ptr_or_null<int32_t>(fo[1]), ptr_or_null<scalar_t>(fo[2]));
+                               ptr_or_null<int32_t>(fo[1]), ptr_or_null<scalar_t>(fo[2]),
+                               ptr_or_null<scalar_t>(fo[3]));
   });
-  return {fo[0], goff, toff, gid, slot, fo[1], fo[2]};
+  return {fo[0], goff, toff, gid, slot, fo[1], fo[2], fo[3]};
 }
 
 std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, const Tensor& conics,
@@ -168,8 +169,8 @@ std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, c
                                        int64_t width, int64_t mode, int64_t k, const Tensor& gauss_offsets,
                                        const Tensor& tile_offsets, const Tensor& list_gid,
                                        const Tensor& list_slot, const Tensor& grad_out, const Tensor& out,
-                                       const Tensor& sel, const Tensor& wsum, bool need_geom, bool need_col,
-                                       bool need_opac, int64_t nthreads) {
+                                       const Tensor& sel, const Tensor& wsel, const Tensor& wsum, bool need_geom,
+                                       bool need_col, bool need_opac, int64_t nthreads) {
   check_float(grad_out, "grad_out", xys);
   const int64_t n = xys.size(0), c = colors.size(1);
   std::vector<Tensor> g = grad_outputs(xys, n, c, need_geom, need_col, need_opac && opacities.numel() > 0);
@@ -179,6 +180,7 @@ std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, c
                                 tile_offsets.data_ptr<int32_t>(), list_gid.data_ptr<int32_t>(),
                                 list_slot.data_ptr<int32_t>(), grad_out.data_ptr<scalar_t>(),
                                 out.data_ptr<scalar_t>(), sel.numel() ? sel.data_ptr<int32_t>() : nullptr,
+                                wsel.numel() ? wsel.data_ptr<scalar_t>() : nullptr,
                                 wsum.numel() ? wsum.data_ptr<scalar_t>() : nullptr, ptr_or_null<scalar_t>(g[0]),
                                 ptr_or_null<scalar_t>(g[1]), ptr_or_null<scalar_t>(g[2]),
                                 ptr_or_null<scalar_t>(g[3]));
@@ -190,11 +192,11 @@ std::vector<Tensor> no_tiles_forward(const Tensor& xys, const Tensor& radii, con
                                      const Tensor& colors, const Tensor& opacities, int64_t height, int64_t width,
                                      int64_t mode, int64_t k, int64_t nthreads) {
   check_raster_inputs(xys, radii, conics, colors, opacities, height, width, mode, k);
-  std::vector<Tensor> fo = forward_outputs(xys, xys.size(0), height, width, colors.size(1), mode, k);
+  std::vector<Tensor> fo = forward_outputs(xys, height, width, colors.size(1), mode, k);
   AT_DISPATCH_FLOATING_TYPES(xys.scalar_type(), "no_tiles_forward", [&] {
     auto a = make_args<scalar_t>(xys, radii, conics, colors, opacities, height, width, mode, k, nthreads);
     lgi::rasterize_no_tiles_forward_cpu(a, fo[0].data_ptr<scalar_t>(), ptr_or_null<int32_t>(fo[1]),
-                                        ptr_or_null<scalar_t>(fo[2]));
+                                        ptr_or_null<scalar_t>(fo[2]), ptr_or_null<scalar_t>(fo[3]));
   });
   return fo;
 }
@@ -202,8 +204,8 @@ std::vector<Tensor> no_tiles_forward(const Tensor& xys, const Tensor& radii, con
 std::vector<Tensor> no_tiles_backward(const Tensor& xys, const Tensor& radii, const Tensor& conics,
                                       const Tensor& colors, const Tensor& opacities, int64_t height,
                                       int64_t width, int64_t mode, int64_t k, const Tensor& grad_out,
-                                      const Tensor& out, const Tensor& sel, const Tensor& wsum, bool need_geom,
-                                      bool need_col, bool need_opac, int64_t nthreads) {
+                                      const Tensor& out, const Tensor& sel, const Tensor& wsel, const Tensor& wsum,
+                                      bool need_geom, bool need_col, bool need_opac, int64_t nthreads) {
   check_float(grad_out, "grad_out", xys);
   const int64_t n = xys.size(0), c = colors.size(1);
   std::vector<Tensor> g = grad_outputs(xys, n, c, need_geom, need_col, need_opac && opacities.numel() > 0);
@@ -211,6 +213,7 @@ std::vector<Tensor> no_tiles_backward(const Tensor& xys, const Tensor& radii, co
     auto a = make_args<scalar_t>(xys, radii, conics, colors, opacities, height, width, mode, k, nthreads);
     lgi::rasterize_no_tiles_backward_cpu(a, grad_out.data_ptr<scalar_t>(), out.data_ptr<scalar_t>(),
                                          sel.numel() ? sel.data_ptr<int32_t>() : nullptr,
+                                         wsel.numel() ? wsel.data_ptr<scalar_t>() : nullptr,
                                          wsum.numel() ? wsum.data_ptr<scalar_t>() : nullptr,
                                          ptr_or_null<scalar_t>(g[0]), ptr_or_null<scalar_t>(g[1]),
                                          ptr_or_null<scalar_t>(g[2]), ptr_or_null<scalar_t>(g[3]));
@@ -318,10 +321,10 @@ std::vector<Tensor> rasterize_forward(const Tensor& xys, const Tensor& radii, co
   const Tensor tile_ids = sorted_keys.bitwise_right_shift(32);
   const Tensor toff = torch::searchsorted(tile_ids, torch::arange(num_tiles + 1, tile_ids.options()),
                                           /*out_int32=*/true);
-  std::vector<Tensor> fo = forward_outputs(xys, n, height, width, c, mode, k);
+  std::vector<Tensor> fo = forward_outputs(xys, height, width, c, mode, k);
   lgi::cuda_forward(a, toff.data_ptr<int32_t>(), list_gid.data_ptr<int32_t>(), fo[0].data_ptr<float>(),
-                    ptr_or_null<int32_t>(fo[1]), ptr_or_null<float>(fo[2]), stream);
-  return {fo[0], goff, toff, list_gid, list_slot, fo[1], fo[2]};
+                    ptr_or_null<int32_t>(fo[1]), ptr_or_null<float>(fo[2]), ptr_or_null<float>(fo[3]), stream);
+  return {fo[0], goff, toff, list_gid, list_slot, fo[1], fo[2], fo[3]};
 }
 
 std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, const Tensor& conics,
@@ -329,8 +332,8 @@ std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, c
                                        int64_t width, int64_t mode, int64_t k, const Tensor& gauss_offsets,
                                        const Tensor& tile_offsets, const Tensor& list_gid,
                                        const Tensor& list_slot, const Tensor& grad_out, const Tensor& out,
-                                       const Tensor& sel, const Tensor& wsum, bool need_geom, bool need_col,
-                                       bool need_opac, int64_t /*nthreads*/) {
+                                       const Tensor& sel, const Tensor& wsel, const Tensor& wsum, bool need_geom,
+                                       bool need_col, bool need_opac, int64_t /*nthreads*/) {
   check_cuda_float(grad_out, "grad_out");
   const c10::cuda::CUDAGuard guard(xys.device());
   const int64_t n = xys.size(0), c = colors.size(1), m = list_gid.numel();
@@ -339,8 +342,8 @@ std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, c
   const auto a = make_cuda_args(xys, radii, conics, colors, opacities, height, width, mode, k);
   lgi::cuda_backward(a, m, gauss_offsets.data_ptr<int64_t>(), tile_offsets.data_ptr<int32_t>(),
                      list_gid.data_ptr<int32_t>(), list_slot.data_ptr<int32_t>(), grad_out.data_ptr<float>(),
-                     out.data_ptr<float>(), ptr_or_null<const int32_t>(sel), ptr_or_null<const float>(wsum),
-                     partials.data_ptr<float>(), ptr_or_null<float>(g[0]), ptr_or_null<float>(g[1]),
+                     out.data_ptr<float>(), ptr_or_null<const int32_t>(sel), ptr_or_null<const float>(wsel),
+                     ptr_or_null<const float>(wsum), partials.data_ptr<float>(), ptr_or_null<float>(g[0]), ptr_or_null<float>(g[1]),
                      ptr_or_null<float>(g[2]), ptr_or_null<float>(g[3]), stream_of(xys));
   return g;
 }
@@ -351,25 +354,26 @@ std::vector<Tensor> no_tiles_forward(const Tensor& xys, const Tensor& radii, con
   check_cuda_float(xys, "xys");
   check_raster_inputs(xys, radii, conics, colors, opacities, height, width, mode, k);
   const c10::cuda::CUDAGuard guard(xys.device());
-  std::vector<Tensor> fo = forward_outputs(xys, xys.size(0), height, width, colors.size(1), mode, k);
+  std::vector<Tensor> fo = forward_outputs(xys, height, width, colors.size(1), mode, k);
   const auto a = make_cuda_args(xys, radii, conics, colors, opacities, height, width, mode, k);
   lgi::cuda_no_tiles_forward(a, fo[0].data_ptr<float>(), ptr_or_null<int32_t>(fo[1]), ptr_or_null<float>(fo[2]),
-                             stream_of(xys));
+                             ptr_or_null<float>(fo[3]), stream_of(xys));
   return fo;
 }
 
 std::vector<Tensor> no_tiles_backward(const Tensor& xys, const Tensor& radii, const Tensor& conics,
                                       const Tensor& colors, const Tensor& opacities, int64_t height,
                                       int64_t width, int64_t mode, int64_t k, const Tensor& grad_out,
-                                      const Tensor& out, const Tensor& sel, const Tensor& wsum, bool need_geom,
-                                      bool need_col, bool need_opac, int64_t /*nthreads*/) {
+                                      const Tensor& out, const Tensor& sel, const Tensor& wsel, const Tensor& wsum,
+                                      bool need_geom, bool need_col, bool need_opac, int64_t /*nthreads*/) {
   check_cuda_float(grad_out, "grad_out");
   const c10::cuda::CUDAGuard guard(xys.device());
   const int64_t n = xys.size(0), c = colors.size(1);
   std::vector<Tensor> g = grad_outputs(xys, n, c, need_geom, need_col, need_opac && opacities.numel() > 0);
   const auto a = make_cuda_args(xys, radii, conics, colors, opacities, height, width, mode, k);
   lgi::cuda_no_tiles_backward(a, grad_out.data_ptr<float>(), out.data_ptr<float>(),
-                              ptr_or_null<const int32_t>(sel), ptr_or_null<const float>(wsum),
+                              ptr_or_null<const int32_t>(sel), ptr_or_null<const float>(wsel),
+                              ptr_or_null<const float>(wsum),
                               ptr_or_null<float>(g[0]), ptr_or_null<float>(g[1]), ptr_or_null<float>(g[2]),
                               ptr_or_null<float>(g[3]), stream_of(xys));
   return g;

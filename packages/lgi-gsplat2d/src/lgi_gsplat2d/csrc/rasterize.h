@@ -45,27 +45,27 @@ template <typename T>
 void bin_fill_cpu(const RasterArgs<T>& a, const int32_t* gauss_offsets, const int32_t* tile_offsets,
                   int32_t* list_gid, int32_t* list_slot);
 
-// Forward. out [H,W,C]; top-K mode also writes sel [H,W,K] (list entries, ascending q, -1 padded) and
-// wsum [H,W] (sum of the selected weights).
+// Forward. out [H,W,C]; top-K mode also writes sel [H,W,K] (list entries, ascending q, -1 padded), wsel
+// [H,W,K] (their weights, 0 padded) and wsum [H,W] (sum of the selected weights).
 template <typename T>
 void rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* tile_offsets, const int32_t* list_gid,
-                           T* out, int32_t* sel, T* wsum);
+                           T* out, int32_t* sel, T* wsel, T* wsum);
 
-// Backward. grad_out [H,W,C], out [H,W,C], sel and wsum from the forward (top-K). Outputs (null = not
+// Backward. grad_out [H,W,C], out [H,W,C], sel, wsel and wsum from the forward (top-K). Outputs (null = not
 // needed): grad_xys [N,2], grad_conics [N,3] (both or neither), grad_colors [N,C], grad_opacities [N].
 template <typename T>
 void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* gauss_offsets,
                             const int32_t* tile_offsets, const int32_t* list_gid, const int32_t* list_slot,
-                            const T* grad_out, const T* out, const int32_t* sel, const T* wsum, T* grad_xys,
-                            T* grad_conics, T* grad_colors, T* grad_opacities);
+                            const T* grad_out, const T* out, const int32_t* sel, const T* wsel, const T* wsum,
+                            T* grad_xys, T* grad_conics, T* grad_colors, T* grad_opacities);
 
 // Untiled variant: every pixel visits every Gaussian (sel holds Gaussian indices), same outputs.
 template <typename T>
-void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel, T* wsum);
+void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel, T* wsel, T* wsum);
 
 template <typename T>
 void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, const T* out, const int32_t* sel,
-                                     const T* wsum, T* grad_xys, T* grad_conics, T* grad_colors,
+                                     const T* wsel, const T* wsum, T* grad_xys, T* grad_conics, T* grad_colors,
                                      T* grad_opacities);
 
 #if defined(LGI_WITH_CUDA)
@@ -88,18 +88,18 @@ void cuda_count(const CudaRaster& a, const int32_t* num_tiles_hit, int32_t* coun
 // exclusive scan of the counts), so an intersection's position is its slot. ext.cpp sorts the keys (they are
 // unique, so the order is deterministic); the sort permutation is list_slot and searchsorted gives the tiles.
 void cuda_emit(const CudaRaster& a, const int64_t* gauss_offsets, int64_t* keys, void* stream);
-// Forward: out [H,W,C], sel [H,W,K], wsum [H,W]; list_gid [M] = Gaussian of each sorted entry.
+// Forward: out [H,W,C], sel [H,W,K], wsel [H,W,K], wsum [H,W]; list_gid [M] = Gaussian of each entry.
 void cuda_forward(const CudaRaster& a, const int32_t* tile_offsets, const int32_t* list_gid, float* out,
-                  int32_t* sel, float* wsum, void* stream);
+                  int32_t* sel, float* wsel, float* wsum, void* stream);
 // Backward: partials [M, 6 + C] per slot, then per-Gaussian reduction.
 void cuda_backward(const CudaRaster& a, int64_t m, const int64_t* gauss_offsets, const int32_t* tile_offsets,
                    const int32_t* list_gid, const int32_t* list_slot, const float* grad_out, const float* out,
-                   const int32_t* sel, const float* wsum, float* partials, float* grad_xys, float* grad_conics,
-                   float* grad_colors, float* grad_opacities, void* stream);
-void cuda_no_tiles_forward(const CudaRaster& a, float* out, int32_t* sel, float* wsum, void* stream);
+                   const int32_t* sel, const float* wsel, const float* wsum, float* partials, float* grad_xys,
+                   float* grad_conics, float* grad_colors, float* grad_opacities, void* stream);
+void cuda_no_tiles_forward(const CudaRaster& a, float* out, int32_t* sel, float* wsel, float* wsum, void* stream);
 void cuda_no_tiles_backward(const CudaRaster& a, const float* grad_out, const float* out, const int32_t* sel,
-                            const float* wsum, float* grad_xys, float* grad_conics, float* grad_colors,
-                            float* grad_opacities, void* stream);
+                            const float* wsel, const float* wsum, float* grad_xys, float* grad_conics,
+                            float* grad_colors, float* grad_opacities, void* stream);
 #endif
 
 }  // namespace lgi

@@ -15,7 +15,12 @@
 #include <cstring>
 #include <limits>
 #include <stdexcept>
+#include <type_traits>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 #include "common.h"
 #include "rasterize.h"
@@ -25,14 +30,57 @@ namespace {
 
 constexpr int kStats = 6;  // S_x, S_y, S_xx, S_xy, S_yy, S_0
 
-// exp(x) for x <= 0, relative error below 4e-7: exp(x) = 2^n * 2^f, n = round(x log2 e), |f| <= 1/2,
-// 2^f by its Taylor series to degree 6. Branch-free so the 16-wide loops vectorise; NaN and x < -87
-// return exp(-87) (such lanes are always masked by the caller).
+// The 16-lane vectors below must stay in registers: an out-of-line call passes them through memory
+// (4x slower where the vector unit is narrower than 16 floats, e.g. AVX2).
+#define LGI_INLINE inline __attribute__((always_inline))
+
+// A tile row as one GCC vector of kTile lanes; the compiler lowers it to the machine's vector width
+// (AVX2 / AVX-512 / SSE). Explicit vectors rather than auto-vectorisation: the exp below only vectorises
+// reliably this way. Lanes are reduced in lane order, so results never depend on the vector width.
+template <typename T>
+struct Lanes;
+template <>
+struct Lanes<float> {
+  typedef float V __attribute__((vector_size(kTile * sizeof(float))));
+  typedef int32_t M __attribute__((vector_size(kTile * sizeof(int32_t))));
+};
+template <>
+struct Lanes<double> {
+  typedef double V __attribute__((vector_size(kTile * sizeof(double))));
+  typedef int64_t M __attribute__((vector_size(kTile * sizeof(int64_t))));
+};
+template <typename T>
+using VecT = typename Lanes<T>::V;
+template <typename T>
+using MaskT = typename Lanes<T>::M;
+
+template <typename T>
+LGI_INLINE VecT<T> splat(T x) {
+  return VecT<T>{} + x;
+}
+
+template <typename T>
+LGI_INLINE MaskT<T> lane_index() {
+  MaskT<T> m;
+  for (int l = 0; l < kTile; ++l) m[l] = l;
+  return m;
+}
+
+template <typename T>
+LGI_INLINE T hsum(VecT<T> v) {
+  T s = T(0);
+  for (int l = 0; l < kTile; ++l) s += v[l];
+  return s;
+}
+
+// exp(x) for x <= 0, relative error below 4e-7: exp(x) = 2^n e^f, n = round(x log2 e), |f| <= ln2 / 2,
+// e^f by its Taylor series to degree 6. NaN and x < -87 give exp(-87) (such lanes are masked by the
+// callers). The scalar and vector forms perform the same IEEE operations, so they agree bit for bit.
 inline float exp_neg(float x) {
   x = x > -87.0f ? x : -87.0f;
   const float t = x * 1.44269504088896341f;
   const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23 trick)
-  const float f = (t - n) * 0.693147180559945309f;  // 2^(t-n) = e^f, |f| <= 0.347
+  const float f = (t - n) * 0.693147180559945309f;
   float p = 1.0f / 720.0f;
   p = p * f + 1.0f / 120.0f;
   p = p * f + 1.0f / 24.0f;
@@ -47,6 +95,29 @@ inline float exp_neg(float x) {
 }
 
 inline double exp_neg(double x) { return std::exp(x); }
+
+LGI_INLINE VecT<float> exp_neg(VecT<float> x) {
+  using V = VecT<float>;
+  using M = MaskT<float>;
+  x = x > -87.0f ? x : splat(-87.0f);
+  const V t = x * 1.44269504088896341f;
+  const V n = (t + 12582912.0f) - 12582912.0f;
+  const V f = (t - n) * 0.693147180559945309f;
+  V p = splat(1.0f / 720.0f);
+  p = p * f + 1.0f / 120.0f;
+  p = p * f + 1.0f / 24.0f;
+  p = p * f + 1.0f / 6.0f;
+  p = p * f + 0.5f;
+  p = p * f + 1.0f;
+  p = p * f + 1.0f;
+  const M bits = (__builtin_convertvector(n, M) + 127) << 23;
+  return p * (V)bits;  // GCC vector cast: reinterpret the bits
+}
+
+LGI_INLINE VecT<double> exp_neg(VecT<double> x) {
+  for (int l = 0; l < kTile; ++l) x[l] = std::exp(x[l]);
+  return x;
+}
 
 // q <= 9  <=>  q < lim9 (one comparison serves both the cutoff and, once full, the K-th best).
 template <typename T>
@@ -73,27 +144,69 @@ struct Gauss {
         c(r.conics[3 * g + 2]) {}
 };
 
-// Row of 16 lanes starting at column j0: weights w[l] (0 outside [la, lb] or beyond the cutoff); also q.
+// q of a row of 16 lanes (pixel centres px) at vertical offset dy; dx is returned too. Same operation
+// order as q_form.
 template <typename T>
-inline void row_weights(const Gauss<T>& G, const T* px, T dy, int la, int lb, T* q, T* w) {
+LGI_INLINE VecT<T> row_q(const Gauss<T>& G, VecT<T> px, T dy, VecT<T>* dx) {
   const T b2dy = G.b2 * dy, cdy2 = G.c * dy * dy;
-  for (int l = 0; l < kTile; ++l) {
-    const T dx = px[l] - G.x;
-    q[l] = q_form(G.a, dx, b2dy, cdy2);
-    const bool in = (l >= la) & (l <= lb) & (q[l] <= T(kCutoff));
-    const T ex = exp_neg(T(-0.5) * q[l]);
-    w[l] = in ? ex : T(0);
-  }
+  const VecT<T> d = px - G.x;
+  *dx = d;
+  return (G.a * d * d + b2dy * d) + cdy2;
 }
 
+// Weights of a row: exp(-q/2) on lanes in [la, lb] with q <= 9, else 0.
 template <typename T>
-inline void row_q(const Gauss<T>& G, const T* px, T dy, T* q) {
-  const T b2dy = G.b2 * dy, cdy2 = G.c * dy * dy;
-  for (int l = 0; l < kTile; ++l) {
-    const T dx = px[l] - G.x;
-    q[l] = q_form(G.a, dx, b2dy, cdy2);
-  }
+LGI_INLINE VecT<T> row_weights(VecT<T> q, MaskT<T> lane, int la, int lb) {
+  const MaskT<T> in = (lane >= la) & (lane <= lb) & (q <= T(kCutoff));
+  return in ? exp_neg(T(-0.5) * q) : VecT<T>{};
 }
+
+// Bit l set where lane l of the mask is set.
+LGI_INLINE uint32_t lane_bits(MaskT<float> m) {
+#if defined(__AVX512F__)
+  __m512i v;
+  std::memcpy(&v, &m, sizeof(v));
+  return _mm512_cmpneq_epi32_mask(v, _mm512_setzero_si512());
+#else
+  uint32_t bits = 0;
+  for (int l = 0; l < kTile; ++l) bits |= uint32_t(m[l] != 0) << l;
+  return bits;
+#endif
+}
+
+LGI_INLINE uint32_t lane_bits(MaskT<double> m) {
+  uint32_t bits = 0;
+  for (int l = 0; l < kTile; ++l) bits |= uint32_t(m[l] != 0) << l;
+  return bits;
+}
+
+// Conservative row test of one (tile, Gaussian) pair: skip(dy) is true only when no lane in [la, lb] of
+// that row can have q <= 9, judged from the continuous minimum of q over the row's dx range (in double,
+// with a margin far above float rounding). Skipped rows would only add zeros, so skipping never changes a
+// result; it saves the rows of the radius box that the ellipse does not reach. (Measured: worth it in the
+// sum backward, whose rows are expensive; a net loss in the cheaper forward rows.)
+template <typename T>
+struct RowTest {
+  double a, b, c, dxlo, dxhi, dxm;
+  bool active;
+  RowTest(const Gauss<T>& G, VecT<T> px, int la, int lb) {
+    a = G.a;
+    b = 0.5 * double(G.b2);
+    c = G.c;
+    dxlo = double(px[la] - G.x);  // the lanes' own dx values bound every lane's dx
+    dxhi = double(px[lb] - G.x);
+    dxm = std::max(std::fabs(dxlo), std::fabs(dxhi));
+    active = a > 0.0 && std::isfinite(a) && std::isfinite(b) && std::isfinite(c) && std::isfinite(dxm);
+  }
+  bool skip(T dy_t) const {
+    if (!active) return false;
+    const double dy = dy_t;
+    const double xc = std::min(std::max(-b * dy / a, dxlo), dxhi);
+    const double qmin = (a * xc + 2.0 * b * dy) * xc + c * dy * dy;
+    const double scale = a * dxm * dxm + 2.0 * std::fabs(b) * dxm * std::fabs(dy) + c * dy * dy;
+    return qmin > kCutoff + 1e-3 + 1e-5 * scale;
+  }
+};
 
 // Insert (q, id) into the ascending list of pixel p (caller checked q < lim[p]). Equal q keep the earlier
 // (lower-index) entry first, and a full list rejects a q equal to its K-th, so ties favour lower indices.
@@ -114,6 +227,50 @@ inline void topk_insert(T* qs, int32_t* ids, int& cnt, T& lim, int k, T q, int32
   ids[pos] = id;
   if (cnt == k) lim = qs[k - 1];
 }
+
+// Same for candidates arriving in any order: the list is kept sorted by (q, id), so the K kept are the K
+// smallest q with ties to the lower id whatever the arrival order.
+template <typename T>
+inline void topk_insert_lex(T* qs, int32_t* ids, int& cnt, int k, T q, int32_t id) {
+  int pos = cnt < k ? cnt++ : k - 1;
+  while (pos > 0 && (qs[pos - 1] > q || (qs[pos - 1] == q && ids[pos - 1] > id))) {
+    qs[pos] = qs[pos - 1];
+    ids[pos] = ids[pos - 1];
+    --pos;
+  }
+  qs[pos] = q;
+  ids[pos] = id;
+}
+
+#if defined(__AVX512F__)
+constexpr int kSimdK = 16;  // lists of up to 16 entries live in one AVX-512 register pair
+
+// topk_insert_lex for K <= 16 on 16-entry lists padded with +inf, without branches: the entries before
+// the new one are those smaller in (q, id); the rest shift one lane up (lane 15 drops off). Returns the
+// pixel's new acceptance limit.
+LGI_INLINE float topk_insert16(float* qs, int32_t* ids, int& cnt, int k, float q, int32_t id, float lim) {
+  const __m512 vq = _mm512_loadu_ps(qs);
+  const __m512i vi = _mm512_loadu_si512(ids);
+  const __m512 nq = _mm512_set1_ps(q);
+  const __m512i ni = _mm512_set1_epi32(id);
+  const __mmask16 valid = static_cast<__mmask16>((1u << k) - 1u);
+  const __mmask16 before = valid & (_mm512_cmp_ps_mask(vq, nq, _CMP_LT_OQ) |
+                                    (_mm512_cmp_ps_mask(vq, nq, _CMP_EQ_OQ) & _mm512_cmplt_epi32_mask(vi, ni)));
+  const int pos = __builtin_popcount(before);
+  if (pos >= k) return lim;  // a tie with a lower id already in a full list
+  const __m512i up = _mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0);
+  const __mmask16 after = static_cast<__mmask16>(0xFFFFu << pos);
+  const __mmask16 here = static_cast<__mmask16>(1u << pos);
+  __m512 q2 = _mm512_mask_permutexvar_ps(vq, after, up, vq);
+  __m512i i2 = _mm512_mask_permutexvar_epi32(vi, after, up, vi);
+  q2 = _mm512_mask_mov_ps(q2, here, nq);
+  i2 = _mm512_mask_mov_epi32(i2, here, ni);
+  _mm512_storeu_ps(qs, q2);
+  _mm512_storeu_si512(ids, i2);
+  if (cnt < k) ++cnt;
+  return cnt == k ? qs[k - 1] : lim;
+}
+#endif
 
 // Turn a Gaussian's summed moments into gradients (see the file comment). S has kStats + C entries.
 template <typename T>
@@ -147,12 +304,20 @@ struct TileGeom {
 // ------------------------------------------------------------------------------------------------ forward
 
 template <typename T>
-void forward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox* boxes, const int32_t* gid,
-                      int32_t e0, int32_t e1, T* acc, T* col, T* out) {
-  const int C = a.channels;
-  std::fill(acc, acc + static_cast<size_t>(C) * kTilePixels, T(0));
-  T px[kTile], q[kTile], w[kTile];
+VecT<T> tile_px(const TileGeom& tg) {
+  VecT<T> px;
   for (int l = 0; l < kTile; ++l) px[l] = T(tg.j0 + l) + T(0.5);
+  return px;
+}
+
+// acc: C * kTile row vectors (channel-major).
+template <typename T>
+void forward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox* boxes, const int32_t* gid,
+                      int32_t e0, int32_t e1, VecT<T>* acc, T* col, T* out) {
+  const int C = a.channels;
+  std::fill(acc, acc + static_cast<size_t>(C) * kTile, VecT<T>{});
+  const VecT<T> px = tile_px<T>(tg);
+  const MaskT<T> lane = lane_index<T>();
   for (int32_t e = e0; e < e1; ++e) {
     const int64_t g = gid[e];
     const Gauss<T> G(a, g);
@@ -162,51 +327,105 @@ void forward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox* 
     const T o = a.opacities ? a.opacities[g] : T(1);
     for (int ch = 0; ch < C; ++ch) col[ch] = a.colors[g * C + ch] * o;
     for (int i = ra; i <= rb; ++i) {
-      row_weights(G, px, (T(i) + T(0.5)) - G.y, la, lb, q, w);
-      T* row = acc + (i - tg.i0) * kTile;
-      for (int ch = 0; ch < C; ++ch) {
-        const T cv = col[ch];
-        T* r = row + ch * kTilePixels;
-        for (int l = 0; l < kTile; ++l) r[l] += cv * w[l];
-      }
+      const T dy = (T(i) + T(0.5)) - G.y;
+      VecT<T> dx;
+      const VecT<T> w = row_weights<T>(row_q(G, px, dy, &dx), lane, la, lb);
+      VecT<T>* row = acc + (i - tg.i0);
+      for (int ch = 0; ch < C; ++ch) row[ch * kTile] += col[ch] * w;
     }
   }
   for (int r = 0; r < tg.ht; ++r) {
     for (int l = 0; l < tg.wt; ++l) {
       T* o = out + ((static_cast<int64_t>(tg.i0) + r) * a.width + tg.j0 + l) * C;
-      for (int ch = 0; ch < C; ++ch) o[ch] = acc[ch * kTilePixels + r * kTile + l];
+      for (int ch = 0; ch < C; ++ch) o[ch] = acc[ch * kTile + r][l];
     }
   }
 }
 
+// Stride of the per-pixel candidate lists of forward_tile_topk.
+template <typename T>
+int topk_stride(int k) {
+#if defined(__AVX512F__)
+  if (std::is_same<T, float>::value && k <= kSimdK) return kSimdK;
+#endif
+  return k;
+}
+
+// lim: kTile row vectors of per-pixel acceptance limits.
 template <typename T>
 void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox* boxes, const int32_t* gid,
-                       int32_t e0, int32_t e1, T* qbest, int32_t* ebest, T* col, T* out, int32_t* sel,
+                       int32_t e0, int32_t e1, T* qbest, int32_t* ebest, VecT<T>* lim,
+                       std::vector<std::pair<T, int32_t>>& order, T* col, T* out, int32_t* sel, T* wsel,
                        T* wsum) {
   const int C = a.channels, K = a.k;
+  // List stride: 16 on the AVX-512 path (one register per list), else K.
+#if defined(__AVX512F__)
+  constexpr bool kFloat = std::is_same<T, float>::value;
+  const bool simd = kFloat && K <= kSimdK;
+#else
+  constexpr bool simd = false;
+#endif
+  const int KS = topk_stride<T>(K);
   int cnt[kTilePixels];
-  T lim[kTilePixels];
-  const T l9 = lim9<T>();
-  for (int p = 0; p < kTilePixels; ++p) {
-    cnt[p] = 0;
-    lim[p] = l9;
-  }
-  T px[kTile], q[kTile];
-  for (int l = 0; l < kTile; ++l) px[l] = T(tg.j0 + l) + T(0.5);
+  int32_t limid[kTilePixels];
+  std::fill(cnt, cnt + kTilePixels, 0);
+  std::fill(limid, limid + kTilePixels, std::numeric_limits<int32_t>::max());
+  std::fill(lim, lim + kTile, splat(lim9<T>()));
+  if (simd) std::fill(qbest, qbest + kTilePixels * KS, std::numeric_limits<T>::infinity());
+  const VecT<T> px = tile_px<T>(tg);
+  const MaskT<T> lane = lane_index<T>();
+  // Visit the tile's Gaussians nearest-first (by q at the tile centre): the lists fill with strong
+  // candidates early and most later ones fail the vector test below, which saves most insertions.
+  // Lists are ordered by (q, entry), so the K kept do not depend on the visiting order.
+  order.clear();
+  const T cx = T(tg.j0) + T(0.5) * T(tg.wt), cy = T(tg.i0) + T(0.5) * T(tg.ht);
   for (int32_t e = e0; e < e1; ++e) {
+    const Gauss<T> G(a, gid[e]);
+    const T dx = cx - G.x, dy = cy - G.y;
+    order.emplace_back(q_form(G.a, dx, G.b2 * dy, G.c * dy * dy), e);
+  }
+  std::sort(order.begin(), order.end());
+  for (const auto& item : order) {
+    const int32_t e = item.second;
     const int64_t g = gid[e];
     const Gauss<T> G(a, g);
     const PixBox& bx = boxes[g];
     const int ra = std::max(bx.i0, tg.i0), rb = std::min(bx.i1, tg.i0 + tg.ht - 1);
     const int la = std::max(bx.j0, tg.j0) - tg.j0, lb = std::min(bx.j1, tg.j0 + tg.wt - 1) - tg.j0;
     for (int i = ra; i <= rb; ++i) {
-      row_q(G, px, (T(i) + T(0.5)) - G.y, q);
-      const int base = (i - tg.i0) * kTile;
-      for (int l = la; l <= lb; ++l) {
-        const int p = base + l;
-        if (q[l] < lim[p]) topk_insert(qbest + p * K, ebest + p * K, cnt[p], lim[p], K, q[l], e);
+      const T dy = (T(i) + T(0.5)) - G.y;
+      VecT<T> dx;
+      const VecT<T> q = row_q(G, px, dy, &dx);
+      const int r = i - tg.i0;
+      uint32_t bits = lane_bits((lane >= la) & (lane <= lb) & (q <= lim[r]));
+      while (bits) {
+        const int l = __builtin_ctz(bits);
+        bits &= bits - 1;
+        const int p = r * kTile + l;
+#if defined(__AVX512F__)
+        if constexpr (kFloat) {
+          if (simd) {
+            lim[r][l] = topk_insert16(qbest + p * KS, ebest + p * KS, cnt[p], K, q[l], e, lim[r][l]);
+            continue;
+          }
+        }
+#endif
+        const T ql = q[l], lp = lim[r][l];
+        if (!(ql < lp || (ql == lp && e < limid[p]))) continue;
+        topk_insert_lex(qbest + p * KS, ebest + p * KS, cnt[p], K, ql, e);
+        if (cnt[p] == K) {
+          lim[r][l] = qbest[p * KS + K - 1];
+          limid[p] = ebest[p * KS + K - 1];
+        }
       }
     }
+  }
+  // Weights of every kept q at once (slots past a pixel's count hold stale values and are ignored).
+  for (int s = 0; s < kTilePixels * KS; s += kTile) {
+    VecT<T> qv;
+    std::memcpy(&qv, qbest + s, sizeof(qv));
+    const VecT<T> wv = exp_neg(T(-0.5) * qv);
+    std::memcpy(qbest + s, &wv, sizeof(wv));
   }
   for (int r = 0; r < tg.ht; ++r) {
     for (int l = 0; l < tg.wt; ++l) {
@@ -215,13 +434,17 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
       for (int ch = 0; ch < C; ++ch) col[ch] = T(0);
       T wt = T(0);
       for (int kk = 0; kk < cnt[p]; ++kk) {
-        const int64_t g = gid[ebest[p * K + kk]];
-        const T w = exp_neg(T(-0.5) * qbest[p * K + kk]);
+        const int64_t g = gid[ebest[p * KS + kk]];
+        const T w = qbest[p * KS + kk];
         wt += w;
         for (int ch = 0; ch < C; ++ch) col[ch] += w * a.colors[g * C + ch];
-        sel[P * K + kk] = ebest[p * K + kk];
+        sel[P * K + kk] = ebest[p * KS + kk];
+        wsel[P * K + kk] = w;
       }
-      for (int kk = cnt[p]; kk < K; ++kk) sel[P * K + kk] = -1;
+      for (int kk = cnt[p]; kk < K; ++kk) {
+        sel[P * K + kk] = -1;
+        wsel[P * K + kk] = T(0);
+      }
       const T denom = wt + T(kTopkEps);
       for (int ch = 0; ch < C; ++ch) out[P * C + ch] = col[ch] / denom;
       wsum[P] = wt;
@@ -231,71 +454,62 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
 
 // ----------------------------------------------------------------------------------------------- backward
 
-// Sum mode: one Gaussian-outer pass over the tile, lane accumulators, one partial row per entry.
+// Sum mode: one Gaussian-outer pass over the tile with lane accumulators, one partial row per entry.
+// gt: C * kTile row vectors of the output gradient; scol: C vectors.
 template <typename T>
 void backward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox* boxes, const int32_t* gid,
                        const int32_t* slot, int32_t e0, int32_t e1, const T* grad_out, bool need_geom,
-                       bool need_col, T* gt, T* lanes, T* partials) {
+                       bool need_col, VecT<T>* gt, VecT<T>* scol, T* partials) {
   const int C = a.channels, G = kStats + C;
-  std::fill(gt, gt + static_cast<size_t>(C) * kTilePixels, T(0));
+  std::fill(gt, gt + static_cast<size_t>(C) * kTile, VecT<T>{});
   for (int r = 0; r < tg.ht; ++r) {
     for (int l = 0; l < tg.wt; ++l) {
       const T* go = grad_out + ((static_cast<int64_t>(tg.i0) + r) * a.width + tg.j0 + l) * C;
-      for (int ch = 0; ch < C; ++ch) gt[ch * kTilePixels + r * kTile + l] = go[ch];
+      for (int ch = 0; ch < C; ++ch) gt[ch * kTile + r][l] = go[ch];
     }
   }
-  T px[kTile], q[kTile], w[kTile], gc[kTile];
-  for (int l = 0; l < kTile; ++l) px[l] = T(tg.j0 + l) + T(0.5);
+  const VecT<T> px = tile_px<T>(tg);
+  const MaskT<T> lane = lane_index<T>();
+  const bool need_moments = need_geom || a.opacities != nullptr;
   for (int32_t e = e0; e < e1; ++e) {
     const int64_t g = gid[e];
     const Gauss<T> Gs(a, g);
     const PixBox& bx = boxes[g];
     const int ra = std::max(bx.i0, tg.i0), rb = std::min(bx.i1, tg.i0 + tg.ht - 1);
     const int la = std::max(bx.j0, tg.j0) - tg.j0, lb = std::min(bx.j1, tg.j0 + tg.wt - 1) - tg.j0;
-    std::fill(lanes, lanes + static_cast<size_t>(G) * kTile, T(0));
-    T* sx = lanes;
-    T* sy = lanes + kTile;
-    T* sxx = lanes + 2 * kTile;
-    T* sxy = lanes + 3 * kTile;
-    T* syy = lanes + 4 * kTile;
-    T* s0 = lanes + 5 * kTile;
+    VecT<T> sx{}, sy{}, sxx{}, sxy{}, syy{}, s0{};
+    std::fill(scol, scol + C, VecT<T>{});
     const T* colg = a.colors + g * C;
+    const RowTest<T> rt(Gs, px, la, lb);
     for (int i = ra; i <= rb; ++i) {
       const T dy = (T(i) + T(0.5)) - Gs.y;
-      row_weights(Gs, px, dy, la, lb, q, w);
-      const T* grow = gt + (i - tg.i0) * kTile;
-      if (need_geom || a.opacities) {
-        for (int l = 0; l < kTile; ++l) gc[l] = T(0);
-        for (int ch = 0; ch < C; ++ch) {
-          const T cv = colg[ch];
-          const T* gr = grow + ch * kTilePixels;
-          for (int l = 0; l < kTile; ++l) gc[l] += cv * gr[l];
-        }
-        for (int l = 0; l < kTile; ++l) {
-          const T dx = px[l] - Gs.x;
-          const T t = w[l] * gc[l];
-          s0[l] += t;
-          sx[l] += t * dx;
-          sy[l] += t * dy;
-          sxx[l] += t * dx * dx;
-          sxy[l] += t * dx * dy;
-          syy[l] += t * dy * dy;
-        }
+      if (rt.skip(dy)) continue;
+      VecT<T> dx;
+      const VecT<T> w = row_weights<T>(row_q(Gs, px, dy, &dx), lane, la, lb);
+      const VecT<T>* grow = gt + (i - tg.i0);
+      if (need_moments) {
+        VecT<T> gc{};
+        for (int ch = 0; ch < C; ++ch) gc += colg[ch] * grow[ch * kTile];
+        const VecT<T> t = w * gc, tdx = t * dx, tdy = t * dy;
+        s0 += t;
+        sx += tdx;
+        sy += tdy;
+        sxx += tdx * dx;
+        sxy += tdx * dy;
+        syy += tdy * dy;
       }
       if (need_col) {
-        for (int ch = 0; ch < C; ++ch) {
-          T* sc = lanes + (kStats + ch) * kTile;
-          const T* gr = grow + ch * kTilePixels;
-          for (int l = 0; l < kTile; ++l) sc[l] += gr[l] * w[l];
-        }
+        for (int ch = 0; ch < C; ++ch) scol[ch] += grow[ch * kTile] * w;
       }
     }
     T* dst = partials + static_cast<int64_t>(slot[e]) * G;
-    for (int s = 0; s < G; ++s) {
-      T acc = T(0);
-      for (int l = 0; l < kTile; ++l) acc += lanes[s * kTile + l];
-      dst[s] = acc;
-    }
+    dst[0] = hsum<T>(sx);
+    dst[1] = hsum<T>(sy);
+    dst[2] = hsum<T>(sxx);
+    dst[3] = hsum<T>(sxy);
+    dst[4] = hsum<T>(syy);
+    dst[5] = hsum<T>(s0);
+    for (int ch = 0; ch < C; ++ch) dst[kStats + ch] = hsum<T>(scol[ch]);
   }
 }
 
@@ -303,7 +517,7 @@ void backward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
 template <typename T>
 void backward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const int32_t* gid, const int32_t* slot,
                         int32_t e0, int32_t e1, const T* grad_out, const T* out, const int32_t* sel,
-                        const T* wsum, bool need_geom, bool need_col, T* acc, T* partials) {
+                        const T* wsel, const T* wsum, bool need_geom, bool need_col, T* acc, T* partials) {
   const int C = a.channels, K = a.k, G = kStats + C;
   std::fill(acc, acc + static_cast<size_t>(e1 - e0) * G, T(0));
   for (int r = 0; r < tg.ht; ++r) {
@@ -320,9 +534,8 @@ void backward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const int32_
       for (int kk = 0; kk < K && sp[kk] >= 0; ++kk) {
         const int32_t e = sp[kk];
         const int64_t g = gid[e];
-        const Gauss<T> Gs(a, g);
-        const T dx = (T(j) + T(0.5)) - Gs.x, dy = dy0 - Gs.y;
-        const T w = exp_neg(T(-0.5) * q_form(Gs.a, dx, Gs.b2 * dy, Gs.c * dy * dy));
+        const T dx = (T(j) + T(0.5)) - a.xys[2 * g], dy = dy0 - a.xys[2 * g + 1];
+        const T w = wsel[P * K + kk];
         T* A = acc + static_cast<int64_t>(e - e0) * G;
         const T* colg = a.colors + g * C;
         if (need_geom) {
@@ -411,20 +624,22 @@ void bin_fill_cpu(const RasterArgs<T>& a, const int32_t* gauss_offsets, const in
 
 template <typename T>
 void rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* tile_offsets, const int32_t* list_gid,
-                           T* out, int32_t* sel, T* wsum) {
+                           T* out, int32_t* sel, T* wsel, T* wsum) {
   const int TX = tiles_x(a.width), NT = TX * tiles_y(a.height);
   const std::vector<PixBox> boxes = boxes_of(a);
 #pragma omp parallel num_threads(a.nthreads)
   {
-    std::vector<T> acc(static_cast<size_t>(a.channels) * kTilePixels), col(a.channels);
-    std::vector<T> qbest(a.mode == kModeTopk ? static_cast<size_t>(kTilePixels) * a.k : 0);
+    std::vector<VecT<T>> acc(static_cast<size_t>(a.channels) * kTile), lim(kTile);
+    std::vector<T> col(a.channels);
+    std::vector<T> qbest(a.mode == kModeTopk ? static_cast<size_t>(kTilePixels) * topk_stride<T>(a.k) : 0);
     std::vector<int32_t> ebest(qbest.size());
+    std::vector<std::pair<T, int32_t>> order;
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < NT; ++t) {
       const TileGeom tg(t, TX, a.height, a.width);
       if (a.mode == kModeTopk) {
         forward_tile_topk(a, tg, boxes.data(), list_gid, tile_offsets[t], tile_offsets[t + 1], qbest.data(),
-                          ebest.data(), col.data(), out, sel, wsum);
+                          ebest.data(), lim.data(), order, col.data(), out, sel, wsel, wsum);
       } else {
         forward_tile_sum(a, tg, boxes.data(), list_gid, tile_offsets[t], tile_offsets[t + 1], acc.data(),
                          col.data(), out);
@@ -436,8 +651,8 @@ void rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* tile_offsets, 
 template <typename T>
 void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* gauss_offsets,
                             const int32_t* tile_offsets, const int32_t* list_gid, const int32_t* list_slot,
-                            const T* grad_out, const T* out, const int32_t* sel, const T* wsum, T* grad_xys,
-                            T* grad_conics, T* grad_colors, T* grad_opacities) {
+                            const T* grad_out, const T* out, const int32_t* sel, const T* wsel, const T* wsum,
+                            T* grad_xys, T* grad_conics, T* grad_colors, T* grad_opacities) {
   const int C = a.channels, G = kStats + C;
   const int TX = tiles_x(a.width), NT = TX * tiles_y(a.height);
   const bool need_geom = grad_xys != nullptr, need_col = grad_colors != nullptr;
@@ -448,20 +663,19 @@ void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* ga
   for (int t = 0; t < NT; ++t) max_entries = std::max(max_entries, tile_offsets[t + 1] - tile_offsets[t]);
 #pragma omp parallel num_threads(a.nthreads)
   {
-    std::vector<T> scratch(a.mode == kModeTopk ? static_cast<size_t>(max_entries) * G
-                                               : static_cast<size_t>(C) * kTilePixels);
-    std::vector<T> lanes(static_cast<size_t>(G) * kTile);
+    std::vector<T> acc(a.mode == kModeTopk ? static_cast<size_t>(max_entries) * G : 0);
+    std::vector<VecT<T>> gt(a.mode == kModeSum ? static_cast<size_t>(C) * kTile : 0), scol(C);
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < NT; ++t) {
       const int32_t e0 = tile_offsets[t], e1 = tile_offsets[t + 1];
       if (e0 == e1) continue;
       const TileGeom tg(t, TX, a.height, a.width);
       if (a.mode == kModeTopk) {
-        backward_tile_topk(a, tg, list_gid, list_slot, e0, e1, grad_out, out, sel, wsum, need_geom, need_col,
-                           scratch.data(), partials.data());
+        backward_tile_topk(a, tg, list_gid, list_slot, e0, e1, grad_out, out, sel, wsel, wsum, need_geom,
+                           need_col, acc.data(), partials.data());
       } else {
         backward_tile_sum(a, tg, boxes.data(), list_gid, list_slot, e0, e1, grad_out, need_geom, need_col,
-                          scratch.data(), lanes.data(), partials.data());
+                          gt.data(), scol.data(), partials.data());
       }
     }
   }
@@ -483,7 +697,7 @@ void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* ga
 // -------------------------------------------------------------------------------------------- no tiles
 
 template <typename T>
-void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel, T* wsum) {
+void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel, T* wsel, T* wsum) {
   const int C = a.channels, K = a.k;
   const std::vector<PixBox> boxes = boxes_of(a);
   const T l9 = lim9<T>();
@@ -519,8 +733,12 @@ void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel
             wt += w;
             for (int ch = 0; ch < C; ++ch) acc[ch] += w * a.colors[ids[kk] * C + ch];
             sel[P * K + kk] = ids[kk];
+            wsel[P * K + kk] = w;
           }
-          for (int kk = cnt; kk < K; ++kk) sel[P * K + kk] = -1;
+          for (int kk = cnt; kk < K; ++kk) {
+            sel[P * K + kk] = -1;
+            wsel[P * K + kk] = T(0);
+          }
           for (int ch = 0; ch < C; ++ch) acc[ch] /= wt + T(kTopkEps);
           wsum[P] = wt;
         }
@@ -532,7 +750,7 @@ void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel
 
 template <typename T>
 void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, const T* out, const int32_t* sel,
-                                     const T* wsum, T* grad_xys, T* grad_conics, T* grad_colors,
+                                     const T* wsel, const T* wsum, T* grad_xys, T* grad_conics, T* grad_colors,
                                      T* grad_opacities) {
   const int C = a.channels, K = a.k, G = kStats + C;
   const std::vector<PixBox> boxes = boxes_of(a);
@@ -553,18 +771,21 @@ void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, 
           const T q = q_form(Gs.a, dx, Gs.b2 * dy, Gs.c * dy * dy);
           if (!(q <= T(kCutoff))) continue;
           const T* gp = grad_out + P * C;
-          T t, wc;  // t = w dL/dw (per unit opacity in sum mode), wc = the colour gradient factor
-          const T w = exp_neg(T(-0.5) * q);
+          T t, wc, w;  // t = w dL/dw (per unit opacity in sum mode), wc = the colour gradient factor
           if (a.mode == kModeTopk) {
-            bool found = false;
-            for (int kk = 0; kk < K && sel[P * K + kk] >= 0; ++kk) found |= sel[P * K + kk] == g;
-            if (!found) continue;
+            int found = -1;
+            for (int kk = 0; kk < K && sel[P * K + kk] >= 0; ++kk) {
+              if (sel[P * K + kk] == g) found = kk;
+            }
+            if (found < 0) continue;
+            w = wsel[P * K + found];
             const T denom = wsum[P] + T(kTopkEps);
             T dldw = T(0);
             for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - out[P * C + ch]);
             t = w * (dldw / denom);
             wc = w / denom;
           } else {
+            w = exp_neg(T(-0.5) * q);
             T gc = T(0);
             for (int ch = 0; ch < C; ++ch) gc += colg[ch] * gp[ch];
             t = w * gc;
@@ -588,13 +809,13 @@ void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, 
   template int64_t bin_count_cpu<T>(const RasterArgs<T>&, const int32_t*, int32_t*, int32_t*);               \
   template void bin_fill_cpu<T>(const RasterArgs<T>&, const int32_t*, const int32_t*, int32_t*, int32_t*);   \
   template void rasterize_forward_cpu<T>(const RasterArgs<T>&, const int32_t*, const int32_t*, T*, int32_t*, \
-                                         T*);                                                                \
+                                         T*, T*);                                                            \
   template void rasterize_backward_cpu<T>(const RasterArgs<T>&, int64_t, const int32_t*, const int32_t*,     \
                                           const int32_t*, const int32_t*, const T*, const T*, const int32_t*, \
-                                          const T*, T*, T*, T*, T*);                                         \
-  template void rasterize_no_tiles_forward_cpu<T>(const RasterArgs<T>&, T*, int32_t*, T*);                   \
+                                          const T*, const T*, T*, T*, T*, T*);                               \
+  template void rasterize_no_tiles_forward_cpu<T>(const RasterArgs<T>&, T*, int32_t*, T*, T*);               \
   template void rasterize_no_tiles_backward_cpu<T>(const RasterArgs<T>&, const T*, const T*, const int32_t*, \
-                                                   const T*, T*, T*, T*, T*);
+                                                   const T*, const T*, T*, T*, T*, T*);
 LGI_INSTANTIATE(float)
 LGI_INSTANTIATE(double)
 #undef LGI_INSTANTIATE
