@@ -105,7 +105,8 @@ def test_non_contiguous_inputs(cpu_ops, image_pair):
 
 @pytest.mark.parametrize("padding", PADDINGS)
 def test_bitwise_deterministic_across_runs_and_thread_counts(cpu_ops, image_pair, padding):
-    x, y = image_pair((2, 3, 67, 45), seed=6)
+    # Large enough (> 2^15 output pixels) for the kernels to use all threads.
+    x, y = image_pair((2, 3, 97, 131), seed=6)
     x.requires_grad_(True)
     weights = torch.randn(ssim_map_reference(x, y, padding).shape, generator=torch.Generator().manual_seed(8))
     before = torch.get_num_threads()

@@ -68,8 +68,23 @@ def test_identical_images_score_one(image_pair):
     torch.testing.assert_close(ssim_map_reference(x, x, "same"), torch.ones_like(x), rtol=0, atol=1e-12)
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny float64 convolutions are dominated by waking the intra-op thread team; skip that."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("padding", ["same", "valid"])
-def test_reference_gradcheck_float64(padding, image_pair):
+def test_reference_gradcheck_float64(padding, image_pair, one_thread):
     x, y = image_pair((1, 2, 12, 13), dtype=torch.float64)
     x.requires_grad_(True)
-    assert torch.autograd.gradcheck(lambda a: ssim_map_reference(a, y, padding), (x,), eps=1e-6, atol=1e-7)
+    weights = torch.randn(ssim_map_reference(x, y, padding).shape, dtype=torch.float64,
+                          generator=torch.Generator().manual_seed(0))
+    # The full Jacobian through random projections, and one vector-Jacobian product exactly.
+    assert torch.autograd.gradcheck(lambda a: ssim_map_reference(a, y, padding), (x,), eps=1e-6, atol=1e-7,
+                                    fast_mode=True)
+    assert torch.autograd.gradcheck(lambda a: (ssim_map_reference(a, y, padding) * weights).sum(), (x,),
+                                    eps=1e-6, atol=1e-7)

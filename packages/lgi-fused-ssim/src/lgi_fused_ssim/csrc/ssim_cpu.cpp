@@ -20,6 +20,9 @@ constexpr float kGauss[kWindow] = LGI_SSIM_GAUSS_TAPS;
 // stalling the whole call on one descheduled thread; every row is computed the same way whichever
 // thread takes it, so the results do not depend on the schedule.
 constexpr int kRowsPerChunk = 4;
+// Below this many output pixels a call runs on one thread: waking the OpenMP team costs more than
+// the work (badly so on an oversubscribed machine, where a woken thread may wait a time slice).
+constexpr int64_t kMinParallelPixels = 1 << 15;
 
 // Each row kernel is compiled twice, for x86-64-v3 (AVX2 + FMA) and the baseline, and picked at
 // load time, so one cached build runs on any x86-64 machine and runs wide where it can.
@@ -203,7 +206,7 @@ std::vector<at::Tensor> ssim_forward_cpu(const at::Tensor& img1, const at::Tenso
   float* p3 = train ? d_sxy.data_ptr<float>() : nullptr;
   const int64_t tasks = planes * Ho;
 
-#pragma omp parallel num_threads(at::get_num_threads())
+#pragma omp parallel num_threads(at::get_num_threads()) if (tasks * Wo >= kMinParallelPixels)
   {
     Scratch scratch(5, Wo + kWindow - 1, Wo, W);
     const float* xr[kWindow];
@@ -262,7 +265,7 @@ at::Tensor ssim_backward_cpu(const at::Tensor& img1, const at::Tensor& img2, con
   const int64_t off = pad - 2 * kRadius;
   const int64_t tasks = B * C * H;
 
-#pragma omp parallel num_threads(at::get_num_threads())
+#pragma omp parallel num_threads(at::get_num_threads()) if (tasks * W >= kMinParallelPixels)
   {
     Scratch scratch(3, W + kWindow - 1, W, Wo);
     std::vector<float> shared_row(shared ? static_cast<size_t>(Wo) : 0, shared_value);
