@@ -5,12 +5,11 @@ from __future__ import annotations
 import ast
 import importlib.util
 import subprocess
-import sys
-import tomllib
 import venv
 from pathlib import Path
 
 import pytest
+import tomllib
 
 ROOT = Path(__file__).resolve().parents[1]
 LEAVES = {"lgi_preprocess", "lgi_gsplat2d", "lgi_fused_ssim", "lgi_dictco"}

@@ -1,0 +1,325 @@
+"""Fitting N Gaussians to an image (after Image-GS, SIGGRAPH 2025), built for CPUs as well as GPUs.
+
+One step: render → loss → backward → Adam. Around it:
+
+* progressive growth: start with ``initial_fraction``·N Gaussians, add the rest in
+  ``growth_batches`` evenly spaced batches, the last at ``growth_end``·steps, at pixels drawn ∝
+  the blurred error of the current render.
+  A new Gaussian's colour is the target there for top-k blending (a normalized average moves
+  toward the colours it blends) and the residual for sum blending (an additive model needs what
+  is missing). Existing Gaussians keep their Adam moments (Image-GS resets them; see
+  ``reset_optimizer_on_growth`` and docs/training.md for the measurement).
+* plateau schedule: once growth is done, when PSNR has not gained ``plateau_min_gain`` dB for
+  ``plateau_patience`` steps, every learning rate is multiplied by ``lr_decay``; the
+  ``max_plateaus``-th plateau ends the fit. Also a hard step count and ``max_seconds``.
+* coarse-to-fine: the first ``coarse_fraction`` of the steps fit a ``coarse_scale`` downsampled
+  target (same Gaussians: they are resolution independent), which costs a fraction per step.
+* quantization-aware training: from ``qat_start``·steps on, every attribute is rounded to its bit
+  depth in the forward pass (straight-through estimator).
+
+Determinism: the same image, config and seed give the same Gaussians on the same device (the
+kernels are deterministic; randomness comes from one seeded generator). A checkpoint holds the raw
+parameters, Adam state, schedule state and generator state, so resuming equals not stopping.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from lgi_train.config import FitConfig
+from lgi_train.init import colors_at, initialize, sample_from_density, scales_from_density
+from lgi_train.losses import make_loss
+from lgi_train.model import ATTRIBUTES, GaussianModel, QuantSpec, make_optimizer
+
+
+@dataclass
+class StepInfo:
+    step: int
+    seconds: float
+    num_gaussians: int
+    loss: float
+    psnr: float
+    lr_scale: float
+    stage: str
+
+    def as_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+@dataclass
+class FitResult:
+    model: GaussianModel
+    psnr: float
+    steps: int
+    seconds: float
+    stop_reason: str
+    history: list[StepInfo] = field(default_factory=list)
+    added: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+
+
+def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[H, W] Gaussian blur with a separable kernel (replicate padding)."""
+    if sigma <= 0:
+        return img
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    out = F.pad(img[None, None], (r, r, r, r), mode="replicate")
+    out = F.conv2d(out, k.view(1, 1, 1, -1))
+    return F.conv2d(out, k.view(1, 1, -1, 1))[0, 0]
+
+
+def downsample(target: torch.Tensor, scale: float) -> torch.Tensor:
+    """[C, H, W] → [C, round(H·s), round(W·s)] by area averaging (antialiased)."""
+    h, w = target.shape[1:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(target[None], size=size, mode="area")[0]
+
+
+class Fitter:
+    """Fits ``cfg.num_gaussians`` Gaussians to ``target`` [C, H, W] in [0, 1].
+
+    Args:
+        target: the image.
+        cfg: the configuration (validated).
+        on_step: called with a StepInfo every ``cfg.log_every`` steps and at the end.
+        checkpoint_dir: where ``cfg.checkpoint_every`` checkpoints go (None: none are written).
+    """
+
+    def __init__(self, target: torch.Tensor, cfg: FitConfig, on_step: Callable[[StepInfo], None] | None = None,
+                 checkpoint_dir: Path | None = None):
+        self.cfg = cfg.validate()
+        self.device = torch.device(cfg.device)
+        self.target = target.to(self.device, torch.float32).contiguous()
+        self.on_step = on_step
+        self.checkpoint_dir = checkpoint_dir
+        self.loss_fn = make_loss(cfg)
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.lrs = {"xy": cfg.lr_position, "log_scale": cfg.lr_scale, "rotation": cfg.lr_rotation,
+                    "color": cfg.lr_color}
+        self._targets: dict[float, torch.Tensor] = {1.0: self.target}
+        self.model: GaussianModel | None = None
+        self.optimizer: torch.optim.Adam | None = None
+        self.state = {"step": 0, "seconds": 0.0, "lr_scale": 1.0, "plateaus": 0, "best_psnr": -1.0,
+                      "best_step": 0, "grown": 0}
+        self.added: list[tuple[int, torch.Tensor]] = []
+        self.history: list[StepInfo] = []
+
+    # --- set-up ----------------------------------------------------------------------------------
+
+    def _initial_count(self) -> int:
+        n = self.cfg.num_gaussians
+        return max(1, int(round(n * self.cfg.initial_fraction))) if self.cfg.progressive else n
+
+    def setup(self, init: dict[str, torch.Tensor] | None = None) -> None:
+        """Create the model from ``init`` (or the configured init mode) and the optimizer."""
+        cfg = self.cfg
+        if init is None:
+            init = initialize(self.target, self._initial_count(), cfg, self.generator)
+        self.model = GaussianModel(init["xy"], init["scales"], init["rotations"], init["colors"],
+                                   render_mode=cfg.render_mode, topk=cfg.topk, backend=cfg.backend).to(self.device)
+        self.optimizer = make_optimizer(self.model, self.lrs)
+
+    def _target_at(self, scale: float) -> torch.Tensor:
+        if scale not in self._targets:
+            self._targets[scale] = downsample(self.target, scale).contiguous()
+        return self._targets[scale]
+
+    # --- schedule --------------------------------------------------------------------------------
+
+    def _growth_steps(self) -> list[int]:
+        if not self.cfg.progressive or self._initial_count() >= self.cfg.num_gaussians:
+            return []
+        last = max(1, int(self.cfg.growth_end * self.cfg.steps))
+        steps = sorted({max(1, round(last * (k + 1) / self.cfg.growth_batches)) for k in range(self.cfg.growth_batches)})
+        return steps
+
+    def _stage(self, step: int) -> tuple[str, float]:
+        cfg = self.cfg
+        if cfg.coarse_to_fine and step < int(cfg.coarse_fraction * cfg.steps):
+            return "coarse", cfg.coarse_scale
+        return "fine", 1.0
+
+    def _set_lr_scale(self, scale: float) -> None:
+        self.state["lr_scale"] = scale
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.lrs[group["name"]] * scale
+
+    @torch.no_grad()
+    def _grow(self, render: torch.Tensor, target: torch.Tensor, count: int) -> None:
+        """Add ``count`` Gaussians where the blurred error of this step's render is largest."""
+        model, cfg = self.model, self.cfg
+        _, h, w = target.shape
+        error = (render - target).abs().mean(0)
+        density = _blur(error, cfg.growth_blur * h / self.target.shape[1])
+        xy = sample_from_density(density.cpu(), count, 0.0, self.generator).to(self.device)
+        color = colors_at(target, xy)
+        if cfg.render_mode == "sum":
+            color = color - colors_at(render, xy)
+        everyone = torch.cat([model.xy.detach(), xy])
+        full_h, full_w = self.target.shape[1:]
+        scales = scales_from_density(everyone.cpu(), full_h, full_w, cfg.init_scale)[-count:].to(self.device)
+        rot = (torch.rand(count, generator=self.generator) * torch.pi).to(self.device)
+        model.append(xy, scales, rot, color, self.optimizer, cfg.reset_optimizer_on_growth)
+        self.added.append((self.state["step"], xy.cpu()))
+
+    # --- the loop --------------------------------------------------------------------------------
+
+    def run(self) -> FitResult:
+        if self.model is None:
+            self.setup()
+        cfg, st, model = self.cfg, self.state, self.model
+        growth = self._growth_steps()
+        # A pure function of the config (not of the current N), so a resumed fit grows identically.
+        remaining = cfg.num_gaussians - self._initial_count()
+        stop_reason = "steps"
+        t_start = time.perf_counter() - st["seconds"]
+        while st["step"] < cfg.steps:
+            if cfg.max_seconds is not None and time.perf_counter() - t_start >= cfg.max_seconds:
+                stop_reason = "max_seconds"
+                break
+            step = st["step"]
+            stage, scale = self._stage(step)
+            target = self._target_at(scale)
+            _, h, w = target.shape
+            model.quant = (QuantSpec(cfg.bits_position, cfg.bits_scale, cfg.bits_rotation, cfg.bits_color)
+                           if cfg.qat and step >= int(cfg.qat_start * cfg.steps) else None)
+            render = model.render(h, w)
+            loss = self.loss_fn(render, target)
+            self.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            self.optimizer.step()
+            st["step"] = step + 1
+            with torch.no_grad():
+                mse = float(((render.detach().clamp(0, 1) - target) ** 2).mean())
+            psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0
+
+            grown_all = st["grown"] >= len(growth)
+            if st["grown"] < len(growth) and st["step"] == growth[st["grown"]]:
+                batch = remaining // len(growth) + (1 if st["grown"] < remaining % len(growth) else 0)
+                if batch > 0:
+                    self._grow(render.detach(), target, batch)
+                st["grown"] += 1
+                model = self.model
+            if stage == "fine" and grown_all:
+                if psnr > st["best_psnr"] + cfg.plateau_min_gain:
+                    st["best_psnr"], st["best_step"] = psnr, st["step"]
+                elif st["step"] - st["best_step"] >= cfg.plateau_patience:
+                    st["plateaus"] += 1
+                    if st["plateaus"] >= cfg.max_plateaus:
+                        stop_reason = "plateau"
+                        self._log(float(loss.detach()), psnr, stage, t_start, force=True)
+                        break
+                    self._set_lr_scale(st["lr_scale"] * cfg.lr_decay)
+                    st["best_step"] = st["step"]
+            else:
+                st["best_step"] = st["step"]
+            self._log(float(loss.detach()), psnr, stage, t_start)
+            if cfg.checkpoint_every and self.checkpoint_dir and st["step"] % cfg.checkpoint_every == 0:
+                st["seconds"] = time.perf_counter() - t_start
+                self.save_checkpoint(self.checkpoint_dir / f"step_{st['step']:07d}.pt")
+        st["seconds"] = time.perf_counter() - t_start
+        model.quant = (QuantSpec(cfg.bits_position, cfg.bits_scale, cfg.bits_rotation, cfg.bits_color)
+                       if cfg.qat and st["step"] > int(cfg.qat_start * cfg.steps) else None)
+        with torch.no_grad():
+            final = model.render(*self.target.shape[1:]).clamp(0, 1)
+            mse = float(((final - self.target) ** 2).mean())
+        final_psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0
+        if self.history and self.history[-1].step != st["step"] or not self.history:
+            self._log(float("nan"), final_psnr, "final", t_start, force=True)
+        return FitResult(model=model, psnr=final_psnr, steps=st["step"], seconds=st["seconds"],
+                         stop_reason=stop_reason, history=self.history, added=self.added)
+
+    def _log(self, loss: float, psnr: float, stage: str, t_start: float, force: bool = False) -> None:
+        st = self.state
+        if not force and st["step"] % self.cfg.log_every and st["step"] != self.cfg.steps:
+            return
+        info = StepInfo(step=st["step"], seconds=time.perf_counter() - t_start,
+                        num_gaussians=self.model.num_gaussians, loss=loss, psnr=psnr, lr_scale=st["lr_scale"],
+                        stage=stage)
+        self.history.append(info)
+        if self.on_step:
+            self.on_step(info)
+
+    # --- checkpoints -----------------------------------------------------------------------------
+
+    def save_checkpoint(self, path: Path) -> None:
+        """Parameters, optimizer, schedule, generator state and config; written atomically."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        model = self.model
+        payload = {
+            "format": "lgi-train-checkpoint/1",
+            "params": {name: getattr(model, name).detach().cpu().clone() for name in ATTRIBUTES},
+            "render_mode": model.render_mode, "topk": model.topk,
+            "optimizer": self.optimizer.state_dict(),
+            "state": dict(self.state),
+            "generator": self.generator.get_state(),
+            "added": self.added,
+            "config": self.cfg.to_dict(),
+            "image_size": list(self.target.shape),
+        }
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        torch.save(payload, tmp)
+        tmp.replace(path)
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore everything ``save_checkpoint`` wrote; the config of this Fitter must match."""
+        ckpt = load_checkpoint(path)
+        if list(self.target.shape) != ckpt["image_size"]:
+            raise ValueError(f"checkpoint {path} was made for an image of shape {ckpt['image_size']}, "
+                             f"not {list(self.target.shape)}")
+        p = ckpt["params"]
+        self.model = GaussianModel(p["xy"], torch.ones_like(p["log_scale"]), p["rotation"], p["color"],
+                                   render_mode=ckpt["render_mode"], topk=ckpt["topk"],
+                                   backend=self.cfg.backend).to(self.device)
+        with torch.no_grad():
+            self.model.log_scale.copy_(p["log_scale"])
+        self.optimizer = make_optimizer(self.model, self.lrs)
+        self.optimizer.load_state_dict(ckpt["optimizer"])
+        self.state = dict(ckpt["state"])
+        self.generator.set_state(ckpt["generator"])
+        self.added = list(ckpt["added"])
+
+
+def load_checkpoint(path: Path) -> dict:
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=False)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"checkpoint not found: {path}") from None
+    if not isinstance(ckpt, dict) or ckpt.get("format") != "lgi-train-checkpoint/1":
+        raise ValueError(f"{path} is not an lgi-train checkpoint")
+    return ckpt
+
+
+def model_from_checkpoint(path: Path, backend: str = "auto", device: str = "cpu") -> GaussianModel:
+    ckpt = load_checkpoint(path)
+    p = ckpt["params"]
+    model = GaussianModel(p["xy"], torch.exp(p["log_scale"]), p["rotation"], p["color"],
+                          render_mode=ckpt["render_mode"], topk=ckpt["topk"], backend=backend)
+    return model.to(device)
+
+
+def fit(target: torch.Tensor, cfg: FitConfig, on_step: Callable[[StepInfo], None] | None = None) -> FitResult:
+    """Fit ``cfg.num_gaussians`` Gaussians to ``target`` [C, H, W] in [0, 1]; see :class:`Fitter`."""
+    return Fitter(target, cfg, on_step).run()
+
+
+def write_metrics(history: list[StepInfo], run_dir: Path) -> None:
+    """metrics.jsonl and metrics.csv (step, seconds, N, loss, PSNR, lr scale, stage)."""
+    with open(run_dir / "metrics.jsonl", "w") as f:
+        for h in history:
+            f.write(json.dumps(h.as_dict()) + "\n")
+    with open(run_dir / "metrics.csv", "w") as f:
+        f.write("step,seconds,num_gaussians,loss,psnr,lr_scale,stage\n")
+        for h in history:
+            f.write(f"{h.step},{h.seconds:.4f},{h.num_gaussians},{h.loss:.6g},{h.psnr:.4f},{h.lr_scale:.4g},"
+                    f"{h.stage}\n")

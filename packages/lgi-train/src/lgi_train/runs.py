@@ -1,0 +1,109 @@
+"""Image files in and out, and the run folder of `lgi fit`.
+
+A run folder holds: ``config.yaml``, ``metrics.jsonl`` / ``metrics.csv``, ``render.png`` (the final
+render), ``error.png``, ``gaussians.png`` (ellipses over the image), ``added.png`` (where growth added
+Gaussians), ``summary.json``, and ``checkpoints/`` (``final.pt`` always, ``step_*.pt`` every
+``checkpoint_every`` steps). Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from lgi_train.config import FitConfig
+from lgi_train.fit import FitResult, Fitter, StepInfo, write_metrics
+
+
+class ImageError(ValueError):
+    """An input image cannot be read; the message names the file and the reason."""
+
+
+def load_target(path: str | Path) -> torch.Tensor:
+    """[3, H, W] float32 in [0, 1] from any image Pillow reads (alpha composited on white)."""
+    from lgi_preprocess import PreprocessError, load_image
+
+    try:
+        rgb = load_image(path)
+    except PreprocessError as exc:
+        raise ImageError(str(exc)) from None
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).contiguous()
+
+
+def to_uint8(image: torch.Tensor) -> np.ndarray:
+    """[C, H, W] in [0, 1] → [H, W, 3] uint8 (rounded)."""
+    arr = image.detach().clamp(0, 1).cpu()
+    if arr.shape[0] == 1:
+        arr = arr.expand(3, -1, -1)
+    return (arr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def save_png(image: torch.Tensor | np.ndarray, path: Path) -> None:
+    import io
+
+    from PIL import Image
+
+    arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
+    buf = io.BytesIO()
+    Image.fromarray(arr).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resume: str | Path | None = None,
+              on_step: Callable[[StepInfo], None] | None = None, pictures: bool = True) -> FitResult:
+    """Fit one image into ``run_dir`` (created), resuming from a checkpoint if given."""
+    from lgi_train.metrics import evaluate
+    from lgi_train.viz import error_map, visualize_added_gaussians, visualize_gaussians
+
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    target = load_target(image_path)
+    torch.manual_seed(cfg.seed)
+    fitter = Fitter(target, cfg, on_step=on_step, checkpoint_dir=run_dir / "checkpoints")
+    if resume is not None:
+        fitter.load_checkpoint(Path(resume))
+    else:
+        fitter.setup()
+    initial_xy = fitter.model.xy.detach().cpu().clone() if resume is None else None
+    cfg.save(run_dir / "config.yaml")
+    result = fitter.run()
+    fitter.save_checkpoint(run_dir / "checkpoints" / "final.pt")
+    write_metrics(result.history, run_dir)
+    with torch.no_grad():
+        render = result.model.render(*target.shape[1:]).clamp(0, 1).cpu()
+    save_png(render, run_dir / "render.png")
+    rendered8, target8 = to_uint8(render), to_uint8(target)
+    save_png(error_map(rendered8 / 255.0, target8 / 255.0), run_dir / "error.png")
+    metrics = evaluate(torch.from_numpy(rendered8).permute(2, 0, 1) / 255.0,
+                       torch.from_numpy(target8).permute(2, 0, 1) / 255.0, cfg.lpips_weights)
+    if pictures:
+        model = result.model
+        visualize_gaussians(target8 / 255.0, model.xy.detach().cpu(), torch.exp(model.log_scale.detach()).cpu(),
+                            model.rotation.detach().cpu(), run_dir / "gaussians.png")
+        if initial_xy is not None:
+            visualize_added_gaussians(target8 / 255.0, initial_xy, result.added, run_dir / "added.png")
+    summary = {"image": str(image_path), "width": int(target.shape[2]), "height": int(target.shape[1]),
+               "num_gaussians": result.model.num_gaussians, "steps": result.steps,
+               "seconds": round(result.seconds, 3), "stop_reason": result.stop_reason,
+               "metrics_8bit": metrics, "psnr_float": result.psnr}
+    atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    return result

@@ -1,0 +1,85 @@
+"""`lgi fit` and `lgi render`: outputs, resolution independence, one-line errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from lgi_train.cli import fit, render
+from lgi_train.fit import model_from_checkpoint
+
+
+@pytest.fixture(scope="module")
+def image_path(tmp_path_factory):
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:36, 0:52] / 50.0
+    img = np.stack([xx, yy, 0.5 + 0.3 * np.sin(8 * xx)], axis=2)
+    img[5:15, 5:20] = [0.9, 0.1, 0.2]
+    img = np.clip(img + rng.normal(0, 0.01, img.shape), 0, 1)
+    path = tmp_path_factory.mktemp("img") / "small.png"
+    Image.fromarray((img * 255).astype(np.uint8)).save(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def run_dir(image_path, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "run"
+    result = CliRunner().invoke(fit, [str(image_path), "-o", str(out), "-n", "40", "--steps", "25", "--json"])
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def test_fit_writes_the_run_folder(run_dir):
+    for name in ("config.yaml", "metrics.jsonl", "metrics.csv", "render.png", "error.png", "gaussians.png",
+                 "added.png", "summary.json", "checkpoints/final.pt"):
+        assert (run_dir / name).is_file(), name
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["num_gaussians"] == 40 and summary["steps"] == 25
+    assert summary["metrics_8bit"]["psnr"] > 15
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert rows[0].startswith("step,seconds,num_gaussians,loss,psnr")
+    assert len(rows) > 3
+
+
+def test_render_at_any_scale(run_dir, tmp_path):
+    for args, size in ((["--scale", "2.0"], (104, 72)), (["--width", "26"], (26, 18)), ([], (52, 36))):
+        out = tmp_path / f"r{size[0]}.png"
+        result = CliRunner().invoke(render, [str(run_dir), "-o", str(out), *args])
+        assert result.exit_code == 0, result.output
+        assert Image.open(out).size == size
+    model = model_from_checkpoint(run_dir / "checkpoints" / "final.pt")
+    with torch.no_grad():
+        expect = (model.render(72, 104).clamp(0, 1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "r104.png")), expect)
+
+
+@pytest.mark.parametrize("args,message", [
+    (["-n", "0"], "num_gaussians must be >= 1"),
+    (["--bits-color", "3"], "bits_color must be in 4..32"),
+    (["--bits-position", "40"], "bits_position must be in 4..32"),
+])
+def test_bad_values_are_one_line_errors(image_path, tmp_path, args, message):
+    result = CliRunner().invoke(fit, [str(image_path), "-o", str(tmp_path / "x"), *args])
+    assert result.exit_code != 0
+    assert message in result.output and "Traceback" not in result.output
+
+
+def test_unknown_init_and_unreadable_image(image_path, tmp_path):
+    result = CliRunner().invoke(fit, [str(image_path), "-o", str(tmp_path / "x"), "--init", "magic"])
+    assert result.exit_code != 0 and "magic" in result.output
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"this is not a png")
+    result = CliRunner().invoke(fit, [str(bad), "-o", str(tmp_path / "y")])
+    assert result.exit_code == 1 and "Error:" in result.output and "Traceback" not in result.output
+    result = CliRunner().invoke(fit, [str(tmp_path / "missing.png"), "-o", str(tmp_path / "z")])
+    assert result.exit_code == 1 and "not found" in result.output
+
+
+def test_render_without_checkpoint(tmp_path):
+    result = CliRunner().invoke(render, [str(tmp_path), "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == 1 and "no checkpoint" in result.output

@@ -1,0 +1,179 @@
+"""Fitting: PSNR rises, growth reaches N, every init works, STE quantization, resume, determinism."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from lgi_train.config import ConfigError, FitConfig
+from lgi_train.fit import Fitter, load_checkpoint
+from lgi_train.init import InitError, initialize
+from lgi_train.model import ATTRIBUTES, GaussianModel, ste_quantize
+
+
+def synthetic(h=40, w=56, seed=0) -> torch.Tensor:
+    """A smooth image with an edge and a blob: something a few dozen Gaussians can learn."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    img = torch.stack([xx, yy, 0.5 + 0.4 * torch.sin(6 * xx) * torch.cos(4 * yy)])
+    img[:, : h // 2, : w // 3] = torch.tensor([0.9, 0.2, 0.1])[:, None, None]
+    blob = torch.exp(-(((xx - 0.7) ** 2) + (yy - 0.6) ** 2) / 0.01)
+    img = img * (1 - blob) + blob * torch.rand(3, 1, 1, generator=g)
+    return img.clamp(0, 1).contiguous()
+
+
+def small_cfg(**kw) -> FitConfig:
+    base = dict(num_gaussians=60, steps=40, log_every=5, growth_batches=3, plateau_patience=1000)
+    base.update(kw)
+    return FitConfig(**base).validate()
+
+
+def test_psnr_rises():
+    target = synthetic()
+    fitter = Fitter(target, small_cfg(steps=80))
+    fitter.setup()
+    with torch.no_grad():
+        first = fitter.model.render(*target.shape[1:]).clamp(0, 1)
+    start = 10 * math.log10(1 / float(((first - target) ** 2).mean()))
+    result = fitter.run()
+    assert result.psnr > start + 3.0, (start, result.psnr)
+    psnrs = [h.psnr for h in result.history]
+    assert max(psnrs[-3:]) > psnrs[0] + 3.0
+
+
+def test_progressive_growth_reaches_exactly_n():
+    result = Fitter(synthetic(), small_cfg(num_gaussians=61, initial_fraction=0.5, growth_batches=4)).run()
+    assert result.model.num_gaussians == 61
+    assert len(result.added) == 4
+    assert sum(xy.shape[0] for _, xy in result.added) == 61 - 30
+    counts = [h.num_gaussians for h in result.history]
+    assert counts == sorted(counts) and counts[0] < 61
+
+
+def test_without_progressive_all_from_start():
+    result = Fitter(synthetic(), small_cfg(progressive=False, steps=5)).run()
+    assert result.model.num_gaussians == 60 and not result.added
+
+
+@pytest.mark.parametrize("mode", ["gradient", "placement", "slic", "saliency", "random"])
+def test_every_init_mode_gives_n_valid_gaussians(mode):
+    target = synthetic(48, 64)
+    init = initialize(target, 50, small_cfg(init=mode), torch.Generator().manual_seed(1))
+    assert init["xy"].shape == (50, 2) and init["scales"].shape == (50, 2)
+    assert init["rotations"].shape == (50,) and init["colors"].shape == (50, 3)
+    assert all(torch.isfinite(v).all() for v in init.values())
+    assert (init["xy"] >= 0).all() and (init["xy"] <= 1).all()
+    assert (init["scales"] > 0).all()
+    assert (init["colors"] >= 0).all() and (init["colors"] <= 1).all()
+
+
+def test_gradient_init_follows_edges():
+    target = torch.zeros(3, 64, 64)
+    target[:, :, 32:] = 1.0  # one vertical edge at x = 0.5
+    init = initialize(target, 400, small_cfg(init="gradient", init_uniform_fraction=0.0),
+                      torch.Generator().manual_seed(0))
+    assert ((init["xy"][:, 0] - 0.5).abs() < 3 / 64).float().mean() > 0.95
+
+
+def test_saliency_model_path(tmp_path):
+    class Center(torch.nn.Module):
+        def forward(self, x):
+            h, w = x.shape[-2:]
+            yy, xx = torch.meshgrid(torch.linspace(-1, 1, h), torch.linspace(-1, 1, w), indexing="ij")
+            return torch.exp(-(xx ** 2 + yy ** 2) / 0.02)[None, None]
+
+    path = tmp_path / "sal.pt"
+    torch.jit.script(Center()).save(str(path))
+    init = initialize(synthetic(48, 64), 200, small_cfg(init="saliency", saliency_weights=str(path),
+                                                         init_uniform_fraction=0.0), torch.Generator().manual_seed(0))
+    assert ((init["xy"] - 0.5).abs().amax(1) < 0.25).float().mean() > 0.9
+    with pytest.raises(InitError, match="not found"):
+        initialize(synthetic(), 10, small_cfg(init="saliency", saliency_weights=str(tmp_path / "no.pt")),
+                   torch.Generator())
+
+
+def test_ste_quantization_on_grid_with_gradients():
+    x = torch.linspace(-1.3, 2.1, 101, requires_grad=True)
+    q = ste_quantize(x, 4)
+    levels = torch.round((q.detach() + 1.3) / (3.4 / 15))
+    torch.testing.assert_close(q.detach(), levels * (3.4 / 15) - 1.3, rtol=0, atol=1e-6)
+    assert len(torch.unique(q.detach())) == 16
+    (q * torch.arange(101.0)).sum().backward()
+    torch.testing.assert_close(x.grad, torch.arange(101.0))  # straight through
+    assert ste_quantize(x, 32) is x
+
+
+def test_qat_fit_renders_quantized_values():
+    cfg = small_cfg(qat=True, qat_start=0.5, bits_color=5, steps=20)
+    result = Fitter(synthetic(), cfg).run()
+    model = result.model
+    assert model.quant is not None
+    colors = model.params()["colors"].detach()
+    assert len(torch.unique(colors)) <= 32
+    assert (model.color.detach() != colors).any()  # the raw parameters stay continuous
+
+
+def _params(model: GaussianModel) -> list[torch.Tensor]:
+    return [getattr(model, a).detach().clone() for a in ATTRIBUTES]
+
+
+def test_determinism():
+    a = Fitter(synthetic(), small_cfg(seed=3)).run()
+    b = Fitter(synthetic(), small_cfg(seed=3)).run()
+    for x, y in zip(_params(a.model), _params(b.model)):
+        assert torch.equal(x, y)
+    c = Fitter(synthetic(), small_cfg(seed=4)).run()
+    assert not torch.equal(_params(a.model)[0], _params(c.model)[0])
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    cfg = small_cfg(steps=30, checkpoint_every=12, seed=5)
+    full = Fitter(synthetic(), cfg, checkpoint_dir=tmp_path / "a").run()
+    assert (tmp_path / "a" / "step_0000012.pt").is_file()
+    resumed = Fitter(synthetic(), cfg, checkpoint_dir=tmp_path / "b")
+    resumed.load_checkpoint(tmp_path / "a" / "step_0000012.pt")
+    assert resumed.state["step"] == 12
+    out = resumed.run()
+    for x, y in zip(_params(full.model), _params(out.model)):
+        assert torch.equal(x, y)
+    assert out.model.num_gaussians == full.model.num_gaussians
+
+
+def test_checkpoint_rejects_other_files(tmp_path):
+    bad = tmp_path / "bad.pt"
+    torch.save({"hello": 1}, bad)
+    with pytest.raises(ValueError, match="not an lgi-train checkpoint"):
+        load_checkpoint(bad)
+
+
+def test_config_round_trip_and_validation(tmp_path):
+    cfg = FitConfig(num_gaussians=123, init="slic", qat=True, bits_color=6, max_seconds=3.5)
+    cfg.save(tmp_path / "c.yaml")
+    assert FitConfig.load(tmp_path / "c.yaml") == cfg
+    from lgi_train.config import default_config_path
+
+    assert FitConfig.load(default_config_path()) == FitConfig()
+    for bad, match in ((dict(num_gaussians=0), "num_gaussians"), (dict(bits_color=3), "bits_color"),
+                       (dict(bits_scale=33), "bits_scale"), (dict(init="magic"), "unknown init")):
+        with pytest.raises(ConfigError, match=match):
+            FitConfig(**bad).validate()
+    (tmp_path / "u.yaml").write_text("num_gaussians: 5\nbogus: 1\n")
+    with pytest.raises(ConfigError, match="bogus"):
+        FitConfig.load(tmp_path / "u.yaml")
+
+
+def test_coarse_to_fine_runs_both_stages():
+    result = Fitter(synthetic(64, 64), small_cfg(coarse_to_fine=True, coarse_fraction=0.5, steps=20,
+                                                 log_every=1)).run()
+    stages = [h.stage for h in result.history]
+    assert stages[0] == "coarse" and "fine" in stages
+    assert result.psnr > 15
+
+
+def test_plateau_ends_the_fit():
+    cfg = small_cfg(steps=2000, progressive=False, plateau_patience=5, plateau_min_gain=5.0, max_plateaus=2)
+    result = Fitter(synthetic(), cfg).run()
+    assert result.stop_reason == "plateau" and result.steps < 100
+    assert result.history[-1].lr_scale == pytest.approx(0.1)
