@@ -1,0 +1,263 @@
+"""``lgi dictco``: train, evaluate and run the DCAE learned image codec.
+
+Only click is imported at module level; torch and compressai load inside the commands, so ``lgi --help``
+stays fast. Errors a user can cause (a missing checkpoint, a bad image, a corrupted file, a bad flag)
+end in one line and a non-zero exit status.
+
+Multi-GPU or multi-node training: ``torchrun --nproc_per_node=8 -m lgi_dictco.cli train ...``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+_CHECKPOINT_HELP = "Local DCAE checkpoint (.pt); pretrained weights cannot be downloaded here."
+_CHECKPOINT_ENV = "LGI_DICTCO_CHECKPOINT"
+
+
+def _fail(exc: BaseException) -> click.ClickException:
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip("'\"")
+    return click.ClickException(first)
+
+
+def _emit(result: dict, as_json: bool, quiet: bool, text: str) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2, default=str))
+    elif not quiet:
+        click.echo(text)
+
+
+def _device(name: str):
+    import torch
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise click.BadParameter(f"not a torch device: {name!r} ({exc})", param_hint="--device") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise click.BadParameter(f"{name!r}: no CUDA device is available here", param_hint="--device")
+    return device
+
+
+def _load(checkpoint: str, device_name: str):
+    from lgi_dictco.dcae.checkpoint import CheckpointError, load_model
+
+    try:
+        return load_model(checkpoint, _device(device_name))
+    except CheckpointError as exc:
+        raise _fail(exc) from None
+
+
+def _checkpoint_option(required: bool = True):
+    return click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False), required=required,
+                        envvar=_CHECKPOINT_ENV, show_envvar=True, help=_CHECKPOINT_HELP)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def dictco() -> None:
+    """DCAE learned image codec (dictionary-based entropy model, CVPR 2025): train, eval, compress, decompress."""
+
+
+@dictco.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def models(as_json: bool) -> None:
+    """List the model presets with their frozen ids and parameter counts."""
+    from lgi_dictco.dcae.registry import build_model, list_models, model_id
+
+    rows = []
+    for name in list_models():
+        model = build_model(name)
+        rows.append({"name": name, "id": model_id(name), "parameters": sum(p.numel() for p in model.parameters()),
+                     "experts": model.config.num_experts})
+    text = "\n".join(f"{r['id']:>3}  {r['name']:<16} {r['parameters'] / 1e6:8.2f} M parameters"
+                     + (f", {r['experts']} experts" if r["experts"] else "") for r in rows)
+    _emit({"models": rows}, as_json, False, text)
+
+
+@dictco.command()
+@click.option("--data", required=True, type=click.Path(exists=True), help="Folder of training images.")
+@click.option("--val-data", type=click.Path(exists=True), help="Folder of validation images (centred crops).")
+@click.option("--lambda", "lmbda", type=float, default=0.0067, show_default=True,
+              help="Rate-distortion trade-off λ (MSE: 0.0018 … 0.0483).")
+@click.option("--metric", type=click.Choice(["mse", "ms-ssim"]), default="mse", show_default=True)
+@click.option("--model", "model_name", default="dcae-paper", show_default=True,
+              help="Preset (see `lgi dictco models`).")
+@click.option("-o", "--output", default="runs/dcae", show_default=True, type=click.Path(file_okay=False),
+              help="Folder for last.pt, best.pt and the CSV logs.")
+@click.option("--epochs", type=int, default=50, show_default=True)
+@click.option("--max-steps", type=int, help="Stop after this many steps (short runs).")
+@click.option("--batch-size", type=int, default=8, show_default=True, help="Per process.")
+@click.option("--patch-size", type=int, default=256, show_default=True)
+@click.option("--repeats", type=int, default=1, show_default=True, help="Crops per image per epoch.")
+@click.option("--lr", type=float, default=1e-4, show_default=True)
+@click.option("--aux-lr", type=float, default=1e-3, show_default=True)
+@click.option("--milestones", default="40,45", show_default=True, help="Epochs after which lr ×= gamma.")
+@click.option("--gamma", type=float, default=0.1, show_default=True)
+@click.option("--clip", type=float, default=1.0, show_default=True, help="Gradient-norm clipping (0: off).")
+@click.option("--workers", type=int, default=2, show_default=True, help="Data-loading processes.")
+@click.option("--threads", type=int, help="CPU threads for torch.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
+@click.option("--resume", help="Checkpoint to continue from, or 'auto' for OUTPUT/last.pt.")
+@click.option("--log-every", type=int, default=10, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def train(data, val_data, lmbda, metric, model_name, output, epochs, max_steps, batch_size, patch_size, repeats,
+          lr, aux_lr, milestones, gamma, clip, workers, threads, seed, device, amp, resume, log_every, as_json,
+          quiet) -> None:
+    """Train a DCAE model on random crops of an image folder (under torchrun: DDP)."""
+    from lgi_dictco.dcae.checkpoint import CheckpointError
+    from lgi_dictco.dcae.registry import get_config
+    from lgi_dictco.dcae.train import TrainConfig
+    from lgi_dictco.dcae.train import train as run
+
+    try:
+        get_config(model_name)
+        steps = tuple(int(m) for m in milestones.split(",") if m.strip())
+    except KeyError as exc:
+        raise click.BadParameter(_fail(exc).message, param_hint="--model") from None
+    except ValueError:
+        raise click.BadParameter(f"comma-separated epochs expected, got {milestones!r}",
+                                 param_hint="--milestones") from None
+    try:
+        cfg = TrainConfig(data=data, output=output, model=model_name, lmbda=lmbda, metric=metric, epochs=epochs,
+                          max_steps=max_steps, batch_size=batch_size, patch_size=patch_size, repeats=repeats,
+                          learning_rate=lr, aux_learning_rate=aux_lr, milestones=steps, gamma=gamma,
+                          clip_max_norm=clip, val_data=val_data, num_workers=workers, seed=seed, device=device,
+                          amp=amp, resume=resume, log_every=log_every, threads=threads, progress=not quiet)
+        summary = run(cfg)
+    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        raise _fail(exc) from None
+    summary.pop("model")
+    _emit(summary, as_json, quiet, f"trained {summary['steps']} steps ({summary['epochs_done']} epochs); "
+          f"best loss {summary['best_loss']:.4f}; checkpoints {summary['last']}, {summary['best']}")
+
+
+@dictco.command(name="eval")
+@_checkpoint_option()
+@click.option("--data", required=True, type=click.Path(exists=True), help="Image folder or a single image.")
+@click.option("--real", is_flag=True, help="Also code real .dcae bitstreams: file size, encode/decode times.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write per-image rows as CSV here.")
+@click.option("--limit", type=int, help="Evaluate only the first N images.")
+@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
+@click.option("--threads", type=int, help="CPU threads for torch.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows and means as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Only the results.")
+def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, quiet) -> None:
+    """PSNR, MS-SSIM and bits per pixel of a checkpoint on an image folder (CSV out)."""
+    import torch
+
+    from lgi_dictco.dcae.evaluate import evaluate as run
+    from lgi_dictco.dcae.evaluate import rows_to_csv, summarize, write_csv
+    from lgi_dictco.dcae.io import list_images
+
+    if threads:
+        torch.set_num_threads(threads)
+    model, meta = _load(checkpoint, device)
+    try:
+        files = list_images(data)[:limit] if limit else list_images(data)
+        rows = run(model, files, real=real, lmbda=float(meta.get("lmbda", 0.0)),
+                   metric=str(meta.get("metric", "unknown")), progress=not quiet and not as_json)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    if output:
+        write_csv(rows, output)
+    summary = summarize(rows)
+    text = rows_to_csv(rows) + "mean: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items() if k != "images")
+    _emit({"rows": rows, "mean": summary, "csv": output}, as_json, quiet, text)
+
+
+@dictco.command()
+@click.argument("image", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .dcae file to write.")
+@_checkpoint_option()
+@click.option("--device", default="cpu", show_default=True,
+              help="Decode on the same kind of device: CPU and GPU arithmetic differ.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+def compress(image, output, checkpoint, device, as_json, quiet) -> None:
+    """Code IMAGE into a .dcae file."""
+    from lgi_dictco.dcae.codec import encode
+    from lgi_dictco.dcae.io import atomic_write_bytes, load_image
+
+    try:
+        x = load_image(image)
+    except (FileNotFoundError, ValueError) as exc:
+        raise _fail(exc) from None
+    model, meta = _load(checkpoint, device)
+    metric = str(meta.get("metric", "unknown"))
+    data = encode(model, x, lmbda=float(meta.get("lmbda", 0.0)), metric=metric if metric else "unknown")
+    atomic_write_bytes(output, data)
+    h, w = x.shape[-2:]
+    result = {"input": image, "output": output, "height": h, "width": w, "bytes": len(data),
+              "bpp": 8 * len(data) / (h * w), "model": meta.get("model_name", "custom")}
+    _emit(result, as_json, quiet, f"{image} -> {output}: {len(data)} bytes, {result['bpp']:.4f} bpp")
+
+
+@dictco.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image to write (PNG).")
+@_checkpoint_option()
+@click.option("--device", default="cpu", show_default=True, help="The kind of device that encoded the file.")
+@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 2**28).")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
+def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet) -> None:
+    """Decode a .dcae FILE into an image."""
+    from pathlib import Path
+
+    from lgi_dictco.dcae.codec import decode
+    from lgi_dictco.dcae.format import MAX_PIXELS
+    from lgi_dictco.dcae.io import save_image
+    from lgi_dictco.errors import LgiFormatError
+
+    path = Path(file)
+    if not path.is_file():
+        raise click.ClickException(f"file not found: {file}")
+    data = path.read_bytes()
+    model, _ = _load(checkpoint, device)
+    try:
+        image, header = decode(model, data, max_pixels=max_pixels or MAX_PIXELS)
+    except LgiFormatError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    try:
+        save_image(image, output)
+    except (ValueError, KeyError, OSError) as exc:
+        raise click.ClickException(f"cannot write {output}: {exc}") from None
+    result = {"input": file, "output": output, "height": header.height, "width": header.width}
+    _emit(result, as_json, quiet, f"{file} -> {output}: {header.width}x{header.height}")
+
+
+@dictco.command()
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def info(file, as_json) -> None:
+    """Show the header of a .dcae FILE (no checkpoint needed)."""
+    import dataclasses
+    from pathlib import Path
+
+    from lgi_dictco.dcae.format import unpack
+    from lgi_dictco.dcae.registry import MODEL_IDS
+    from lgi_dictco.errors import LgiFormatError
+
+    path = Path(file)
+    if not path.is_file():
+        raise click.ClickException(f"file not found: {file}")
+    try:
+        header, y, z = unpack(path.read_bytes())
+    except LgiFormatError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
+    result = {**dataclasses.asdict(header), "model": MODEL_IDS.get(header.model_id, "unknown"),
+              "y_bytes": len(y), "z_bytes": len(z)}
+    text = "\n".join(f"{k:<12} {v}" for k, v in result.items())
+    _emit(result, as_json, False, text)
+
+
+if __name__ == "__main__":  # torchrun -m lgi_dictco.cli train ...
+    sys.exit(dictco())

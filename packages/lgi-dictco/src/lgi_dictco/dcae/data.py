@@ -1,0 +1,68 @@
+"""Training data: random (or centred) square crops from a folder of images."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+
+from lgi_dictco.dcae.io import list_images
+
+
+class ImageCrops(Dataset):
+    """Crops of ``patch_size × patch_size`` from every image of a folder, as [3, P, P] floats in [0, 1].
+
+    Images smaller than the patch are padded by replicating their edges. Random crops (training) use
+    torch's global generator, which ``DataLoader`` seeds per worker; centred crops (validation) are
+    deterministic.
+
+    Args:
+        folder: image folder (searched recursively) or a single image file.
+        patch_size: crop side (DCAE: 256).
+        random_crop: random crops (training) or centred crops (validation).
+        repeats: crops taken from each image per epoch (for small folders).
+        cache: keep decoded images in memory (worth it for few, large images).
+    """
+
+    def __init__(self, folder: str | os.PathLike, patch_size: int = 256, random_crop: bool = True,
+                 repeats: int = 1, cache: bool = True):
+        if patch_size < 16 or patch_size % 16:
+            raise ValueError(f"patch size must be a positive multiple of 16, got {patch_size}")
+        if repeats < 1:
+            raise ValueError(f"repeats must be ≥ 1, got {repeats}")
+        self.files: list[Path] = list_images(folder)
+        self.patch_size, self.random_crop, self.repeats, self.cache = patch_size, random_crop, repeats, cache
+        self._cache: dict[int, Tensor] = {}
+
+    def __len__(self) -> int:
+        return len(self.files) * self.repeats
+
+    def _image(self, index: int) -> Tensor:
+        if index in self._cache:
+            return self._cache[index]
+        from PIL import Image
+
+        with Image.open(self.files[index]) as im:
+            image = torch.from_numpy(np.asarray(im.convert("RGB"), dtype=np.uint8).copy()).permute(2, 0, 1)
+        if self.cache:
+            self._cache[index] = image
+        return image
+
+    def __getitem__(self, index: int) -> Tensor:
+        image = self._image(index % len(self.files))
+        p = self.patch_size
+        _, h, w = image.shape
+        if h < p or w < p:
+            image = F.pad(image[None].float(), (0, max(p - w, 0), 0, max(p - h, 0)), mode="replicate")[0]
+            _, h, w = image.shape
+        if self.random_crop:
+            top = int(torch.randint(0, h - p + 1, ()).item())
+            left = int(torch.randint(0, w - p + 1, ()).item())
+        else:
+            top, left = (h - p) // 2, (w - p) // 2
+        return image[:, top:top + p, left:left + p].float().div(255.0)

@@ -1,0 +1,96 @@
+"""Files: atomic writes, images in and out, listing an image folder."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import BinaryIO
+
+import numpy as np
+import torch
+from torch import Tensor
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
+
+
+@contextmanager
+def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
+    """Open a temporary file beside ``path`` for binary writing; on success it replaces ``path``.
+
+    A reader never sees a half-written file, and a failure leaves the old file (if any) in place.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_open(path) as f:
+        f.write(data)
+
+
+def load_image(path: str | os.PathLike) -> Tensor:
+    """Read an image as RGB floats in [0, 1]: [1, 3, H, W].
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: the file is not an image Pillow can read.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            array = np.asarray(im.convert("RGB"), dtype=np.uint8)
+    except (UnidentifiedImageError, OSError, ValueError) as exc:
+        raise ValueError(f"cannot read image {path}: {exc}") from None
+    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+
+
+def to_uint8(image: Tensor) -> np.ndarray:
+    """[1, 3, H, W] or [3, H, W] floats in [0, 1] -> [H, W, 3] uint8 (rounded)."""
+    x = image[0] if image.dim() == 4 else image
+    return x.detach().clamp(0, 1).mul(255).round().to("cpu", torch.uint8).permute(1, 2, 0).numpy()
+
+
+def save_image(image: Tensor, path: str | os.PathLike) -> None:
+    """Write [1, 3, H, W] or [3, H, W] floats in [0, 1] as an 8-bit image (format from the suffix), atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), path.suffix.lstrip(".").upper() or "PNG")
+    with atomic_open(path) as f:
+        Image.fromarray(to_uint8(image)).save(f, format=fmt)
+
+
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files under ``folder`` (recursively, sorted).
+
+    Raises:
+        FileNotFoundError: the folder does not exist.
+        ValueError: it holds no image.
+    """
+    folder = Path(folder)
+    if folder.is_file() and folder.suffix.lower() in IMAGE_SUFFIXES:
+        return [folder]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"image folder not found: {folder}")
+    files = sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) under {folder}")
+    return files
