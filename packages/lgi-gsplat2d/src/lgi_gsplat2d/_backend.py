@@ -135,18 +135,26 @@ def kernel_status() -> dict[str, str]:
     """
     status: dict[str, str] = {}
     cpu = _spec("cpu")
-    if "cpu" in _loaded or _library(cpu).is_file():
+    if "cpu" in _loaded:
         status["cpu"] = "built"
     elif (cpu.build_dir / _FAILED_NOTE).is_file():
         status["cpu"] = "build failed: " + (cpu.build_dir / _FAILED_NOTE).read_text().strip().splitlines()[0]
+    elif _library(cpu).is_file():
+        status["cpu"] = "built"
     else:
         status["cpu"] = "not built (builds on first use)"
     gpu = torch.cuda.is_available()
     prefix = f"lgi_gsplat2d_cuda-{_source_hash('cuda')}-"
-    root = extensions_dir()
-    built = sorted(p.name[len(prefix):] for p in root.glob(prefix + "*") if (p / "lgi_gsplat2d_cuda.so").is_file())
-    if built:
+    dirs = sorted(extensions_dir().glob(prefix + "*"))
+    built = [p.name[len(prefix):] for p in dirs
+             if (p / "lgi_gsplat2d_cuda.so").is_file() and not (p / _FAILED_NOTE).is_file()]
+    failed = [p / _FAILED_NOTE for p in dirs if (p / _FAILED_NOTE).is_file()]
+    if "cuda" in _loaded:
+        status["cuda"] = "built"
+    elif built:
         status["cuda"] = f"built ({', '.join(built)})" + ("" if gpu else ", no GPU to run it")
+    elif failed:
+        status["cuda"] = "build failed: " + failed[0].read_text().strip().splitlines()[0]
     elif torch.version.cuda is None:
         status["cuda"] = "not built (this torch has no CUDA support)"
     elif not gpu:

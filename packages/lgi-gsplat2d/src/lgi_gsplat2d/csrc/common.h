@@ -80,10 +80,27 @@ LGI_HD int box_tiles(const PixBox& b) {
 
 // The Mahalanobis form: q = (a*dx)*dx + ((2b)*dy)*dx + (c*dy)*dy, with b2dy = (2b)*dy and
 // cdy2 = (c*dy)*dy hoisted per row by the kernels. Keep this order: the reference writes it the same way.
+// Host code is built with -ffp-contract=off; on the device the _rn intrinsics forbid fused multiply-adds,
+// so every backend rounds q identically. mul_rn gives the kernels the same guarantee for b2dy and cdy2.
+#if defined(__CUDA_ARCH__)
+__device__ __forceinline__ float mul_rn(float x, float y) { return __fmul_rn(x, y); }
+__device__ __forceinline__ float add_rn(float x, float y) { return __fadd_rn(x, y); }
+__device__ __forceinline__ double mul_rn(double x, double y) { return __dmul_rn(x, y); }
+__device__ __forceinline__ double add_rn(double x, double y) { return __dadd_rn(x, y); }
 template <typename T>
-LGI_HD T q_form(T a, T dx, T b2dy, T cdy2) {
+__device__ __forceinline__ T q_form(T a, T dx, T b2dy, T cdy2) {
+  return add_rn(add_rn(mul_rn(mul_rn(a, dx), dx), mul_rn(b2dy, dx)), cdy2);
+}
+#else
+template <typename T>
+inline T mul_rn(T x, T y) {
+  return x * y;
+}
+template <typename T>
+inline T q_form(T a, T dx, T b2dy, T cdy2) {
   return (a * dx * dx + b2dy * dx) + cdy2;
 }
+#endif
 
 // Projection of one Gaussian. Unit-square covariance Sigma = R diag(s1^2, s2^2) R^T with
 // R = [[cos, -sin], [sin, cos]]; pixel covariance A Sigma A with A = diag(W, H); conic = its inverse,

@@ -4,6 +4,7 @@
 // autograd layer does not care which one it holds.
 #include <torch/extension.h>
 
+#include <type_traits>
 #include <vector>
 
 #include "common.h"
@@ -236,7 +237,7 @@ void check_cuda_float(const Tensor& t, const char* name) {
 
 template <typename P>
 P* ptr_or_null(const Tensor& t) {
-  return t.numel() > 0 ? t.data_ptr<P>() : nullptr;
+  return t.numel() > 0 ? t.data_ptr<std::remove_const_t<P>>() : nullptr;
 }
 
 lgi::CudaRaster make_cuda_args(const Tensor& xys, const Tensor& radii, const Tensor& conics,

@@ -276,6 +276,15 @@ LGI_INLINE float topk_insert16(float* qs, int32_t* ids, int& cnt, int k, float q
 template <typename T>
 inline void finish_gaussian(const RasterArgs<T>& a, int64_t g, const T* S, T* grad_xys, T* grad_conics,
                             T* grad_colors, T* grad_opacities) {
+  if (a.radii[g] <= 0) {  // culled: no pixel, zero gradients (and its conic may be infinite)
+    if (grad_xys) {
+      std::fill(grad_xys + 2 * g, grad_xys + 2 * g + 2, T(0));
+      std::fill(grad_conics + 3 * g, grad_conics + 3 * g + 3, T(0));
+    }
+    if (grad_colors) std::fill(grad_colors + g * a.channels, grad_colors + (g + 1) * a.channels, T(0));
+    if (grad_opacities) grad_opacities[g] = T(0);
+    return;
+  }
   const T o = a.opacities ? a.opacities[g] : T(1);
   if (grad_xys) {
     const T ca = a.conics[3 * g], cb = a.conics[3 * g + 1], cc = a.conics[3 * g + 2];
