@@ -72,6 +72,8 @@ class DCAEConfig:
         for name, n in lengths.items():
             if len(getattr(self, name)) != n:
                 raise ValueError(f"DCAEConfig.{name} needs {n} values, got {getattr(self, name)}")
+        if self.num_experts < 0 or self.num_experts == 1:
+            raise ValueError(f"DCAEConfig.num_experts must be 0 or ≥ 2, got {self.num_experts}")
         positive = ["N", "M", "num_slices", "window_size", "swin_mlp_rate", "hyper_head_dim",
                     "hyper_window_size", "hyper_depth", "dict_heads", "dict_head_dim", "dict_mlp_rate",
                     "expert_entries" if self.num_experts else "dict_entries"]
@@ -85,8 +87,6 @@ class DCAEConfig:
             raise ValueError(f"DCAEConfig.res_blocks must be ≥ 0, got {self.res_blocks}")
         if self.M % self.num_slices:
             raise ValueError(f"DCAEConfig: M={self.M} is not a multiple of num_slices={self.num_slices}")
-        if self.num_experts < 0 or self.num_experts == 1:
-            raise ValueError(f"DCAEConfig.num_experts must be 0 or ≥ 2, got {self.num_experts}")
         dims = (*self.feature_dims, *reversed(self.feature_dims))
         for i, (dim, hd) in enumerate(zip(dims, self.head_dims)):
             if dim % hd:
