@@ -9,13 +9,15 @@ For each device, image size (W x H, 3 channels, batch 1) and mode it times every
 quartiles) of the repeats. ``forward`` is inference (no gradient, ``train=False``); ``forward+backward``
 is ``(1 - ssim).backward()`` with respect to the first image. lgi uses its default "same" padding;
 pytorch_msssim has only "valid" (the same amount of filtering, 10 pixels fewer per axis of output).
-Writes benchmarks/results/ssim_<device>.csv and .png. Never collected by pytest.
+Writes benchmarks/results/ssim_<device>.csv and .png (ssim_cpu_<n>thread.* with --threads n). Never
+collected by pytest.
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import os
 import platform
 import statistics
 import time
@@ -28,6 +30,16 @@ from lgi_fused_ssim import fused_ssim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("forward", "forward+backward")
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
 
 
 def _backends(device: str) -> dict:
@@ -103,8 +115,11 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=15)
     parser.add_argument("--budget", type=float, default=20.0, help="seconds of repeats per case at most")
     parser.add_argument("--devices", default="auto", help="cpu, cuda, or auto (cpu, plus cuda if present)")
+    parser.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
+    if args.threads > 0:
+        torch.set_num_threads(args.threads)
 
     devices = ["cpu", "cuda"] if args.devices == "auto" else args.devices.split(",")
     devices = [d for d in devices if d == "cpu" or torch.cuda.is_available()]
@@ -113,7 +128,7 @@ def main() -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     for device in devices:
-        name = torch.cuda.get_device_name(0) if device == "cuda" else (platform.processor() or platform.machine())
+        name = torch.cuda.get_device_name(0) if device == "cuda" else _cpu_name()
         threads = torch.get_num_threads()
         rows: list[dict] = []
         for w, h in sizes:
@@ -123,6 +138,7 @@ def main() -> None:
             for mode in MODES:
                 case: dict[str, float] = {}
                 for backend, fn in _backends(device).items():
+                    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
                     x = base.to(device).requires_grad_(mode != "forward")
                     times = _time_case(fn, x, y, mode, device, args.warmup, args.repeats, args.budget)
                     q = statistics.quantiles(times, n=4) if len(times) > 1 else times * 3
@@ -132,7 +148,7 @@ def main() -> None:
                         "size": f"{w}x{h}", "channels": args.channels, "batch": args.batch, "mode": mode,
                         "repeats": len(times), "median_ms": round(case[backend], 3),
                         "p25_ms": round(q[0] * 1e3, 3), "p75_ms": round(q[2] * 1e3, 3),
-                        "torch": torch.__version__, "timestamp": stamp,
+                        "loadavg_1m": round(load, 2), "torch": torch.__version__, "timestamp": stamp,
                     })
                 peer = case["pytorch_msssim"]
                 for row in rows[-len(case):]:
@@ -140,14 +156,15 @@ def main() -> None:
                     print(f"{device:4} {row['size']:>9} {mode:16} {row['backend']:15} "
                           f"{row['median_ms']:10.2f} ms  x{row['speedup_vs_pytorch_msssim']:<6} "
                           f"({row['repeats']} runs)", flush=True)
-        csv_path = args.out / f"ssim_{device}.csv"
+        suffix = f"_{args.threads}thread" if args.threads > 0 and device == "cpu" else ""
+        csv_path = args.out / f"ssim_{device}{suffix}.csv"
         with csv_path.open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0]))
             writer.writeheader()
             writer.writerows(rows)
         title = (f"SSIM, batch {args.batch}, {args.channels} channels, {device} ({name}, {threads} threads), "
                  f"torch {torch.__version__}, {stamp}")
-        _plot(rows, args.out / f"ssim_{device}.png", title)
+        _plot(rows, csv_path.with_suffix(".png"), title)
         print(f"wrote {csv_path} and {csv_path.with_suffix('.png')}")
 
 
