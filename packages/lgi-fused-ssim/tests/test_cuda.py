@@ -123,3 +123,23 @@ def test_cuda_auto_dispatch_and_train_false():
         out.backward()
     with pytest.raises(ValueError, match="same device"):
         fused_ssim(x, y.cpu())
+
+
+def test_a_wrong_cuda_home_is_explained(monkeypatch, tmp_path):
+    """The wrapper-nvcc trap (CUDA_HOME guessed as /usr/local) fails early with the fix in the message."""
+    from torch.utils import cpp_extension
+
+    from lgi_fused_ssim import KernelUnavailableError, _backend
+
+    (tmp_path / "bin").mkdir()
+    (tmp_path / "bin" / "nvcc").write_text("#!/bin/sh\n")
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
+    with pytest.raises(KernelUnavailableError, match="not a CUDA toolkit root.*TOP="):
+        _backend._check_cuda_toolkit(cpp_extension)
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", None)
+    with pytest.raises(KernelUnavailableError, match="no CUDA toolkit found"):
+        _backend._check_cuda_toolkit(cpp_extension)
+    (tmp_path / "lib64").mkdir()
+    (tmp_path / "lib64" / "libcudart.so").write_text("")
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))
+    _backend._check_cuda_toolkit(cpp_extension)

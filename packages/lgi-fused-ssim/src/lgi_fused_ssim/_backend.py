@@ -126,7 +126,8 @@ def _check_cuda_toolkit(cpp_extension: ModuleType) -> None:
     if not home:
         raise KernelUnavailableError(f"no CUDA toolkit found: {hint}")
     root = Path(home)
-    libs = [*root.glob("lib64/libcudart.so*"), *root.glob("targets/*/lib/libcudart.so*")]
+    libs = [*root.glob("lib64/libcudart.so*"), *root.glob("lib/libcudart.so*"),
+            *root.glob("targets/*/lib/libcudart.so*")]
     if not (root / "bin" / "nvcc").exists() or not libs:
         raise KernelUnavailableError(f"CUDA_HOME={home} is not a CUDA toolkit root: {hint}")
 
