@@ -54,7 +54,9 @@ def test_batches_are_coded_image_by_image(model):
     out = model.compress(x)
     assert [len(s) for s in out["strings"]] == [3, 3]
     batch = model.decompress(out["strings"], out["shape"], out["size"])["x_hat"]
-    second = model.decompress([[out["strings"][0][1]], [out["strings"][1][1]]], out["shape"], out["size"])["x_hat"]
+    second = model.decompress([[out["strings"][0][1]], [out["strings"][1][1]]], out["shape"], out["size"])[
+        "x_hat"
+    ]
     assert torch.equal(batch[1:2], second)
     assert model.compress(x[1:2])["strings"] == [[out["strings"][0][1]], [out["strings"][1][1]]]
 

@@ -24,8 +24,16 @@ def _one_thread():
 
 def _header(h=29, w=45, **changes):
     y, z = latent_shapes(h, w)
-    fields = dict(model_id=3, fingerprint=0xDEADBEEF, lmbda=0.0067, metric="mse", height=h, width=w, y_shape=y,
-                  z_shape=z)
+    fields = dict(
+        model_id=3,
+        fingerprint=0xDEADBEEF,
+        lmbda=0.0067,
+        metric="mse",
+        height=h,
+        width=w,
+        y_shape=y,
+        z_shape=z,
+    )
     fields.update(changes)
     return DcaeHeader(**fields)
 
@@ -74,19 +82,22 @@ def test_trailing_bytes_are_rejected():
         unpack(GOOD + b"\0")
 
 
-@pytest.mark.parametrize("data, match", [
-    (b"", "not a .dcae file"),
-    (b"\x89PNG\r\n\x1a\n" + bytes(60), "not a .dcae file"),
-    (_reseal(GOOD, 4, "<B", 2), "unsupported .dcae version 2"),
-    (_reseal(GOOD, 5, "<B", 1), "reserved"),
-    (_reseal(GOOD, 18, "<B", 7), "reserved"),
-    (_reseal(GOOD, 16, "<B", 9), "unknown metric"),
-    (_reseal(GOOD, 12, "<f", float("nan")), "invalid λ"),
-    (_reseal(GOOD, 20, "<I", 0), "empty image"),
-    (_reseal(GOOD, 28, "<I", 9), "do not match the image"),
-    (_reseal(GOOD, 44, "<B", 3), "3 chunks"),
-    (GOOD[:52] + struct.pack("<II", 1 << 31, 0) + GOOD[60:], "declares 2147483648 bytes"),
-])
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"", "not a .dcae file"),
+        (b"\x89PNG\r\n\x1a\n" + bytes(60), "not a .dcae file"),
+        (_reseal(GOOD, 4, "<B", 2), "unsupported .dcae version 2"),
+        (_reseal(GOOD, 5, "<B", 1), "reserved"),
+        (_reseal(GOOD, 18, "<B", 7), "reserved"),
+        (_reseal(GOOD, 16, "<B", 9), "unknown metric"),
+        (_reseal(GOOD, 12, "<f", float("nan")), "invalid λ"),
+        (_reseal(GOOD, 20, "<I", 0), "empty image"),
+        (_reseal(GOOD, 28, "<I", 9), "do not match the image"),
+        (_reseal(GOOD, 44, "<B", 3), "3 chunks"),
+        (GOOD[:52] + struct.pack("<II", 1 << 31, 0) + GOOD[60:], "declares 2147483648 bytes"),
+    ],
+)
 def test_malformed_headers_name_the_problem(data, match):
     with pytest.raises(LgiFormatError, match=match):
         unpack(data)

@@ -9,7 +9,15 @@ import torch
 import torch.nn.functional as F
 
 import lgi_dictco.dcae.swin as swin
-from lgi_dictco.dcae import DCAE, DCAEConfig, MODEL_IDS, build_model, config_from_state_dict, get_config, list_models
+from lgi_dictco.dcae import (
+    DCAE,
+    MODEL_IDS,
+    DCAEConfig,
+    build_model,
+    config_from_state_dict,
+    get_config,
+    list_models,
+)
 from lgi_dictco.dcae.dictionary import DictionaryCrossAttention
 from lgi_dictco.dcae.registry import model_id, name_of_config
 
@@ -35,26 +43,37 @@ def _naive_window_attention(attn: swin.WindowAttention, x: torch.Tensor) -> torc
     rows = torch.zeros(h, dtype=torch.long)
     cols = torch.zeros(w, dtype=torch.long)
     if attn.shifted:
-        rows[h - s:] = 1
-        cols[w - s:] = 1
-    label = (2 * rows[:, None] + cols[None, :])
+        rows[h - s :] = 1
+        cols[w - s :] = 1
+    label = 2 * rows[:, None] + cols[None, :]
     out = torch.zeros_like(x)
     heads, d = attn.heads, attn.head_dim
     table = attn.relative_position_bias
     for bi in range(b):
         for i in range(0, h, p):
             for j in range(0, w, p):
-                t = x[bi, i:i + p, j:j + p].reshape(p * p, c)
+                t = x[bi, i : i + p, j : j + p].reshape(p * p, c)
                 q, k, v = attn.qkv(t).reshape(p * p, 3, heads, d).permute(1, 2, 0, 3)
                 scores = q @ k.transpose(-1, -2) / math.sqrt(d)
                 coords = [(r, cc) for r in range(p) for cc in range(p)]
-                bias = torch.stack([torch.stack([table[(r1 - r2 + p - 1) * (2 * p - 1) + (c1 - c2 + p - 1)]
-                                                 for (r2, c2) in coords]) for (r1, c1) in coords])  # [P, P, heads]
+                bias = torch.stack(
+                    [
+                        torch.stack(
+                            [
+                                table[(r1 - r2 + p - 1) * (2 * p - 1) + (c1 - c2 + p - 1)]
+                                for (r2, c2) in coords
+                            ]
+                        )
+                        for (r1, c1) in coords
+                    ]
+                )  # [P, P, heads]
                 scores = scores + bias.permute(2, 0, 1)
-                lab = label[i:i + p, j:j + p].reshape(-1)
+                lab = label[i : i + p, j : j + p].reshape(-1)
                 scores = scores.masked_fill(lab[:, None] != lab[None, :], float("-inf"))
                 o = torch.softmax(scores, -1) @ v  # [heads, P, d]
-                out[bi, i:i + p, j:j + p] = attn.proj(o.transpose(0, 1).reshape(p * p, c)).reshape(p, p, c)
+                out[bi, i : i + p, j : j + p] = attn.proj(o.transpose(0, 1).reshape(p * p, c)).reshape(
+                    p, p, c
+                )
     if attn.shifted:
         out = torch.roll(out, (s, s), (1, 2))
     return out
@@ -95,7 +114,7 @@ def test_swin_stage_zero_pads_to_the_window_and_crops():
         h = padded.permute(0, 2, 3, 1)
         for layer in stage.layers:
             h = layer(h)
-        return (stage.conv(h.permute(0, 3, 1, 2)) + padded)[:, :, :t.shape[2], :t.shape[3]]
+        return (stage.conv(h.permute(0, 3, 1, 2)) + padded)[:, :, : t.shape[2], : t.shape[3]]
 
     with torch.no_grad():
         y = stage(x)
@@ -116,7 +135,9 @@ def test_dictionary_attention_matches_naive_reference():
         dn = m.norm_dict(dictionary)
         k = m.k_proj(dn).reshape(7, 2, 8).transpose(0, 1)
         v = dn.reshape(7, 2, 8).transpose(0, 1)
-        probs = torch.softmax((q @ k.transpose(-1, -2)) * m.temperature, dim=-1)  # learned temperature, no 1/sqrt(d)
+        probs = torch.softmax(
+            (q @ k.transpose(-1, -2)) * m.temperature, dim=-1
+        )  # learned temperature, no 1/sqrt(d)
         expected = probs @ v
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
@@ -124,8 +145,9 @@ def test_dictionary_attention_matches_naive_reference():
 def test_moe_router_selects_experts():
     """With the router forced to one expert, the MoE output equals attention over that expert alone."""
     torch.manual_seed(4)
-    m = DictionaryCrossAttention(input_dim=12, output_dim=10, dict_dim=16, heads=2, mlp_rate=2, num_experts=3,
-                                 expert_entries=5)
+    m = DictionaryCrossAttention(
+        input_dim=12, output_dim=10, dict_dim=16, heads=2, mlp_rate=2, num_experts=3, expert_entries=5
+    )
     x = torch.randn(1, 12, 4, 6)
     with torch.no_grad():
         last = m.router[-1]
@@ -133,8 +155,9 @@ def test_moe_router_selects_experts():
         last.bias.copy_(torch.tensor([0.0, 80.0, 0.0]))
         forced = m(x)
         single = DictionaryCrossAttention(12, 10, 16, 2, 2)
-        single.load_state_dict({k: v for k, v in m.state_dict().items()
-                                if not k.startswith(("experts", "router"))})
+        single.load_state_dict(
+            {k: v for k, v in m.state_dict().items() if not k.startswith(("experts", "router"))}
+        )
         expected = single(x, m.experts[1])
         last.bias.copy_(torch.tensor([0.0, 0.0, 80.0]))
         other = m(x)
@@ -194,14 +217,17 @@ def test_bad_inputs_are_rejected():
         model(torch.zeros(1, 3, 16, 16, dtype=torch.uint8))
 
 
-@pytest.mark.parametrize("changes, match", [
-    ({"M": 42}, "multiple of num_slices"),
-    ({"num_experts": 1}, "num_experts"),
-    ({"head_dims": (8, 8, 8, 8, 8, 7)}, "head_dims"),
-    ({"feature_dims": (16, 24)}, "3 values"),
-    ({"N": 30}, "hyper_head_dim"),
-    ({"dict_heads": 0}, "dict_heads"),
-])
+@pytest.mark.parametrize(
+    "changes, match",
+    [
+        ({"M": 42}, "multiple of num_slices"),
+        ({"num_experts": 1}, "num_experts"),
+        ({"head_dims": (8, 8, 8, 8, 8, 7)}, "head_dims"),
+        ({"feature_dims": (16, 24)}, "3 values"),
+        ({"N": 30}, "hyper_head_dim"),
+        ({"dict_heads": 0}, "dict_heads"),
+    ],
+)
 def test_config_validation(changes, match):
     with pytest.raises(ValueError, match=match):
         get_config("dcae-tiny").replace(**changes)
@@ -218,13 +244,28 @@ def test_config_normalises_unused_fields():
 
 
 CUSTOM = get_config("dcae-tiny").replace(
-    M=48, num_slices=4, max_support_slices=2, feature_dims=(8, 16, 24), block_counts=(2, 1, 3), res_blocks=0,
-    swin_mlp_rate=3, hyper_depth=2, hyper_window_size=2, dict_mlp_rate=3, dict_heads=3, dict_head_dim=4,
-    entropy_hidden=(12, 20), dict_entries=9)
+    M=48,
+    num_slices=4,
+    max_support_slices=2,
+    feature_dims=(8, 16, 24),
+    block_counts=(2, 1, 3),
+    res_blocks=0,
+    swin_mlp_rate=3,
+    hyper_depth=2,
+    hyper_window_size=2,
+    dict_mlp_rate=3,
+    dict_heads=3,
+    dict_head_dim=4,
+    entropy_hidden=(12, 20),
+    dict_entries=9,
+)
 
 
-@pytest.mark.parametrize("config", [get_config("dcae-tiny"), get_config("dcae-moe-tiny"), CUSTOM],
-                         ids=["tiny", "moe-tiny", "custom"])
+@pytest.mark.parametrize(
+    "config",
+    [get_config("dcae-tiny"), get_config("dcae-moe-tiny"), CUSTOM],
+    ids=["tiny", "moe-tiny", "custom"],
+)
 def test_from_state_dict_infers_sizes(config):
     torch.manual_seed(8)
     model = DCAE(config).eval()
@@ -245,7 +286,13 @@ def test_from_state_dict_rejects_foreign_weights():
 
 
 def test_registry_is_frozen_and_named():
-    assert dict(MODEL_IDS) == {0: "custom", 1: "dcae-paper", 2: "dcae-moe-paper", 3: "dcae-tiny", 4: "dcae-moe-tiny"}
+    assert dict(MODEL_IDS) == {
+        0: "custom",
+        1: "dcae-paper",
+        2: "dcae-moe-paper",
+        3: "dcae-tiny",
+        4: "dcae-moe-tiny",
+    }
     with pytest.raises(TypeError):
         MODEL_IDS[5] = "x"  # type: ignore[index]
     assert list_models() == ["dcae-paper", "dcae-moe-paper", "dcae-tiny", "dcae-moe-tiny"]
@@ -259,7 +306,14 @@ def test_registry_is_frozen_and_named():
 def test_paper_presets_have_the_paper_sizes():
     paper = build_model("dcae-paper")
     cfg = paper.config
-    assert (cfg.N, cfg.M, cfg.num_slices, cfg.dict_entries, cfg.dict_dim, cfg.window_size) == (192, 320, 5, 128, 640, 8)
+    assert (cfg.N, cfg.M, cfg.num_slices, cfg.dict_entries, cfg.dict_dim, cfg.window_size) == (
+        192,
+        320,
+        5,
+        128,
+        640,
+        8,
+    )
     assert paper.dictionary.shape == (128, 640)
     assert sum(p.numel() for p in paper.parameters()) == 119_400_351
     moe = build_model("dcae-moe-paper")

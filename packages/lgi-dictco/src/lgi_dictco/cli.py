@@ -54,13 +54,23 @@ def _load(checkpoint: str, device_name: str):
 
 
 def _checkpoint_option(required: bool = True):
-    return click.option("--checkpoint", "checkpoint", type=click.Path(dir_okay=False), required=required,
-                        envvar=_CHECKPOINT_ENV, show_envvar=True, help=_CHECKPOINT_HELP)
+    return click.option(
+        "--checkpoint",
+        "checkpoint",
+        type=click.Path(dir_okay=False),
+        required=required,
+        envvar=_CHECKPOINT_ENV,
+        show_envvar=True,
+        help=_CHECKPOINT_HELP,
+    )
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 def dictco() -> None:
-    """DCAE learned image codec (dictionary-based entropy model, CVPR 2025): train, eval, compress, decompress."""
+    """DCAE learned image codec (dictionary-based entropy model, CVPR 2025).
+
+    Train models, evaluate them, compress images to .dcae files and decompress them.
+    """
 
 
 @dictco.command()
@@ -72,23 +82,45 @@ def models(as_json: bool) -> None:
     rows = []
     for name in list_models():
         model = build_model(name)
-        rows.append({"name": name, "id": model_id(name), "parameters": sum(p.numel() for p in model.parameters()),
-                     "experts": model.config.num_experts})
-    text = "\n".join(f"{r['id']:>3}  {r['name']:<16} {r['parameters'] / 1e6:8.2f} M parameters"
-                     + (f", {r['experts']} experts" if r["experts"] else "") for r in rows)
+        rows.append(
+            {
+                "name": name,
+                "id": model_id(name),
+                "parameters": sum(p.numel() for p in model.parameters()),
+                "experts": model.config.num_experts,
+            }
+        )
+    text = "\n".join(
+        f"{r['id']:>3}  {r['name']:<16} {r['parameters'] / 1e6:8.2f} M parameters"
+        + (f", {r['experts']} experts" if r["experts"] else "")
+        for r in rows
+    )
     _emit({"models": rows}, as_json, False, text)
 
 
 @dictco.command()
 @click.option("--data", required=True, type=click.Path(exists=True), help="Folder of training images.")
 @click.option("--val-data", type=click.Path(exists=True), help="Folder of validation images (centred crops).")
-@click.option("--lambda", "lmbda", type=float, default=0.0067, show_default=True,
-              help="Rate-distortion trade-off λ (MSE: 0.0018 … 0.0483).")
+@click.option(
+    "--lambda",
+    "lmbda",
+    type=float,
+    default=0.0067,
+    show_default=True,
+    help="Rate-distortion trade-off λ (MSE: 0.0018 … 0.0483).",
+)
 @click.option("--metric", type=click.Choice(["mse", "ms-ssim"]), default="mse", show_default=True)
-@click.option("--model", "model_name", default="dcae-paper", show_default=True,
-              help="Preset (see `lgi dictco models`).")
-@click.option("-o", "--output", default="runs/dcae", show_default=True, type=click.Path(file_okay=False),
-              help="Folder for last.pt, best.pt and the CSV logs.")
+@click.option(
+    "--model", "model_name", default="dcae-paper", show_default=True, help="Preset (see `lgi dictco models`)."
+)
+@click.option(
+    "-o",
+    "--output",
+    default="runs/dcae",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Folder for last.pt, best.pt and the CSV logs.",
+)
 @click.option("--epochs", type=int, default=50, show_default=True)
 @click.option("--max-steps", type=int, help="Stop after this many steps (short runs).")
 @click.option("--batch-size", type=int, default=8, show_default=True, help="Per process.")
@@ -108,9 +140,33 @@ def models(as_json: bool) -> None:
 @click.option("--log-every", type=int, default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def train(data, val_data, lmbda, metric, model_name, output, epochs, max_steps, batch_size, patch_size, repeats,
-          lr, aux_lr, milestones, gamma, clip, workers, threads, seed, device, amp, resume, log_every, as_json,
-          quiet) -> None:
+def train(
+    data,
+    val_data,
+    lmbda,
+    metric,
+    model_name,
+    output,
+    epochs,
+    max_steps,
+    batch_size,
+    patch_size,
+    repeats,
+    lr,
+    aux_lr,
+    milestones,
+    gamma,
+    clip,
+    workers,
+    threads,
+    seed,
+    device,
+    amp,
+    resume,
+    log_every,
+    as_json,
+    quiet,
+) -> None:
     """Train a DCAE model on random crops of an image folder (under torchrun: DDP)."""
     from lgi_dictco.dcae.checkpoint import CheckpointError
     from lgi_dictco.dcae.registry import get_config
@@ -123,20 +179,47 @@ def train(data, val_data, lmbda, metric, model_name, output, epochs, max_steps, 
     except KeyError as exc:
         raise click.BadParameter(_fail(exc).message, param_hint="--model") from None
     except ValueError:
-        raise click.BadParameter(f"comma-separated epochs expected, got {milestones!r}",
-                                 param_hint="--milestones") from None
+        raise click.BadParameter(
+            f"comma-separated epochs expected, got {milestones!r}", param_hint="--milestones"
+        ) from None
     try:
-        cfg = TrainConfig(data=data, output=output, model=model_name, lmbda=lmbda, metric=metric, epochs=epochs,
-                          max_steps=max_steps, batch_size=batch_size, patch_size=patch_size, repeats=repeats,
-                          learning_rate=lr, aux_learning_rate=aux_lr, milestones=steps, gamma=gamma,
-                          clip_max_norm=clip, val_data=val_data, num_workers=workers, seed=seed, device=device,
-                          amp=amp, resume=resume, log_every=log_every, threads=threads, progress=not quiet)
+        cfg = TrainConfig(
+            data=data,
+            output=output,
+            model=model_name,
+            lmbda=lmbda,
+            metric=metric,
+            epochs=epochs,
+            max_steps=max_steps,
+            batch_size=batch_size,
+            patch_size=patch_size,
+            repeats=repeats,
+            learning_rate=lr,
+            aux_learning_rate=aux_lr,
+            milestones=steps,
+            gamma=gamma,
+            clip_max_norm=clip,
+            val_data=val_data,
+            num_workers=workers,
+            seed=seed,
+            device=device,
+            amp=amp,
+            resume=resume,
+            log_every=log_every,
+            threads=threads,
+            progress=not quiet,
+        )
         summary = run(cfg)
     except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as exc:
         raise _fail(exc) from None
     summary.pop("model")
-    _emit(summary, as_json, quiet, f"trained {summary['steps']} steps ({summary['epochs_done']} epochs); "
-          f"best loss {summary['best_loss']:.4f}; checkpoints {summary['last']}, {summary['best']}")
+    _emit(
+        summary,
+        as_json,
+        quiet,
+        f"trained {summary['steps']} steps ({summary['epochs_done']} epochs); "
+        f"best loss {summary['best_loss']:.4f}; checkpoints {summary['last']}, {summary['best']}",
+    )
 
 
 @dictco.command(name="eval")
@@ -162,23 +245,37 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
     model, meta = _load(checkpoint, device)
     try:
         files = list_images(data)[:limit] if limit else list_images(data)
-        rows = run(model, files, real=real, lmbda=float(meta.get("lmbda", 0.0)),
-                   metric=str(meta.get("metric", "unknown")), progress=not quiet and not as_json)
+        rows = run(
+            model,
+            files,
+            real=real,
+            lmbda=float(meta.get("lmbda", 0.0)),
+            metric=str(meta.get("metric", "unknown")),
+            progress=not quiet and not as_json,
+        )
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None
     if output:
         write_csv(rows, output)
     summary = summarize(rows)
-    text = rows_to_csv(rows) + "mean: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items() if k != "images")
+    text = (
+        rows_to_csv(rows) + "mean: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items() if k != "images")
+    )
     _emit({"rows": rows, "mean": summary, "csv": output}, as_json, quiet, text)
 
 
 @dictco.command()
 @click.argument("image", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .dcae file to write.")
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .dcae file to write."
+)
 @_checkpoint_option()
-@click.option("--device", default="cpu", show_default=True,
-              help="Decode on the same kind of device: CPU and GPU arithmetic differ.")
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    help="Decode on the same kind of device: CPU and GPU arithmetic differ.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 def compress(image, output, checkpoint, device, as_json, quiet) -> None:
@@ -195,8 +292,15 @@ def compress(image, output, checkpoint, device, as_json, quiet) -> None:
     data = encode(model, x, lmbda=float(meta.get("lmbda", 0.0)), metric=metric if metric else "unknown")
     atomic_write_bytes(output, data)
     h, w = x.shape[-2:]
-    result = {"input": image, "output": output, "height": h, "width": w, "bytes": len(data),
-              "bpp": 8 * len(data) / (h * w), "model": meta.get("model_name", "custom")}
+    result = {
+        "input": image,
+        "output": output,
+        "height": h,
+        "width": w,
+        "bytes": len(data),
+        "bpp": 8 * len(data) / (h * w),
+        "model": meta.get("model_name", "custom"),
+    }
     _emit(result, as_json, quiet, f"{image} -> {output}: {len(data)} bytes, {result['bpp']:.4f} bpp")
 
 
@@ -253,8 +357,12 @@ def info(file, as_json) -> None:
         header, y, z = unpack(path.read_bytes())
     except LgiFormatError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
-    result = {**dataclasses.asdict(header), "model": MODEL_IDS.get(header.model_id, "unknown"),
-              "y_bytes": len(y), "z_bytes": len(z)}
+    result = {
+        **dataclasses.asdict(header),
+        "model": MODEL_IDS.get(header.model_id, "unknown"),
+        "y_bytes": len(y),
+        "z_bytes": len(z),
+    }
     text = "\n".join(f"{k:<12} {v}" for k, v in result.items())
     _emit(result, as_json, False, text)
 

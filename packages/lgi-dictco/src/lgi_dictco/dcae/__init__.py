@@ -25,7 +25,24 @@ from lgi_dictco.dcae.model import DCAE, PAD_MULTIPLE
 from lgi_dictco.dcae.registry import MODEL_IDS, PRESETS, build_model, get_config, list_models, model_id
 
 __all__ = [
-    "DCAE", "DCAEConfig", "PAD_MULTIPLE", "MODEL_IDS", "PRESETS", "MAX_PIXELS", "DcaeHeader", "CheckpointError",
-    "build_model", "get_config", "list_models", "model_id", "config_from_state_dict", "encode", "decode",
-    "pack", "unpack", "load_checkpoint", "load_model", "save_checkpoint",
+    "DCAE",
+    "DCAEConfig",
+    "PAD_MULTIPLE",
+    "MODEL_IDS",
+    "PRESETS",
+    "MAX_PIXELS",
+    "DcaeHeader",
+    "CheckpointError",
+    "build_model",
+    "get_config",
+    "list_models",
+    "model_id",
+    "config_from_state_dict",
+    "encode",
+    "decode",
+    "pack",
+    "unpack",
+    "load_checkpoint",
+    "load_model",
+    "save_checkpoint",
 ]

@@ -38,8 +38,14 @@ def save_checkpoint(path: str | os.PathLike, model: DCAE, **extra) -> None:
         model: the model (a DDP wrapper's ``.module``).
         **extra: e.g. ``lmbda``, ``metric``, ``epoch``, optimizer states.
     """
-    state = {"kind": KIND, "version": VERSION, "model_name": name_of_config(model.config),
-             "config": model.config.to_dict(), "state_dict": model.state_dict(), **extra}
+    state = {
+        "kind": KIND,
+        "version": VERSION,
+        "model_name": name_of_config(model.config),
+        "config": model.config.to_dict(),
+        "state_dict": model.state_dict(),
+        **extra,
+    }
     with atomic_open(path) as f:
         torch.save(state, f)
 
@@ -55,8 +61,10 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path} (pretrained DCAE weights cannot be downloaded "
-                              "here; train one with `lgi dictco train` or pass a local file)")
+        raise CheckpointError(
+            f"checkpoint not found: {path} (pretrained DCAE weights cannot be downloaded "
+            "here; train one with `lgi dictco train` or pass a local file)"
+        )
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means "not a checkpoint"
@@ -72,8 +80,9 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     if obj.get("kind", KIND) != KIND:
         raise CheckpointError(f"{path} is a {obj.get('kind')!r} checkpoint, not a DCAE one")
     if int(obj.get("version", VERSION)) > VERSION:
-        raise CheckpointError(f"{path} is a version {obj['version']} checkpoint; this lgi-dictco reads up to "
-                              f"{VERSION}")
+        raise CheckpointError(
+            f"{path} is a version {obj['version']} checkpoint; this lgi-dictco reads up to {VERSION}"
+        )
     obj["state_dict"] = strip_prefix(obj["state_dict"])
     return obj
 
@@ -81,8 +90,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
 def model_from_checkpoint(ckpt: dict) -> DCAE:
     """Build the model a loaded checkpoint describes and load its weights (strictly)."""
     try:
-        config = (DCAEConfig.from_dict(ckpt["config"]) if "config" in ckpt
-                  else config_from_state_dict(ckpt["state_dict"]))
+        config = (
+            DCAEConfig.from_dict(ckpt["config"])
+            if "config" in ckpt
+            else config_from_state_dict(ckpt["state_dict"])
+        )
         model = DCAE(config)
         model.load_state_dict(ckpt["state_dict"])
     except (ValueError, KeyError, RuntimeError) as exc:

@@ -27,8 +27,16 @@ def encode(model: DCAE, image: Tensor, *, lmbda: float = 0.0, metric: str = "unk
     out = model.compress(x)
     h, w = out["size"]
     y_shape, z_shape = fmt.latent_shapes(h, w)
-    header = fmt.DcaeHeader(model_id(name_of_config(model.config)), model.fingerprint(), float(lmbda), metric,
-                            h, w, y_shape, z_shape)
+    header = fmt.DcaeHeader(
+        model_id(name_of_config(model.config)),
+        model.fingerprint(),
+        float(lmbda),
+        metric,
+        h,
+        w,
+        y_shape,
+        z_shape,
+    )
     return fmt.pack(header, out["strings"][0][0], out["strings"][1][0])
 
 
@@ -37,16 +45,21 @@ def check_compatible(model: DCAE, header: fmt.DcaeHeader) -> None:
     try:
         file_model = model_name(header.model_id)
     except KeyError:
-        raise LgiFormatError(f".dcae header: unknown model id {header.model_id} (a newer lgi-dictco wrote it?)"
-                             ) from None
+        raise LgiFormatError(
+            f".dcae header: unknown model id {header.model_id} (a newer lgi-dictco wrote it?)"
+        ) from None
     ours = name_of_config(model.config)
     if file_model != ours:
-        raise LgiFormatError(f"this .dcae file was coded by a {file_model} model, the checkpoint is {ours}: "
-                             "decode with the checkpoint that encoded it")
+        raise LgiFormatError(
+            f"this .dcae file was coded by a {file_model} model, the checkpoint is {ours}: "
+            "decode with the checkpoint that encoded it"
+        )
     if header.fingerprint != model.fingerprint():
-        raise LgiFormatError(f"this .dcae file was coded with other {ours} weights (fingerprint "
-                             f"{header.fingerprint:08x}, the checkpoint has {model.fingerprint():08x}): decode "
-                             "with the checkpoint that encoded it")
+        raise LgiFormatError(
+            f"this .dcae file was coded with other {ours} weights (fingerprint "
+            f"{header.fingerprint:08x}, the checkpoint has {model.fingerprint():08x}): decode "
+            "with the checkpoint that encoded it"
+        )
 
 
 def decode(model: DCAE, data: bytes, *, max_pixels: int = fmt.MAX_PIXELS) -> tuple[Tensor, fmt.DcaeHeader]:

@@ -74,9 +74,20 @@ class DCAEConfig:
                 raise ValueError(f"DCAEConfig.{name} needs {n} values, got {getattr(self, name)}")
         if self.num_experts < 0 or self.num_experts == 1:
             raise ValueError(f"DCAEConfig.num_experts must be 0 or ≥ 2, got {self.num_experts}")
-        positive = ["N", "M", "num_slices", "window_size", "swin_mlp_rate", "hyper_head_dim",
-                    "hyper_window_size", "hyper_depth", "dict_heads", "dict_head_dim", "dict_mlp_rate",
-                    "expert_entries" if self.num_experts else "dict_entries"]
+        positive = [
+            "N",
+            "M",
+            "num_slices",
+            "window_size",
+            "swin_mlp_rate",
+            "hyper_head_dim",
+            "hyper_window_size",
+            "hyper_depth",
+            "dict_heads",
+            "dict_head_dim",
+            "dict_mlp_rate",
+            "expert_entries" if self.num_experts else "dict_entries",
+        ]
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"DCAEConfig.{name} must be ≥ 1, got {getattr(self, name)}")
@@ -90,9 +101,13 @@ class DCAEConfig:
         dims = (*self.feature_dims, *reversed(self.feature_dims))
         for i, (dim, hd) in enumerate(zip(dims, self.head_dims)):
             if dim % hd:
-                raise ValueError(f"DCAEConfig: Swin stage {i} has width {dim}, not a multiple of head_dims[{i}]={hd}")
+                raise ValueError(
+                    f"DCAEConfig: Swin stage {i} has width {dim}, not a multiple of head_dims[{i}]={hd}"
+                )
         if self.N % self.hyper_head_dim:
-            raise ValueError(f"DCAEConfig: N={self.N} is not a multiple of hyper_head_dim={self.hyper_head_dim}")
+            raise ValueError(
+                f"DCAEConfig: N={self.N} is not a multiple of hyper_head_dim={self.hyper_head_dim}"
+            )
         # Fields the variant does not use are stored as 0, so equal models have equal configs.
         object.__setattr__(self, "expert_entries" if not self.num_experts else "dict_entries", 0)
         most = self.num_slices - 1
@@ -120,8 +135,11 @@ class DCAEConfig:
 
     def to_dict(self) -> dict:
         """Plain JSON-compatible dict (tuples become lists)."""
-        return {f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
-                for f in dataclasses.fields(self) if not f.name.startswith("_")}
+        return {
+            f.name: (list(v) if isinstance(v := getattr(self, f.name), tuple) else v)
+            for f in dataclasses.fields(self)
+            if not f.name.startswith("_")
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping) -> DCAEConfig:
@@ -140,7 +158,7 @@ class DCAEConfig:
 def strip_prefix(state_dict: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """Drop the ``module.`` prefix that DataParallel / DistributedDataParallel add to every key."""
     if state_dict and all(k.startswith("module.") for k in state_dict):
-        return {k[len("module."):]: v for k, v in state_dict.items()}
+        return {k[len("module.") :]: v for k, v in state_dict.items()}
     return dict(state_dict)
 
 
@@ -201,16 +219,27 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> DCAEConfig
     num_experts, expert_entries = (0, 0) if experts is None else (experts.shape[0], experts.shape[1])
     dict_entries = _get(sd, "dictionary").shape[0] if experts is None else 0
     return DCAEConfig(
-        N=N, M=M, num_slices=num_slices, max_support_slices=max_support,
+        N=N,
+        M=M,
+        num_slices=num_slices,
+        max_support_slices=max_support,
         feature_dims=(f0, f1, f2),
         block_counts=tuple(s[0] for s in stages[:3]),
         head_dims=tuple(s[1] for s in stages),
         window_size=stages[0][2],
         swin_mlp_rate=stages[0][3],
         res_blocks=_count(sd, r"g_a\.0\.blocks\.(\d+)\."),
-        hyper_head_dim=hyper[1], hyper_window_size=hyper[2], hyper_depth=hyper[0],
-        dict_entries=dict_entries, dict_heads=dict_heads, dict_head_dim=dict_dim // dict_heads,
+        hyper_head_dim=hyper[1],
+        hyper_window_size=hyper[2],
+        hyper_depth=hyper[0],
+        dict_entries=dict_entries,
+        dict_heads=dict_heads,
+        dict_head_dim=dict_dim // dict_heads,
         dict_mlp_rate=_ceil_div(_get(sd, "slices.0.attention.mlp.fc1.weight").shape[0], dict_dim),
-        entropy_hidden=(_get(sd, "slices.0.mean.0.weight").shape[0], _get(sd, "slices.0.mean.2.weight").shape[0]),
-        num_experts=num_experts, expert_entries=expert_entries,
+        entropy_hidden=(
+            _get(sd, "slices.0.mean.0.weight").shape[0],
+            _get(sd, "slices.0.mean.2.weight").shape[0],
+        ),
+        num_experts=num_experts,
+        expert_entries=expert_entries,
     )

@@ -29,8 +29,14 @@ class ImageCrops(Dataset):
         cache: keep decoded images in memory (worth it for few, large images).
     """
 
-    def __init__(self, folder: str | os.PathLike, patch_size: int = 256, random_crop: bool = True,
-                 repeats: int = 1, cache: bool = True):
+    def __init__(
+        self,
+        folder: str | os.PathLike,
+        patch_size: int = 256,
+        random_crop: bool = True,
+        repeats: int = 1,
+        cache: bool = True,
+    ):
         if patch_size < 16 or patch_size % 16:
             raise ValueError(f"patch size must be a positive multiple of 16, got {patch_size}")
         if repeats < 1:
@@ -65,4 +71,4 @@ class ImageCrops(Dataset):
             left = int(torch.randint(0, w - p + 1, ()).item())
         else:
             top, left = (h - p) // 2, (w - p) // 2
-        return image[:, top:top + p, left:left + p].float().div(255.0)
+        return image[:, top : top + p, left : left + p].float().div(255.0)

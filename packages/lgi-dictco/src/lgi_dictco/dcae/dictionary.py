@@ -26,8 +26,10 @@ class _ConvWithDW(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.body = nn.Sequential(
-            nn.Conv2d(dim, dim, 1), nn.GELU(),
-            nn.Conv2d(dim, dim, 3, padding=1, groups=dim), nn.GELU(),
+            nn.Conv2d(dim, dim, 1),
+            nn.GELU(),
+            nn.Conv2d(dim, dim, 3, padding=1, groups=dim),
+            nn.GELU(),
             nn.Conv2d(dim, dim, 1),
         )
 
@@ -58,7 +60,9 @@ class MultiScaleAggregation(nn.Module):
         for layer in self.dense:
             feats.append(layer(feats[-1]))
         t = self.fuse(torch.cat(feats, dim=1))
-        att = torch.sigmoid(self.spatial(torch.cat([t.mean(1, keepdim=True), t.amax(1, keepdim=True)], dim=1)))
+        att = torch.sigmoid(
+            self.spatial(torch.cat([t.mean(1, keepdim=True), t.amax(1, keepdim=True)], dim=1))
+        )
         return (t * att).permute(0, 2, 3, 1)
 
 
@@ -84,8 +88,16 @@ class DictionaryCrossAttention(nn.Module):
         expert_entries: entries per expert dictionary (MoE only).
     """
 
-    def __init__(self, input_dim: int, output_dim: int, dict_dim: int, heads: int, mlp_rate: int = 4,
-                 num_experts: int = 0, expert_entries: int = 64):
+    def __init__(
+        self,
+        input_dim: int,
+        output_dim: int,
+        dict_dim: int,
+        heads: int,
+        mlp_rate: int = 4,
+        num_experts: int = 0,
+        expert_entries: int = 64,
+    ):
         super().__init__()
         if dict_dim % heads:
             raise ValueError(f"dictionary width {dict_dim} is not a multiple of heads {heads}")
@@ -109,8 +121,11 @@ class DictionaryCrossAttention(nn.Module):
         self.out_proj = nn.Linear(dict_dim, output_dim)
         if num_experts:
             self.experts = nn.Parameter(torch.randn(num_experts, expert_entries, dict_dim))
-            self.router = nn.Sequential(nn.Linear(dict_dim, max(dict_dim // 4, 1)), nn.ReLU(),
-                                        nn.Linear(max(dict_dim // 4, 1), num_experts))
+            self.router = nn.Sequential(
+                nn.Linear(dict_dim, max(dict_dim // 4, 1)),
+                nn.ReLU(),
+                nn.Linear(max(dict_dim // 4, 1), num_experts),
+            )
 
     def _attend(self, q: Tensor, dictionary: Tensor) -> Tensor:
         """q: [B, heads, L, d] (temperature applied), dictionary: [E, dict_dim] -> [B, heads, L, d]."""
@@ -136,7 +151,7 @@ class DictionaryCrossAttention(nn.Module):
             ctx = 0
             for e in range(self.num_experts):
                 out = self._attend(q, self.experts[e]).transpose(1, 2).reshape(b, h * w, self.dict_dim)
-                ctx = ctx + out * gates[..., e:e + 1]
+                ctx = ctx + out * gates[..., e : e + 1]
         else:
             if dictionary is None:
                 raise ValueError("a single-dictionary cross-attention needs the shared dictionary")

@@ -42,8 +42,9 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def evaluate_image(model: DCAE, x: Tensor, *, real: bool = False, lmbda: float = 0.0,
-                   metric: str = "unknown") -> dict:
+def evaluate_image(
+    model: DCAE, x: Tensor, *, real: bool = False, lmbda: float = 0.0, metric: str = "unknown"
+) -> dict:
     """Metrics of one image [1, 3, H, W] in [0, 1].
 
     Returns:
@@ -57,7 +58,13 @@ def evaluate_image(model: DCAE, x: Tensor, *, real: bool = False, lmbda: float =
     out = model(x)
     bits = sum(-torch.log2(lik).sum().item() for lik in out["likelihoods"].values())
     x_hat = out["x_hat"].clamp(0, 1)
-    row = {"height": h, "width": w, "bpp_est": bits / (h * w), "psnr": psnr(x_hat, x), "ms_ssim": ms_ssim(x_hat, x)}
+    row = {
+        "height": h,
+        "width": w,
+        "bpp_est": bits / (h * w),
+        "psnr": psnr(x_hat, x),
+        "ms_ssim": ms_ssim(x_hat, x),
+    }
     if real:
         _sync(device)
         t0 = time.perf_counter()
@@ -67,14 +74,28 @@ def evaluate_image(model: DCAE, x: Tensor, *, real: bool = False, lmbda: float =
         decoded, _ = decode(model, data)
         _sync(device)
         t2 = time.perf_counter()
-        row.update({"bytes": len(data), "bpp": 8 * len(data) / (h * w), "psnr_decoded": psnr(decoded, x),
-                    "encode_ms": 1000 * (t1 - t0), "decode_ms": 1000 * (t2 - t1),
-                    "matches_forward": bool(torch.equal(decoded, x_hat))})
+        row.update(
+            {
+                "bytes": len(data),
+                "bpp": 8 * len(data) / (h * w),
+                "psnr_decoded": psnr(decoded, x),
+                "encode_ms": 1000 * (t1 - t0),
+                "decode_ms": 1000 * (t2 - t1),
+                "matches_forward": bool(torch.equal(decoded, x_hat)),
+            }
+        )
     return row
 
 
-def evaluate(model: DCAE, files: Sequence[str | os.PathLike], *, real: bool = False, lmbda: float = 0.0,
-             metric: str = "unknown", progress: bool = False) -> list[dict]:
+def evaluate(
+    model: DCAE,
+    files: Sequence[str | os.PathLike],
+    *,
+    real: bool = False,
+    lmbda: float = 0.0,
+    metric: str = "unknown",
+    progress: bool = False,
+) -> list[dict]:
     """:func:`evaluate_image` over files; one row per file, with its name first."""
     rows = []
     iterator: Iterable = files
@@ -83,8 +104,12 @@ def evaluate(model: DCAE, files: Sequence[str | os.PathLike], *, real: bool = Fa
 
         iterator = tqdm(files, desc="eval", unit="image", dynamic_ncols=True)
     for path in iterator:
-        rows.append({"file": Path(path).name, **evaluate_image(model, load_image(path), real=real, lmbda=lmbda,
-                                                               metric=metric)})
+        rows.append(
+            {
+                "file": Path(path).name,
+                **evaluate_image(model, load_image(path), real=real, lmbda=lmbda, metric=metric),
+            }
+        )
     return rows
 
 

@@ -94,9 +94,20 @@ def pack(header: DcaeHeader, y_string: bytes, z_string: bytes) -> bytes:
         raise ValueError("latent shapes do not match the image size")
     if not math.isfinite(header.lmbda) or header.lmbda < 0:
         raise ValueError(f"λ must be a finite number ≥ 0, got {header.lmbda}")
-    fixed = _HEADER.pack(MAGIC, VERSION, 0, header.model_id, header.fingerprint, header.lmbda,
-                         METRIC_CODES[header.metric], header.height, header.width, *header.y_shape,
-                         *header.z_shape, _NUM_CHUNKS)
+    fixed = _HEADER.pack(
+        MAGIC,
+        VERSION,
+        0,
+        header.model_id,
+        header.fingerprint,
+        header.lmbda,
+        METRIC_CODES[header.metric],
+        header.height,
+        header.width,
+        *header.y_shape,
+        *header.z_shape,
+        _NUM_CHUNKS,
+    )
     parts = [fixed, _HEADER_CRC.pack(zlib.crc32(fixed))]
     for payload in (z_string, y_string):
         payload = bytes(payload)
@@ -128,10 +139,12 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[DcaeHeader, bytes
     fields = _HEADER.unpack_from(data, 0)
     _, version, flags, model_id, fingerprint, lmbda, metric, height, width, yh, yw, zh, zw, n_chunks = fields
     if version != VERSION:
-        raise LgiFormatError(f"unsupported .dcae version {version}: this lgi-dictco reads version {VERSION}; "
-                             "upgrade lgi-dictco to read newer files")
+        raise LgiFormatError(
+            f"unsupported .dcae version {version}: this lgi-dictco reads version {VERSION}; "
+            "upgrade lgi-dictco to read newer files"
+        )
     (stored_crc,) = _HEADER_CRC.unpack_from(data, _HEADER.size)
-    if zlib.crc32(data[:_HEADER.size]) != stored_crc:
+    if zlib.crc32(data[: _HEADER.size]) != stored_crc:
         raise LgiFormatError(".dcae header corrupted: its CRC32 does not match (bytes 0-47)")
     if flags != 0 or any(data[17:20]) or any(data[45:48]):
         raise LgiFormatError(".dcae header has non-zero reserved bits: written by a newer or foreign encoder")
@@ -142,12 +155,16 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[DcaeHeader, bytes
     if height < 1 or width < 1:
         raise LgiFormatError(f".dcae header: empty image {height}x{width}")
     if height * width > max_pixels:
-        raise LgiFormatError(f".dcae image is {height}x{width} = {height * width} pixels, above the limit of "
-                             f"{max_pixels}; pass a larger max_pixels if this file is trusted")
+        raise LgiFormatError(
+            f".dcae image is {height}x{width} = {height * width} pixels, above the limit of "
+            f"{max_pixels}; pass a larger max_pixels if this file is trusted"
+        )
     y_shape, z_shape = latent_shapes(height, width)
     if (yh, yw) != y_shape or (zh, zw) != z_shape:
-        raise LgiFormatError(f".dcae header: latent shapes y {yh}x{yw}, z {zh}x{zw} do not match the image "
-                             f"{height}x{width} (expected y {y_shape[0]}x{y_shape[1]}, z {z_shape[0]}x{z_shape[1]})")
+        raise LgiFormatError(
+            f".dcae header: latent shapes y {yh}x{yw}, z {zh}x{zw} do not match the image "
+            f"{height}x{width} (expected y {y_shape[0]}x{y_shape[1]}, z {z_shape[0]}x{z_shape[1]})"
+        )
     if n_chunks != _NUM_CHUNKS:
         raise LgiFormatError(f".dcae header: {n_chunks} chunks, expected {_NUM_CHUNKS}")
     offset = HEADER_SIZE
@@ -158,16 +175,21 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[DcaeHeader, bytes
         length, crc = _CHUNK.unpack_from(data, offset)
         offset += _CHUNK.size
         if length > len(data) - offset:
-            raise LgiFormatError(f".dcae file truncated: the {name} chunk at byte {offset} declares {length} bytes, "
-                                 f"only {len(data) - offset} remain")
-        payload = data[offset:offset + length]
+            raise LgiFormatError(
+                f".dcae file truncated: the {name} chunk at byte {offset} declares {length} bytes, "
+                f"only {len(data) - offset} remain"
+            )
+        payload = data[offset : offset + length]
         if zlib.crc32(payload) != crc:
-            raise LgiFormatError(f".dcae {name} chunk corrupted: CRC32 mismatch (bytes {offset}-{offset + length})")
+            raise LgiFormatError(
+                f".dcae {name} chunk corrupted: CRC32 mismatch (bytes {offset}-{offset + length})"
+            )
         payloads.append(payload)
         offset += length
     if offset != len(data):
         raise LgiFormatError(f".dcae file has {len(data) - offset} unexpected bytes after the last chunk")
     # λ is stored as float32: report it with the 7 significant digits float32 holds (0.0067, not 0.00669999).
-    header = DcaeHeader(model_id, fingerprint, float(f"{lmbda:.7g}"), METRICS[metric], height, width, y_shape,
-                        z_shape)
+    header = DcaeHeader(
+        model_id, fingerprint, float(f"{lmbda:.7g}"), METRICS[metric], height, width, y_shape, z_shape
+    )
     return header, payloads[1], payloads[0]

@@ -16,6 +16,12 @@ from torch import Tensor
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 @contextmanager
 def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
     """Open a temporary file beside ``path`` for binary writing; on success it replaces ``path``.
@@ -30,6 +36,7 @@ def atomic_open(path: str | os.PathLike) -> Iterator[BinaryIO]:
             yield f
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; give the usual permissions
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -69,7 +76,10 @@ def to_uint8(image: Tensor) -> np.ndarray:
 
 
 def save_image(image: Tensor, path: str | os.PathLike) -> None:
-    """Write [1, 3, H, W] or [3, H, W] floats in [0, 1] as an 8-bit image (format from the suffix), atomically."""
+    """Write [1, 3, H, W] or [3, H, W] floats in [0, 1] as an 8-bit image, atomically.
+
+    The format follows the suffix (PNG when there is none).
+    """
     from PIL import Image
 
     path = Path(path)

@@ -60,8 +60,10 @@ def hyper_shape(y_shape: tuple[int, int]) -> tuple[int, int]:
 def _head(in_ch: int, hidden: tuple[int, int], out_ch: int) -> nn.Sequential:
     """The mean / scale / LRP heads: three 3×3 convolutions with GELU between them."""
     return nn.Sequential(
-        nn.Conv2d(in_ch, hidden[0], 3, padding=1), nn.GELU(),
-        nn.Conv2d(hidden[0], hidden[1], 3, padding=1), nn.GELU(),
+        nn.Conv2d(in_ch, hidden[0], 3, padding=1),
+        nn.GELU(),
+        nn.Conv2d(hidden[0], hidden[1], 3, padding=1),
+        nn.GELU(),
         nn.Conv2d(hidden[1], out_ch, 3, padding=1),
     )
 
@@ -72,8 +74,9 @@ class SliceModel(nn.Module):
     def __init__(self, cfg: DCAEConfig, index: int):
         super().__init__()
         query = 2 * cfg.M + cfg.slice_channels * cfg.support_slices(index)
-        self.attention = DictionaryCrossAttention(query, cfg.M, cfg.dict_dim, cfg.dict_heads, cfg.dict_mlp_rate,
-                                                  cfg.num_experts, cfg.expert_entries)
+        self.attention = DictionaryCrossAttention(
+            query, cfg.M, cfg.dict_dim, cfg.dict_heads, cfg.dict_mlp_rate, cfg.num_experts, cfg.expert_entries
+        )
         self.mean = _head(query + cfg.M, cfg.entropy_hidden, cfg.slice_channels)
         self.scale = _head(query + cfg.M, cfg.entropy_hidden, cfg.slice_channels)
         self.lrp = _head(query + cfg.M + cfg.slice_channels, cfg.entropy_hidden, cfg.slice_channels)
@@ -114,15 +117,21 @@ class DCAE(CompressionModel):
 
         self.g_a = nn.Sequential(
             ResidualBottleneckBlockWithStride(3, f0, r),
-            swin(f0, hd[0], b0), ResidualBottleneckBlockWithStride(f0, f1, r),
-            swin(f1, hd[1], b1), ResidualBottleneckBlockWithStride(f1, f2, r),
-            swin(f2, hd[2], b2), nn.Conv2d(f2, cfg.M, kernel_size=5, stride=2, padding=2),
+            swin(f0, hd[0], b0),
+            ResidualBottleneckBlockWithStride(f0, f1, r),
+            swin(f1, hd[1], b1),
+            ResidualBottleneckBlockWithStride(f1, f2, r),
+            swin(f2, hd[2], b2),
+            nn.Conv2d(f2, cfg.M, kernel_size=5, stride=2, padding=2),
         )
         self.g_s = nn.Sequential(
             nn.ConvTranspose2d(cfg.M, f2, kernel_size=5, stride=2, padding=2, output_padding=1),
-            swin(f2, hd[3], b2), ResidualBottleneckBlockWithUpsample(f2, f1, r),
-            swin(f1, hd[4], b1), ResidualBottleneckBlockWithUpsample(f1, f0, r),
-            swin(f0, hd[5], b0), ResidualBottleneckBlockWithUpsample(f0, 3, r),
+            swin(f2, hd[3], b2),
+            ResidualBottleneckBlockWithUpsample(f2, f1, r),
+            swin(f1, hd[4], b1),
+            ResidualBottleneckBlockWithUpsample(f1, f0, r),
+            swin(f0, hd[5], b0),
+            ResidualBottleneckBlockWithUpsample(f0, 3, r),
         )
         n = cfg.N
         self.h_a = nn.Sequential(
@@ -214,13 +223,17 @@ class DCAE(CompressionModel):
 
     def update(self, scale_table_: Tensor | None = None, force: bool = False) -> bool:
         """Build the entropy coder's CDF tables (the scale table defaults to 0.11 … 256, 64 levels)."""
-        return super().update(scale_table=scale_table() if scale_table_ is None else scale_table_, force=force)
+        return super().update(
+            scale_table=scale_table() if scale_table_ is None else scale_table_, force=force
+        )
 
     def _check_updated(self) -> None:
         for module in (self.entropy_bottleneck, self.gaussian_conditional):
             if module._offset.numel() == 0:
-                raise RuntimeError("the DCAE entropy coder has no CDF tables yet: call model.update() after "
-                                   "training or loading weights, before compress() / decompress()")
+                raise RuntimeError(
+                    "the DCAE entropy coder has no CDF tables yet: call model.update() after "
+                    "training or loading weights, before compress() / decompress()"
+                )
 
     # ----------------------------------------------------------------------------------------------
     # the codec
@@ -232,7 +245,8 @@ class DCAE(CompressionModel):
             x: images [B, 3, H, W] in [0, 1], any H, W.
 
         Returns:
-            ``{"x_hat": [B, 3, H, W] (not clamped), "likelihoods": {"y": [B, M, h, w], "z": [B, N, h/4, w/4]}}``
+            ``{"x_hat": [B, 3, H, W] (not clamped),
+            "likelihoods": {"y": [B, M, h, w], "z": [B, N, ⌈h/4⌉, ⌈w/4⌉]}}``
             with likelihoods in (0, 1].
         """
         self._check_image(x)
@@ -270,15 +284,18 @@ class DCAE(CompressionModel):
         self._check_updated()
         y_strings, z_strings = [], []
         for i in range(x.shape[0]):
-            y_string, z_string, y_shape = self._compress_one(x[i:i + 1])
+            y_string, z_string, y_shape = self._compress_one(x[i : i + 1])
             y_strings.append(y_string)
             z_strings.append(z_string)
         return {"strings": [y_strings, z_strings], "shape": y_shape, "size": tuple(x.shape[-2:])}
 
     def _tables(self) -> tuple[list, list, list]:
         gc = self.gaussian_conditional
-        return (gc.quantized_cdf.tolist(), gc.cdf_length.reshape(-1).int().tolist(),
-                gc.offset.reshape(-1).int().tolist())
+        return (
+            gc.quantized_cdf.tolist(),
+            gc.cdf_length.reshape(-1).int().tolist(),
+            gc.offset.reshape(-1).int().tolist(),
+        )
 
     def _compress_one(self, x: Tensor) -> tuple[bytes, bytes, tuple[int, int]]:
         y = self.g_a(self.pad(x))
@@ -296,8 +313,9 @@ class DCAE(CompressionModel):
             support, mu, sigma = model.params(self._query(i, scales, means, y_hat_slices), dictionary)
             indexes = self.gaussian_conditional.build_indexes(sigma)
             symbols = self.gaussian_conditional.quantize(y_slice, "symbols", mu)
-            encoder.encode_with_indexes(symbols.reshape(-1).tolist(), indexes.reshape(-1).tolist(),
-                                        cdf, cdf_lengths, offsets)
+            encoder.encode_with_indexes(
+                symbols.reshape(-1).tolist(), indexes.reshape(-1).tolist(), cdf, cdf_lengths, offsets
+            )
             y_hat_slices.append(model.refine(support, self.gaussian_conditional.dequantize(symbols, mu)))
         return encoder.flush(), z_string, y_shape
 
@@ -323,7 +341,9 @@ class DCAE(CompressionModel):
         out_h, out_w = size if size is not None else (PAD_MULTIPLE * h, PAD_MULTIPLE * w)
         if not (0 < out_h <= PAD_MULTIPLE * h and 0 < out_w <= PAD_MULTIPLE * w):
             raise ValueError(f"image size {out_h}x{out_w} does not fit latent {h}x{w}")
-        images = [self._decompress_one(ys, zs, (h, w))[:, :, :out_h, :out_w] for ys, zs in zip(y_strings, z_strings)]
+        images = [
+            self._decompress_one(ys, zs, (h, w))[:, :, :out_h, :out_w] for ys, zs in zip(y_strings, z_strings)
+        ]
         return {"x_hat": torch.cat(images).clamp_(0, 1)}
 
     def _decompress_one(self, y_string: bytes, z_string: bytes, y_shape: tuple[int, int]) -> Tensor:

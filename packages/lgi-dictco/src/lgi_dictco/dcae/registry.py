@@ -18,29 +18,45 @@ PAPER = DCAEConfig()
 PAPER_MOE = DCAEConfig(num_experts=4, expert_entries=64)
 #: A genuinely tiny model for tests and CPU experiments (about 0.2 M parameters).
 TINY = DCAEConfig(
-    N=32, M=40, num_slices=5, max_support_slices=5,
-    feature_dims=(16, 24, 32), block_counts=(1, 2, 2), head_dims=(8, 8, 8, 8, 8, 8),
-    window_size=8, swin_mlp_rate=2, res_blocks=1,
-    hyper_head_dim=16, hyper_window_size=4, hyper_depth=1,
-    dict_entries=16, dict_heads=2, dict_head_dim=8, dict_mlp_rate=2,
+    N=32,
+    M=40,
+    num_slices=5,
+    max_support_slices=5,
+    feature_dims=(16, 24, 32),
+    block_counts=(1, 2, 2),
+    head_dims=(8, 8, 8, 8, 8, 8),
+    window_size=8,
+    swin_mlp_rate=2,
+    res_blocks=1,
+    hyper_head_dim=16,
+    hyper_window_size=4,
+    hyper_depth=1,
+    dict_entries=16,
+    dict_heads=2,
+    dict_head_dim=8,
+    dict_mlp_rate=2,
     entropy_hidden=(32, 32),
 )
 TINY_MOE = TINY.replace(num_experts=3, expert_entries=8)
 
 #: Frozen: id -> name. Never renumber, never reuse an id.
-MODEL_IDS = MappingProxyType({
-    0: "custom",
-    1: "dcae-paper",
-    2: "dcae-moe-paper",
-    3: "dcae-tiny",
-    4: "dcae-moe-tiny",
-})
-PRESETS = MappingProxyType({
-    "dcae-paper": PAPER,
-    "dcae-moe-paper": PAPER_MOE,
-    "dcae-tiny": TINY,
-    "dcae-moe-tiny": TINY_MOE,
-})
+MODEL_IDS = MappingProxyType(
+    {
+        0: "custom",
+        1: "dcae-paper",
+        2: "dcae-moe-paper",
+        3: "dcae-tiny",
+        4: "dcae-moe-tiny",
+    }
+)
+PRESETS = MappingProxyType(
+    {
+        "dcae-paper": PAPER,
+        "dcae-moe-paper": PAPER_MOE,
+        "dcae-tiny": TINY,
+        "dcae-moe-tiny": TINY_MOE,
+    }
+)
 _IDS_BY_NAME = MappingProxyType({name: i for i, name in MODEL_IDS.items()})
 
 

@@ -54,8 +54,11 @@ class WindowAttention(nn.Module):
     def _bias(self) -> Tensor:
         """Relative position bias: [heads, P, P] with P = window²."""
         p = self.window * self.window
-        return self.relative_position_bias[self.relative_position_index.reshape(-1)].reshape(p, p, -1).permute(
-            2, 0, 1)
+        return (
+            self.relative_position_bias[self.relative_position_index.reshape(-1)]
+            .reshape(p, p, -1)
+            .permute(2, 0, 1)
+        )
 
     def _shift_mask(self, win_ids: Tensor, n_h: int, n_w: int) -> Tensor:
         """True where a (query, key) pair of a shifted window must not attend: [len(win_ids), 1, P, P]."""
@@ -91,8 +94,9 @@ class WindowAttention(nn.Module):
                 ids = torch.arange(start, stop, device=x.device) % n_win
                 blocked = self._shift_mask(ids, n_h, n_w)
                 mask = bias.masked_fill(blocked, float("-inf"))
-            outs.append(F.scaled_dot_product_attention(q[start:stop], k[start:stop], v[start:stop],
-                                                       attn_mask=mask))
+            outs.append(
+                F.scaled_dot_product_attention(q[start:stop], k[start:stop], v[start:stop], attn_mask=mask)
+            )
         out = torch.cat(outs) if len(outs) > 1 else outs[0]
         out = self.proj(out.transpose(1, 2).reshape(b * n_win, p * p, c))
         out = out.reshape(b, n_h, n_w, p, p, c).permute(0, 1, 3, 2, 4, 5).reshape(b, h, w, c)
@@ -145,7 +149,9 @@ class SwinStage(nn.Module):
         if depth < 1:
             raise ValueError(f"a Swin stage needs at least one layer, got depth {depth}")
         self.window = window
-        self.layers = nn.ModuleList(SwinLayer(dim, head_dim, window, bool(i % 2), mlp_rate) for i in range(depth))
+        self.layers = nn.ModuleList(
+            SwinLayer(dim, head_dim, window, bool(i % 2), mlp_rate) for i in range(depth)
+        )
         self.conv = nn.Conv2d(dim, dim, kernel_size=3, padding=1)
 
     def forward(self, x: Tensor) -> Tensor:

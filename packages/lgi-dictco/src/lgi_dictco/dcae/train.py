@@ -145,9 +145,13 @@ class RateDistortionLoss(nn.Module):
         return result
 
 
-def configure_optimizers(model: nn.Module, lr: float, aux_lr: float) -> tuple[torch.optim.Adam, torch.optim.Adam]:
+def configure_optimizers(
+    model: nn.Module, lr: float, aux_lr: float
+) -> tuple[torch.optim.Adam, torch.optim.Adam]:
     """Adam over the network, and Adam over the entropy bottleneck's ``quantiles`` (the auxiliary loss)."""
-    main = [p for n, p in sorted(model.named_parameters()) if not n.endswith(".quantiles") and p.requires_grad]
+    main = [
+        p for n, p in sorted(model.named_parameters()) if not n.endswith(".quantiles") and p.requires_grad
+    ]
     aux = [p for n, p in sorted(model.named_parameters()) if n.endswith(".quantiles") and p.requires_grad]
     return torch.optim.Adam(main, lr=lr), torch.optim.Adam(aux, lr=aux_lr)
 
@@ -199,7 +203,9 @@ def _mean_across_ranks(values: dict[str, float], d: _Dist, device: torch.device)
 
 
 @torch.no_grad()
-def validate(model: nn.Module, loader: DataLoader, criterion: RateDistortionLoss, device: torch.device) -> dict:
+def validate(
+    model: nn.Module, loader: DataLoader, criterion: RateDistortionLoss, device: torch.device
+) -> dict:
     """Mean loss, bpp, MSE and PSNR over a loader, in eval mode (rounding instead of noise)."""
     was_training = model.training
     model.eval()
@@ -235,8 +241,10 @@ def train(cfg: TrainConfig) -> dict:
     if ckpt is not None:
         for key, ours in (("lmbda", cfg.lmbda), ("metric", cfg.metric)):
             if key in ckpt and ckpt[key] != ours:
-                raise CheckpointError(f"{resume_path} was trained with {key}={ckpt[key]}, this run asks for "
-                                      f"{ours}: start a new output folder to train another trade-off")
+                raise CheckpointError(
+                    f"{resume_path} was trained with {key}={ckpt[key]}, this run asks for "
+                    f"{ours}: start a new output folder to train another trade-off"
+                )
         model = model_from_checkpoint(ckpt)
     else:
         torch.manual_seed(cfg.seed)  # identical initialisation on every rank
@@ -258,14 +266,24 @@ def train(cfg: TrainConfig) -> dict:
     net: nn.Module = model
     if d.world > 1:
         net = nn.parallel.DistributedDataParallel(
-            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False)
+            model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
+        )
 
     dataset = ImageCrops(cfg.data, cfg.patch_size, random_crop=True, repeats=cfg.repeats)
-    sampler = (DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed) if d.world > 1
-               else RandomSampler(dataset))
+    sampler = (
+        DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed)
+        if d.world > 1
+        else RandomSampler(dataset)
+    )
     per_rank = len(dataset) // d.world
-    loader = DataLoader(dataset, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
-                        drop_last=per_rank >= cfg.batch_size, pin_memory=device.type == "cuda")
+    loader = DataLoader(
+        dataset,
+        batch_size=cfg.batch_size,
+        sampler=sampler,
+        num_workers=cfg.num_workers,
+        drop_last=per_rank >= cfg.batch_size,
+        pin_memory=device.type == "cuda",
+    )
     val_loader = None
     if cfg.val_data and d.main:
         val_set = ImageCrops(cfg.val_data, cfg.patch_size, random_crop=False)
@@ -279,14 +297,20 @@ def train(cfg: TrainConfig) -> dict:
         from tqdm.auto import tqdm
 
         total = cfg.max_steps or len(loader) * cfg.epochs
-        bar = tqdm(total=total, initial=min(step, total), desc=f"train λ={cfg.lmbda:g}", unit="step",
-                   dynamic_ncols=True)
+        bar = tqdm(
+            total=total,
+            initial=min(step, total),
+            desc=f"train λ={cfg.lmbda:g}",
+            unit="step",
+            dynamic_ncols=True,
+        )
     epoch = start_epoch - 1
     t0 = time.perf_counter()
     for epoch in range(start_epoch, cfg.epochs):
         if cfg.max_steps is not None and step >= cfg.max_steps:
             break
-        # Crops and order depend only on (seed, rank, epoch): a resumed run sees what an uninterrupted one would.
+        # Crops and order depend only on (seed, rank, epoch): a resumed run sees what an uninterrupted
+        # one would.
         torch.manual_seed(cfg.seed + 1000 * d.rank + epoch + 1)
         if isinstance(sampler, DistributedSampler):
             sampler.set_epoch(epoch)
@@ -314,18 +338,30 @@ def train(cfg: TrainConfig) -> dict:
             step += 1
             seen += 1
             for k in ("loss", "bpp", "mse"):
-                sums[k] += float(result[k])
-            sums["aux"] += float(aux_loss)
+                sums[k] += result[k].item()
+            sums["aux"] += aux_loss.item()
             if d.main and (step % cfg.log_every == 0 or step == 1):
-                _append_csv(out_dir / STEP_LOG, {
-                    "step": step, "epoch": epoch, "lr": optimizer.param_groups[0]["lr"],
-                    "loss": f"{float(result['loss']):.6g}", "bpp": f"{float(result['bpp']):.6g}",
-                    "mse": f"{float(result['mse']):.6g}", "psnr": f"{float(result['psnr']):.4f}",
-                    "aux": f"{float(aux_loss):.6g}", "seconds": f"{time.perf_counter() - t0:.1f}"})
+                _append_csv(
+                    out_dir / STEP_LOG,
+                    {
+                        "step": step,
+                        "epoch": epoch,
+                        "lr": optimizer.param_groups[0]["lr"],
+                        "loss": f"{result['loss'].item():.6g}",
+                        "bpp": f"{result['bpp'].item():.6g}",
+                        "mse": f"{result['mse'].item():.6g}",
+                        "psnr": f"{result['psnr'].item():.4f}",
+                        "aux": f"{aux_loss.item():.6g}",
+                        "seconds": f"{time.perf_counter() - t0:.1f}",
+                    },
+                )
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(result['loss']):.4f}", bpp=f"{float(result['bpp']):.3f}",
-                                psnr=f"{float(result['psnr']):.2f}")
+                bar.set_postfix(
+                    loss=f"{result['loss'].item():.4f}",
+                    bpp=f"{result['bpp'].item():.3f}",
+                    psnr=f"{result['psnr'].item():.2f}",
+                )
             if cfg.max_steps is not None and step >= cfg.max_steps:
                 break
         means = _mean_across_ranks({k: v / max(seen, 1) for k, v in sums.items()}, d, device)
@@ -335,18 +371,30 @@ def train(cfg: TrainConfig) -> dict:
             score = val["loss"] if val is not None else means["loss"]
             is_best = score < best_loss
             best_loss = min(score, best_loss)
-            row = {"epoch": epoch, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                   **{f"train_{k}": f"{v:.6g}" for k, v in means.items()}}
+            row = {
+                "epoch": epoch,
+                "step": step,
+                "lr": optimizer.param_groups[0]["lr"],
+                **{f"train_{k}": f"{v:.6g}" for k, v in means.items()},
+            }
             if val is not None:
                 row.update({f"val_{k}": f"{val[k]:.6g}" for k in ("loss", "bpp", "mse", "psnr")})
             row["seconds"] = f"{time.perf_counter() - t0:.1f}"
             _append_csv(out_dir / EPOCH_LOG, row)
-            state = {"lmbda": cfg.lmbda, "metric": cfg.metric, "epoch": epoch, "step": step,
-                     "best_loss": best_loss, "optimizer": optimizer.state_dict(),
-                     "aux_optimizer": aux_optimizer.state_dict(), "lr_scheduler": scheduler.state_dict(),
-                     "scaler": scaler.state_dict(),
-                     "train_config": {k: (list(v) if isinstance(v, tuple) else v)
-                                      for k, v in dataclasses.asdict(cfg).items()}}
+            state = {
+                "lmbda": cfg.lmbda,
+                "metric": cfg.metric,
+                "epoch": epoch,
+                "step": step,
+                "best_loss": best_loss,
+                "optimizer": optimizer.state_dict(),
+                "aux_optimizer": aux_optimizer.state_dict(),
+                "lr_scheduler": scheduler.state_dict(),
+                "scaler": scaler.state_dict(),
+                "train_config": {
+                    k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(cfg).items()
+                },
+            }
             save_checkpoint(out_dir / "last.pt", model, **state)
             if is_best:
                 save_checkpoint(out_dir / "best.pt", model, **state)
@@ -355,5 +403,11 @@ def train(cfg: TrainConfig) -> dict:
     if bar is not None:
         bar.close()
     model.reset_fingerprint()
-    return {"epochs_done": epoch + 1, "steps": step, "best_loss": best_loss, "last": str(out_dir / "last.pt"),
-            "best": str(out_dir / "best.pt"), "model": model}
+    return {
+        "epochs_done": epoch + 1,
+        "steps": step,
+        "best_loss": best_loss,
+        "last": str(out_dir / "last.pt"),
+        "best": str(out_dir / "best.pt"),
+        "model": model,
+    }
