@@ -1,0 +1,222 @@
+"""Image → ``.lgi`` bytes: fit, (rate control), quantize, fine-tune, entropy code.
+
+Rate control (``target_bytes``): the file size depends mostly on the number of Gaussians and the
+codebook sizes, hardly on fine-tuning (which moves values, not indices). So the encoder fits a few
+more Gaussians than the first estimate, then binary-searches the count whose pruned, clustered and
+entropy-coded set (no fine-tuning: a fraction of a second per probe) lands just under the target,
+prunes to it, re-fits briefly, fine-tunes once, and checks the real size, pruning a little more in
+the rare case it is still over. The result is at or under the target, within a few percent.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+
+from lgi_train.compress.codec import CodecSettings, QuantizedSet, decode_to_tensors, finetune, render_decoded
+from lgi_train.compress.sensitivity import calc_sensitivity
+from lgi_train.config import FitConfig
+from lgi_train.fit import Fitter
+from lgi_train.losses import make_loss
+from lgi_train.model import GaussianModel
+
+QUALITY_PRESETS = {"low": 0.25, "medium": 0.5, "high": 1.0, "max": 1.5}  # bits per pixel
+MIN_GAUSSIANS = 16
+MAX_GAUSSIANS = 1 << 21
+
+
+class RateError(ValueError):
+    """The requested size cannot be reached (e.g. smaller than the smallest possible file)."""
+
+
+@dataclass
+class EncodeOptions:
+    """What the user asked for. Exactly one of num_gaussians / target_bytes decides the size; with
+    neither, ``quality`` picks a bits-per-pixel target."""
+
+    num_gaussians: int | None = None
+    target_bytes: int | None = None
+    fit: FitConfig = field(default_factory=lambda: FitConfig(render_mode="topk"))
+    codec: CodecSettings = field(default_factory=CodecSettings)
+    fit_steps: int = 1200
+    refit_steps: int = 60
+    overshoot: float = 1.25         # Gaussians fitted beyond the first estimate, to prune back
+    bits_per_gaussian_guess: float = 28.0
+    size_margin: float = 0.985      # the search aims this far under the target
+
+
+@dataclass
+class EncodeResult:
+    data: bytes
+    image: torch.Tensor             # [C, H, W] decoded render in [0, 1], as a decoder shows it
+    num_gaussians: int
+    fitted_gaussians: int
+    seconds: float
+    stage_seconds: dict[str, float]
+    header: object = None
+
+
+Stage = Callable[[str, float], None]  # (stage name, fraction done of that stage)
+
+
+def _count_for_bytes(target_bytes: int, bits_per_gaussian: float) -> int:
+    return max(MIN_GAUSSIANS, min(MAX_GAUSSIANS, int(target_bytes * 8 / bits_per_gaussian)))
+
+
+def _pruned(model: GaussianModel, order: torch.Tensor, n: int) -> GaussianModel:
+    """A copy of ``model`` keeping the ``n`` most important Gaussians (``order``: most important first)."""
+    keep = torch.zeros(model.num_gaussians, dtype=torch.bool)
+    keep[order[:n]] = True
+    out = GaussianModel(model.xy.detach()[keep], torch.exp(model.log_scale.detach()[keep]),
+                        model.rotation.detach()[keep], model.color.detach()[keep],
+                        render_mode=model.render_mode, topk=model.topk, backend=model.backend)
+    return out.to(model.xy.device)
+
+
+def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | None = None) -> EncodeResult:
+    """Encode ``target`` [C, H, W] in [0, 1]."""
+    from lgi_dictco.lgi_format import encode_lgi
+
+    stage = on_stage or (lambda name, frac: None)
+    t0 = time.perf_counter()
+    times: dict[str, float] = {}
+    _, h, w = target.shape
+    cfg = opts.fit
+    budget = opts.target_bytes
+    if budget is not None and budget < 64:
+        raise RateError(f"a target of {budget} bytes is below the smallest .lgi file (about 64 bytes)")
+    if opts.num_gaussians is not None:
+        n_fit = opts.num_gaussians
+    else:
+        n_fit = int(_count_for_bytes(budget, opts.bits_per_gaussian_guess) * opts.overshoot)
+    n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
+
+    # 1. fit
+    t = time.perf_counter()
+    fit_cfg = cfg.replace(num_gaussians=n_fit, steps=opts.fit_steps)
+    fitter = Fitter(target, fit_cfg, on_step=lambda s: stage("fit", s.step / max(1, fit_cfg.steps)))
+    model = fitter.run().model
+    model.quant = None
+    times["fit"] = time.perf_counter() - t
+
+    # 2. sensitivity, rate search, pruning, re-fit
+    t = time.perf_counter()
+    sens = calc_sensitivity(model, h, w)
+    order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    n_final = model.num_gaussians
+    if budget is not None:
+        n_final = _search_count(model, sens, order, h, w, opts, int(budget * opts.size_margin), stage)
+    if n_final < model.num_gaussians:
+        model = _pruned(model, order, n_final)
+        if opts.refit_steps > 0:
+            refit_cfg = cfg.replace(num_gaussians=n_final, steps=opts.refit_steps, progressive=False,
+                                    coarse_to_fine=False, qat=False, max_seconds=None)
+            refitter = Fitter(target, refit_cfg)
+            refitter.model = model
+            from lgi_train.model import make_optimizer
+
+            refitter.optimizer = make_optimizer(model, {k: v * 0.5 for k, v in refitter.lrs.items()})
+            refitter.state["best_psnr"] = float("inf")  # no plateau stop: a fixed, short re-fit
+            model = refitter.run().model
+            model.quant = None
+        sens = calc_sensitivity(model, h, w)
+    times["prune"] = time.perf_counter() - t
+
+    # 3-4. vector quantization and quantization-aware fine-tuning
+    t = time.perf_counter()
+    stage("quantize", 0.0)
+    qset = QuantizedSet(model, h, w, opts.codec, importance=sens, generator=generator)
+    s = opts.codec.finetune_lr_scale
+    lrs = {"xy": cfg.lr_position * s, "shape": cfg.lr_scale * s, "color": cfg.lr_color * s}
+    loss_fn = make_loss(cfg)
+    finetune(qset, target, opts.codec.finetune_steps, lrs, loss_fn,
+             on_step=lambda k, _: stage("finetune", k / max(1, opts.codec.finetune_steps)))
+    times["quantize"] = time.perf_counter() - t
+
+    # 5. entropy coding (and the rare correction when fine-tuning moved the size over the target)
+    t = time.perf_counter()
+    stage("entropy-code", 0.0)
+    data = encode_lgi(qset.to_payload())
+    while budget is not None and len(data) > budget:
+        n_now = qset.xy.shape[0]
+        n_next = max(MIN_GAUSSIANS, int(n_now * (budget / len(data)) * 0.995))
+        if n_next >= n_now:
+            raise RateError(f"cannot reach {budget} bytes: even {n_now} Gaussians need {len(data)} bytes")
+        qset = _shrink(qset, n_next, opts, generator, target, loss_fn, lrs)
+        data = encode_lgi(qset.to_payload())
+    payload, params = decode_to_tensors(data, target.device)
+    image = render_decoded(payload.header, params, h, w, backend=cfg.backend)
+    times["entropy-code"] = time.perf_counter() - t
+    stage("done", 1.0)
+    return EncodeResult(data=data, image=image, num_gaussians=payload.header.num_gaussians, fitted_gaussians=n_fit,
+                        seconds=time.perf_counter() - t0, stage_seconds=times, header=payload.header)
+
+
+def _probe_size(model: GaussianModel, sens, order: torch.Tensor, n: int, h: int, w: int, opts: EncodeOptions) -> int:
+    from lgi_dictco.lgi_format import encode_lgi
+    from lgi_train.compress.sensitivity import Sensitivity
+
+    keep = order[:n]
+    sub = _pruned(model, order, n)
+    sub_sens = Sensitivity(color=sens.color[keep], shape=sens.shape[keep], position=sens.position[keep])
+    settings = CodecSettings(**{**opts.codec.__dict__, "kmeans_iters": min(8, opts.codec.kmeans_iters)})
+    qset = QuantizedSet(sub, h, w, settings, importance=sub_sens, generator=torch.Generator().manual_seed(0))
+    return len(encode_lgi(qset.to_payload()))
+
+
+def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stage: Stage) -> int:
+    """Largest n ≤ N whose coded size ≤ goal (sizes grow with n; a few probes)."""
+    n_max = model.num_gaussians
+    size = _probe_size(model, sens, order, n_max, h, w, opts)
+    if size <= goal:
+        return n_max
+    lo, hi = MIN_GAUSSIANS, n_max
+    # First guess from the measured bits per Gaussian, then bisection on [lo, hi).
+    guess = max(lo, min(hi - 1, int(n_max * goal / size)))
+    for it in range(12):
+        stage("rate-search", it / 12)
+        s = _probe_size(model, sens, order, guess, h, w, opts)
+        if s <= goal:
+            lo = guess
+        else:
+            hi = guess
+        if hi - lo <= max(1, lo // 200):  # within 0.5 % of the count
+            break
+        ratio = goal / s
+        guess = int(guess * ratio) if it == 0 else (lo + hi) // 2
+        guess = max(lo + 1, min(hi - 1, guess)) if hi - lo > 1 else lo
+    if lo == MIN_GAUSSIANS and _probe_size(model, sens, order, lo, h, w, opts) > goal:
+        raise RateError(f"the target is too small: even {MIN_GAUSSIANS} Gaussians take more bytes")
+    return lo
+
+
+def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, loss_fn, lrs) -> QuantizedSet:
+    """Drop the least important coded Gaussians down to n and re-code (after a short fine-tune)."""
+    from lgi_train.compress.codec import features_to_shape
+
+    with torch.no_grad():
+        scales, rot = features_to_shape(qset.shape.values())
+        model = GaussianModel(qset.positions(), scales, rot, qset.color.values(), render_mode=qset.render_mode,
+                              topk=qset.topk, backend=qset.backend)
+    h, w = qset.height, qset.width
+    sens = calc_sensitivity(model, h, w)
+    order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
+    small = _pruned(model, order, n)
+    new = QuantizedSet(small, h, w, opts.codec, generator=generator)
+    finetune(new, target, max(10, opts.codec.finetune_steps // 4), lrs, loss_fn)
+    return new
+
+
+def target_bytes_for(bpp: float | None, size: int | None, height: int, width: int) -> int | None:
+    if bpp is not None and size is not None:
+        raise RateError("give a bits-per-pixel target or a byte size, not both")
+    if bpp is not None:
+        if not 0 < bpp <= 24:
+            raise RateError(f"--bpp must be in (0, 24], got {bpp}")
+        return int(math.floor(bpp * height * width / 8))
+    return size

@@ -1,0 +1,199 @@
+"""`lgi encode`, `lgi decode`, `lgi info`: the codec's commands. Only click is imported here."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import click
+
+QUALITIES = ("low", "medium", "high", "max")
+
+
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file in the same folder and rename: never a partial output file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _progress(quiet: bool):
+    """A stage callback with a rich progress bar on a terminal, or nothing."""
+    if quiet or not sys.stderr.isatty():
+        return None, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+    progress = Progress(TextColumn("[bold]{task.fields[stage]:<13}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+                        TimeElapsedColumn(), transient=True)
+    task = progress.add_task("encode", total=1.0, stage="start")
+
+    def on_stage(name: str, frac: float) -> None:
+        progress.update(task, completed=min(1.0, frac), stage=name)
+
+    return progress, on_stage
+
+
+def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend):
+    """Turn the flags into EncodeOptions (raises click errors for impossible combinations)."""
+    from lgi_train.compress.encoder import QUALITY_PRESETS, EncodeOptions, RateError, target_bytes_for
+    from lgi_train.config import FitConfig
+
+    chosen = [name for name, v in (("--bpp", bpp), ("--size", size), ("--quality", quality),
+                                   ("--gaussians", gaussians)) if v is not None]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one of --bpp, --size, --quality, --gaussians (got {' and '.join(chosen)})")
+    h, w = image_hw
+    if not chosen:
+        quality = "medium"
+    if quality is not None:
+        bpp = QUALITY_PRESETS[quality]
+    try:
+        target = target_bytes_for(bpp, size, h, w)
+    except RateError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if gaussians is not None and gaussians < 1:
+        raise click.BadParameter(f"--gaussians must be >= 1, got {gaussians}")
+    if size is not None and size < 1:
+        raise click.BadParameter(f"--size must be >= 1 byte, got {size}")
+    fit = FitConfig(device=device, seed=seed, backend=backend)
+    opts = EncodeOptions(num_gaussians=gaussians, target_bytes=target, fit=fit)
+    if steps is not None:
+        opts.fit_steps = steps
+    return opts
+
+
+@click.command()
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output .lgi file.")
+@click.option("--bpp", type=float, help="Target bits per pixel (the file lands at or under it).")
+@click.option("--size", type=int, help="Target file size in bytes (at or under).")
+@click.option("--quality", type=click.Choice(QUALITIES), help="Preset: low 0.25, medium 0.5, high 1.0, max 1.5 bpp.")
+@click.option("--gaussians", type=int, help="Fixed number of Gaussians (no rate control).")
+@click.option("--steps", type=int, help="Fitting steps [1200].")
+@click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def encode(image, output, bpp, size, quality, gaussians, steps, device, seed, backend, as_json, quiet):
+    """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
+    if not image.is_file():
+        raise click.ClickException(f"image not found: {image}")
+    import torch
+
+    from lgi_train.compress.encoder import RateError, encode_image
+    from lgi_train.metrics import psnr, quantize_8bit
+    from lgi_train.runs import ImageError, load_target
+
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise click.ClickException(f"--device {device}: no CUDA GPU is available on this machine")
+    try:
+        target = load_target(image)
+    except ImageError as exc:
+        raise click.ClickException(str(exc)) from None
+    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend)
+    progress, on_stage = _progress(quiet or as_json)
+    try:
+        if progress is not None:
+            with progress:
+                result = encode_image(target.to(device), opts, on_stage)
+        else:
+            result = encode_image(target.to(device), opts)
+    except RateError as exc:
+        raise click.ClickException(str(exc)) from None
+    atomic_write(output, result.data)
+    h, w = target.shape[1:]
+    report = {
+        "input": str(image), "output": str(output), "width": w, "height": h, "bytes": len(result.data),
+        "bpp": len(result.data) * 8 / (w * h), "target_bytes": opts.target_bytes,
+        "psnr": psnr(quantize_8bit(result.image.cpu()), target), "gaussians": result.num_gaussians,
+        "seconds": round(result.seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
+    }
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(f"{output}: {report['bytes']} bytes, {report['bpp']:.4f} bpp, PSNR {report['psnr']:.2f} dB, "
+                   f"{report['gaussians']} Gaussians, {report['seconds']:.1f} s")
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output PNG.")
+@click.option("--scale", type=float, help="Output size relative to the stored size (e.g. 2.0, 0.5).")
+@click.option("--width", type=int, help="Output width in pixels; the height keeps the aspect ratio.")
+@click.option("--device", default="cpu", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True)
+def decode(source, output, scale, width, device, backend, as_json):
+    """Decode a .lgi file to a PNG, at any resolution."""
+    from lgi.decoding import DecodeError, to_png_bytes
+    from lgi.decoding import decode as decode_bytes
+    from lgi_dictco import LgiFormatError
+
+    data = _read(source)
+    t0 = time.perf_counter()
+    try:
+        decoded = decode_bytes(data, scale=scale, width=width, device=device, backend=backend)
+    except (LgiFormatError, DecodeError) as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+    seconds = time.perf_counter() - t0
+    atomic_write(output, to_png_bytes(decoded.image))
+    _, out_h, out_w = decoded.image.shape
+    if as_json:
+        click.echo(json.dumps({"input": str(source), "output": str(output), "width": out_w, "height": out_h,
+                               "seconds": round(seconds, 4)}))
+    else:
+        click.echo(f"{output}: {out_w}x{out_h} from {decoded.header.num_gaussians} Gaussians in {seconds * 1000:.0f} ms")
+
+
+def _read(path: Path) -> bytes:
+    if not path.is_file():
+        raise click.ClickException(f"file not found: {path}")
+    return path.read_bytes()
+
+
+@click.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def info(source, as_json):
+    """Header, counts and per-stream sizes of a .lgi file."""
+    from lgi_dictco import LgiFormatError
+    from lgi_dictco.lgi_format import decode_lgi
+
+    data = _read(source)
+    try:
+        p = decode_lgi(data)
+    except LgiFormatError as exc:
+        raise click.ClickException(f"{source}: {exc}") from None
+    h = p.header
+    groups = {}
+    for name, g in (("shape", p.shape), ("color", p.color)):
+        k = g.codebook.shape[0]
+        groups[name] = {"codebook": k, "codebook_bits": g.codebook_bits, "scalar_bits": g.scalar_bits,
+                        "own_values": int(g.scalars.shape[0]), "range": [g.lo.tolist(), g.hi.tolist()]}
+    report = {"file": str(source), "bytes": len(data), "bpp": len(data) * 8 / (h.width * h.height),
+              "width": h.width, "height": h.height, "channels": h.channels, "color_space": h.color_space,
+              "render_mode": h.render_mode, "topk": h.topk, "gaussians": h.num_gaussians,
+              "position_bits": list(h.pos_bits), "groups": groups, "chunks": p.chunk_bytes,
+              "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians)}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    click.echo(f"{source}: LGI {h.width}x{h.height}, {h.channels} channel(s) {h.color_space}, "
+               f"{h.num_gaussians} Gaussians, {h.render_mode}" + (f" K={h.topk}" if h.render_mode == "topk" else ""))
+    click.echo(f"  {len(data)} bytes, {report['bpp']:.4f} bpp, {report['bits_per_gaussian']:.1f} bits per Gaussian")
+    click.echo(f"  positions: {h.pos_bits[0]}x{h.pos_bits[1]}-bit grid")
+    for name, g in groups.items():
+        kind = f"codebook {g['codebook']} x {g['codebook_bits']} bits" if g["codebook"] else "no codebook"
+        click.echo(f"  {name}: {kind}, {g['own_values']} own values at {g['scalar_bits']} bits")
+    click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in p.chunk_bytes.items()))

@@ -1,0 +1,157 @@
+"""The .lgi codec end to end: exact round trip, deterministic bytes, rate control, hostile files, info."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+from lgi.codec_cli import decode, encode, info
+from lgi.decoding import decode as decode_bytes
+from lgi.demo import jpeg_at_most
+from lgi_train.compress.codec import CodecSettings
+from lgi_train.compress.encoder import EncodeOptions, RateError, encode_image
+from lgi_train.config import FitConfig
+
+
+def small_image(h=48, w=72, seed=0) -> torch.Tensor:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([xx, yy, 0.5 + 0.4 * np.sin(9 * xx) * np.cos(7 * yy)], axis=0)
+    img[:, h // 4: h // 2, w // 5: w // 2] = np.array([0.9, 0.2, 0.1])[:, None, None]
+    img = np.clip(img + rng.normal(0, 0.01, img.shape), 0, 1)
+    return torch.from_numpy(img.astype(np.float32))
+
+
+def fast_opts(**kw) -> EncodeOptions:
+    codec = CodecSettings(finetune_steps=15, shape_codebook=kw.pop("shape_codebook", 0),
+                          color_codebook=kw.pop("color_codebook", 0))
+    opts = EncodeOptions(fit=FitConfig(seed=kw.pop("seed", 0)), codec=codec, fit_steps=30, refit_steps=5)
+    for k, v in kw.items():
+        setattr(opts, k, v)
+    return opts
+
+
+@pytest.fixture(scope="module")
+def encoded():
+    target = small_image()
+    return target, encode_image(target, fast_opts(num_gaussians=60))
+
+
+def test_round_trip_reproduces_the_encoders_render(encoded):
+    target, result = encoded
+    decoded = decode_bytes(result.data)
+    assert decoded.image.shape == target.shape
+    assert torch.equal(decoded.image, result.image)
+    assert decoded.header.num_gaussians == result.num_gaussians == 60
+    mse = float(((decoded.image - target) ** 2).mean())
+    assert 10 * np.log10(1 / mse) > 18
+
+
+def test_same_input_and_seed_same_bytes(encoded):
+    target, result = encoded
+    again = encode_image(target, fast_opts(num_gaussians=60))
+    assert again.data == result.data
+    other = encode_image(target, fast_opts(num_gaussians=60, seed=1))
+    assert other.data != result.data
+
+
+def test_codebooks_round_trip_too():
+    target = small_image(40, 40, seed=2)
+    result = encode_image(target, fast_opts(num_gaussians=50, shape_codebook=8, color_codebook=8))
+    assert torch.equal(decode_bytes(result.data).image, result.image)
+
+
+@pytest.mark.parametrize("bpp", [3.0, 6.0])
+def test_rate_control_lands_under_and_near_the_target(bpp):
+    target = small_image(64, 96, seed=1)
+    goal = int(bpp * 64 * 96 / 8)
+    result = encode_image(target, fast_opts(target_bytes=goal))
+    assert len(result.data) <= goal
+    assert len(result.data) >= 0.95 * goal, (len(result.data), goal)
+
+
+def test_impossible_target_is_a_rate_error():
+    with pytest.raises(RateError):
+        encode_image(small_image(), fast_opts(target_bytes=40))
+
+
+def test_resolution_independence(encoded):
+    from lgi_dictco.lgi_format import decode_lgi, dequantize
+    from lgi_gsplat2d import render
+
+    _, result = encoded
+    big = decode_bytes(result.data, scale=2.0).image
+    p = {k: torch.from_numpy(v) for k, v in dequantize(decode_lgi(result.data)).items()}
+    direct = render(p["means"], p["scales"], p["rotations"], p["colors"], 96, 144).permute(2, 0, 1).clamp(0, 1)
+    assert big.shape == (3, 96, 144) and torch.equal(big, direct)
+    half = decode_bytes(result.data, width=36).image
+    assert half.shape == (3, 24, 36)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory, encoded):
+    d = tmp_path_factory.mktemp("codec")
+    img = (small_image().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    Image.fromarray(img).save(d / "in.png")
+    (d / "good.lgi").write_bytes(encoded[1].data)
+    return d
+
+
+def test_cli_encode_decode_info(files):
+    runner = CliRunner()
+    out = files / "cli.lgi"
+    res = runner.invoke(encode, [str(files / "in.png"), "-o", str(out), "--gaussians", "40", "--steps", "20", "--json"])
+    assert res.exit_code == 0, res.output
+    report = json.loads(res.output)
+    assert report["bytes"] == out.stat().st_size and report["gaussians"] == 40
+    res = runner.invoke(decode, [str(out), "-o", str(files / "dec.png"), "--scale", "2"])
+    assert res.exit_code == 0, res.output
+    assert Image.open(files / "dec.png").size == (144, 96)
+    for f in ("cli.lgi", "good.lgi"):
+        res = runner.invoke(info, [str(files / f), "--json"])
+        assert res.exit_code == 0, res.output
+        meta = json.loads(res.output)
+        assert meta["width"] == 72 and meta["height"] == 48 and meta["bytes"] == (files / f).stat().st_size
+        assert set(meta["chunks"]) >= {"HEAD", "POSN", "SHAP", "COLR", "END "}
+    res = runner.invoke(info, [str(files / "good.lgi")])
+    assert "72x48" in res.output and "bits per Gaussian" in res.output
+
+
+@pytest.mark.parametrize("mutate,message", [
+    (lambda b: b[: len(b) // 2], "truncated"),
+    (lambda b: b[:40] + bytes([b[40] ^ 0x20]) + b[41:], "CRC"),
+    (lambda b: b"GIF89a\x00\x00" + b[8:], "magic"),
+    (lambda b: b"", "only 0 bytes"),
+])
+def test_cli_rejects_bad_files_without_output(files, mutate, message):
+    bad = files / "bad.lgi"
+    bad.write_bytes(mutate((files / "good.lgi").read_bytes()))
+    out = files / "should_not_exist.png"
+    for cmd, args in ((decode, [str(bad), "-o", str(out)]), (info, [str(bad)])):
+        res = CliRunner().invoke(cmd, args)
+        assert res.exit_code == 1 and message in res.output and "Traceback" not in res.output
+        assert not out.exists()
+
+
+def test_cli_bad_requests(files):
+    runner = CliRunner()
+    res = runner.invoke(decode, [str(files / "good.lgi"), "-o", str(files / "x.png"), "--scale", "100000"])
+    assert res.exit_code == 1 and "exceeds the decoder limit" in res.output
+    res = runner.invoke(encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--bpp", "0.5", "--size", "9"])
+    assert res.exit_code != 0 and "choose one of" in res.output
+    res = runner.invoke(encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--size", "30", "--steps", "5"])
+    assert res.exit_code == 1 and "smallest" in res.output and not (files / "x.lgi").exists()
+    (files / "text.png").write_text("not an image")
+    res = runner.invoke(encode, [str(files / "text.png"), "-o", str(files / "x.lgi")])
+    assert res.exit_code == 1 and "Traceback" not in res.output and not (files / "x.lgi").exists()
+
+
+def test_jpeg_at_most_respects_the_size():
+    img = (small_image(64, 64).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    data, q = jpeg_at_most(img, 1500)
+    assert len(data) <= 1500 and 1 <= q <= 95
