@@ -43,9 +43,9 @@ class RasterizeTiles(torch.autograd.Function):
     @staticmethod
     def forward(ctx, xys, conics, colors, opacities, radii, num_tiles_hit, height, width, mode, k, ext, nthreads):
         opac = opacities if opacities is not None else _empty(xys)
-        out, goff, toff, gid, slot, sel, wsel, wsum = ext.rasterize_forward(
-            xys, radii, conics, num_tiles_hit, colors, opac, height, width, MODES[mode], k, nthreads)
-        ctx.save_for_backward(xys, conics, colors, opac, radii, goff, toff, gid, slot, out, sel, wsel, wsum)
+        out, *binning = ext.rasterize_forward(xys, radii, conics, num_tiles_hit, colors, opac, height, width,
+                                              MODES[mode], k, nthreads)
+        ctx.save_for_backward(xys, conics, colors, opac, radii, out, *binning)
         ctx.meta = (height, width, MODES[mode], k, ext, nthreads)
         return out
 
@@ -55,10 +55,11 @@ class RasterizeTiles(torch.autograd.Function):
         need_geom, need_col, need_opac = need[0] or need[1], need[2], need[3]
         if not (need_geom or need_col or need_opac):
             return (None,) * 12
-        xys, conics, colors, opac, radii, goff, toff, gid, slot, out, sel, wsel, wsum = ctx.saved_tensors
+        # binning: gauss_offsets, tile_offsets, boxes, list_gid, list_slot; top-K: sel, wsel, wsum.
+        xys, conics, colors, opac, radii, out, goff, toff, boxes, gid, slot, sel, wsel, wsum = ctx.saved_tensors
         height, width, mode, k, ext, nthreads = ctx.meta
         g_xys, g_conics, g_colors, g_opac = ext.rasterize_backward(
-            xys, radii, conics, colors, opac, height, width, mode, k, goff, toff, gid, slot,
+            xys, radii, conics, colors, opac, height, width, mode, k, goff, toff, boxes, gid, slot,
             grad_out.contiguous(), out, sel, wsel, wsum, need_geom, need_col, need_opac, nthreads)
         return (g_xys if need[0] else None, g_conics if need[1] else None, g_colors if need_col else None,
                 g_opac if need_opac else None, None, None, None, None, None, None, None, None)

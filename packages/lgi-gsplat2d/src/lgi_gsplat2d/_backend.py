@@ -31,9 +31,9 @@ __all__ = ["BackendUnavailable", "kernel_status", "load", "resolve", "extensions
 
 _log = logging.getLogger("lgi_gsplat2d")
 _CSRC = Path(__file__).resolve().parent / "csrc"
-_HEADERS = ("common.h", "project.h", "rasterize.h")
+_HEADERS = ("common.h", "project.h", "rasterize.h", "cpu_common.h")
 _SOURCES = {
-    "cpu": ("ext.cpp", "project_cpu.cpp", "rasterize_cpu.cpp"),
+    "cpu": ("ext.cpp", "project_cpu.cpp", "rasterize_cpu.cpp", "rasterize_no_tiles_cpu.cpp"),
     "cuda": ("ext.cpp", "project_cuda.cu", "rasterize_cuda.cu"),
 }
 _FAILED_NOTE = "BUILD_FAILED.txt"

@@ -90,20 +90,27 @@ def _block(xys, conics, colors, opacities, idx, box, rows, cols, mode, k):
     dx = px[None, :, None] - x                      # [1, w, n]
     dy = py[:, None, None] - y                      # [h, 1, n]
     q = a * dx * dx + 2 * b * dy * dx + c * dy * dy  # the order of q_form (common.h)
-    inbox = ((cols[None, :, None] >= j0) & (cols[None, :, None] <= j1)
-             & (rows[:, None, None] >= i0) & (rows[:, None, None] <= i1))
-    keep = inbox & (q <= CUTOFF)
+    in_cols = (cols[None, :, None] >= j0) & (cols[None, :, None] <= j1)
+    in_rows = (rows[:, None, None] >= i0) & (rows[:, None, None] <= i1)
+    keep = (q <= CUTOFF) & in_cols & in_rows        # [h, w, n]
+    if mode == "topk":
+        # The K smallest q, ties to the lower index (idx is ascending): everything below the K-th value,
+        # then as many of the entries equal to it as still fit, in index order.
+        qm = torch.where(keep, q.detach(), math.inf)
+        kk = min(k, qm.shape[-1])
+        kth = torch.kthvalue(qm, kk, dim=-1, keepdim=True).values
+        below = qm < kth
+        tie = (qm == kth) & keep
+        if bool(tie.any()):
+            need = kk - below.sum(-1, keepdim=True)
+            below = below | (tie & (tie.cumsum(-1) <= need))
+        keep = below
+    w = torch.where(keep, torch.exp(-0.5 * q), 0.0)
     if mode == "sum":
-        w = torch.where(keep, torch.exp(-0.5 * q), 0.0)
         if opacities is not None:
             w = w * opacities[idx]
         return w @ col
-    qm = torch.where(keep, q, math.inf)
-    vals, order = torch.sort(qm, dim=-1, stable=True)  # ascending q, ties: lower index first
-    vals, order = vals[..., :k], order[..., :k]
-    w = torch.where(vals <= CUTOFF, torch.exp(-0.5 * vals), 0.0)
-    num = (w[..., None] * col[order]).sum(-2)
-    return num / (w.sum(-1) + TOPK_EPS)[..., None]
+    return (w @ col) / (w.sum(-1, keepdim=True) + TOPK_EPS)
 
 
 def _rasterize(xys, radii, conics, colors, height, width, mode, k, opacities):

@@ -145,30 +145,32 @@ std::vector<Tensor> rasterize_forward(const Tensor& xys, const Tensor& radii, co
   check_int(num_tiles_hit, "num_tiles_hit", xys);
   const int64_t n = xys.size(0), c = colors.size(1);
   const int64_t num_tiles = int64_t(lgi::tiles_x(int(width))) * lgi::tiles_y(int(height));
-  Tensor goff = empty_i32(xys, {n + 1}), toff = empty_i32(xys, {num_tiles + 1});
+  Tensor goff = empty_i32(xys, {n + 1}), toff = empty_i32(xys, {num_tiles + 1}), boxes = empty_i32(xys, {n, 4});
   std::vector<Tensor> fo = forward_outputs(xys, height, width, c, mode, k);
   Tensor gid, slot;
-  AT_DISPATCH_FLOATING_TYPES(xys.scalar_type(), "rasterize_forward", [&] {
-    auto a = make_args<scalar_t>(xys, radii, conics, colors, opacities, height, width, mode, k, nthreads);
-    const int64_t m = lgi::bin_count_cpu(a, num_tiles_hit.data_ptr<int32_t>(), goff.data_ptr<int32_t>(),
-                                         toff.data_ptr<int32_t>());
-    TORCH_CHECK_VALUE(m >= 0, "num_tiles_hit[", -m - 1, "] does not match the 16x16 tiles of its radius ",
-                      "(project with tile=16)");
+  const lgi::ListAllocator alloc = [&](int64_t m, int32_t** g, int32_t** s) {
     gid = empty_i32(xys, {m});
     slot = empty_i32(xys, {m});
-    lgi::bin_fill_cpu(a, goff.data_ptr<int32_t>(), toff.data_ptr<int32_t>(), gid.data_ptr<int32_t>(),
-                      slot.data_ptr<int32_t>());
-    lgi::rasterize_forward_cpu(a, toff.data_ptr<int32_t>(), gid.data_ptr<int32_t>(), fo[0].data_ptr<scalar_t>(),
-                               ptr_or_null<int32_t>(fo[1]), ptr_or_null<scalar_t>(fo[2]),
-                               ptr_or_null<scalar_t>(fo[3]));
+    *g = gid.data_ptr<int32_t>();
+    *s = slot.data_ptr<int32_t>();
+  };
+  int64_t bad = -1;
+  AT_DISPATCH_FLOATING_TYPES(xys.scalar_type(), "rasterize_forward", [&] {
+    auto a = make_args<scalar_t>(xys, radii, conics, colors, opacities, height, width, mode, k, nthreads);
+    bad = lgi::rasterize_forward_cpu(a, num_tiles_hit.data_ptr<int32_t>(), goff.data_ptr<int32_t>(),
+                                     toff.data_ptr<int32_t>(), boxes.data_ptr<int32_t>(), alloc,
+                                     fo[0].data_ptr<scalar_t>(), ptr_or_null<int32_t>(fo[1]),
+                                     ptr_or_null<scalar_t>(fo[2]), ptr_or_null<scalar_t>(fo[3]));
   });
-  return {fo[0], goff, toff, gid, slot, fo[1], fo[2], fo[3]};
+  TORCH_CHECK_VALUE(bad < 0, "num_tiles_hit[", bad, "] does not match the 16x16 tiles of its radius ",
+                    "(project with tile=16)");
+  return {fo[0], goff, toff, boxes, gid, slot, fo[1], fo[2], fo[3]};
 }
 
 std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, const Tensor& conics,
                                        const Tensor& colors, const Tensor& opacities, int64_t height,
                                        int64_t width, int64_t mode, int64_t k, const Tensor& gauss_offsets,
-                                       const Tensor& tile_offsets, const Tensor& list_gid,
+                                       const Tensor& tile_offsets, const Tensor& boxes, const Tensor& list_gid,
                                        const Tensor& list_slot, const Tensor& grad_out, const Tensor& out,
                                        const Tensor& sel, const Tensor& wsel, const Tensor& wsum, bool need_geom,
                                        bool need_col, bool need_opac, int64_t nthreads) {
@@ -178,7 +180,8 @@ std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, c
   AT_DISPATCH_FLOATING_TYPES(xys.scalar_type(), "rasterize_backward", [&] {
     auto a = make_args<scalar_t>(xys, radii, conics, colors, opacities, height, width, mode, k, nthreads);
     lgi::rasterize_backward_cpu(a, list_gid.numel(), gauss_offsets.data_ptr<int32_t>(),
-                                tile_offsets.data_ptr<int32_t>(), list_gid.data_ptr<int32_t>(),
+                                tile_offsets.data_ptr<int32_t>(), boxes.data_ptr<int32_t>(),
+                                list_gid.data_ptr<int32_t>(),
                                 list_slot.data_ptr<int32_t>(), grad_out.data_ptr<scalar_t>(),
                                 out.data_ptr<scalar_t>(), sel.numel() ? sel.data_ptr<int32_t>() : nullptr,
                                 wsel.numel() ? wsel.data_ptr<scalar_t>() : nullptr,
@@ -325,13 +328,13 @@ std::vector<Tensor> rasterize_forward(const Tensor& xys, const Tensor& radii, co
   std::vector<Tensor> fo = forward_outputs(xys, height, width, c, mode, k);
   lgi::cuda_forward(a, toff.data_ptr<int32_t>(), list_gid.data_ptr<int32_t>(), fo[0].data_ptr<float>(),
                     ptr_or_null<int32_t>(fo[1]), ptr_or_null<float>(fo[2]), ptr_or_null<float>(fo[3]), stream);
-  return {fo[0], goff, toff, list_gid, list_slot, fo[1], fo[2], fo[3]};
+  return {fo[0], goff, toff, empty_i32(xys, {0}), list_gid, list_slot, fo[1], fo[2], fo[3]};
 }
 
 std::vector<Tensor> rasterize_backward(const Tensor& xys, const Tensor& radii, const Tensor& conics,
                                        const Tensor& colors, const Tensor& opacities, int64_t height,
                                        int64_t width, int64_t mode, int64_t k, const Tensor& gauss_offsets,
-                                       const Tensor& tile_offsets, const Tensor& list_gid,
+                                       const Tensor& tile_offsets, const Tensor& boxes, const Tensor& list_gid,
                                        const Tensor& list_slot, const Tensor& grad_out, const Tensor& out,
                                        const Tensor& sel, const Tensor& wsel, const Tensor& wsum, bool need_geom,
                                        bool need_col, bool need_opac, int64_t /*nthreads*/) {

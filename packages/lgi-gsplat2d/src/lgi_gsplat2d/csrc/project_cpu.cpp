@@ -6,10 +6,14 @@
 
 namespace lgi {
 
+// Below this many Gaussians the projection (tens of ns each) runs on one thread: cheaper than the
+// synchronisation of a parallel region.
+constexpr int64_t kParallelMin = 16384;
+
 template <typename T>
 void project_forward_cpu(int64_t n, const T* means, const T* scales, const T* rotations, int height, int width,
                          int tile, T* xys, int32_t* radii, T* conics, int32_t* tiles, int nthreads) {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= kParallelMin)
   for (int64_t g = 0; g < n; ++g) {
     const Projected<T> p = project_one<T>(means[2 * g], means[2 * g + 1], scales[2 * g], scales[2 * g + 1],
                                           rotations[g], height, width, tile);
@@ -27,7 +31,7 @@ template <typename T>
 void project_backward_cpu(int64_t n, const T* scales, const T* rotations, int height, int width,
                           const T* grad_xys, const T* grad_conics, T* grad_means, T* grad_scales,
                           T* grad_rotations, int nthreads) {
-#pragma omp parallel for num_threads(nthreads) schedule(static)
+#pragma omp parallel for num_threads(nthreads) schedule(static) if (n >= kParallelMin)
   for (int64_t g = 0; g < n; ++g) {
     const T gx = grad_xys ? grad_xys[2 * g] : T(0), gy = grad_xys ? grad_xys[2 * g + 1] : T(0);
     T ga = T(0), gb = T(0), gc = T(0);

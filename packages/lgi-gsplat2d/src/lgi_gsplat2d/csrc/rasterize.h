@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 
 namespace lgi {
 
@@ -33,31 +34,28 @@ struct RasterArgs {
 inline int tiles_x(int width) { return (width + 15) / 16; }
 inline int tiles_y(int height) { return (height + 15) / 16; }
 
-// Binning, pass 1. num_tiles_hit [N] is checked against the radii: returns the number of intersections M,
-// or -(g + 1) for the first Gaussian g whose count disagrees. Fills gauss_offsets [N+1] and
-// tile_offsets [T+1] (T = tiles_x * tiles_y).
-template <typename T>
-int64_t bin_count_cpu(const RasterArgs<T>& a, const int32_t* num_tiles_hit, int32_t* gauss_offsets,
-                      int32_t* tile_offsets);
+// Called once by the forward with the number of intersections M; returns list_gid [M] and list_slot [M].
+using ListAllocator = std::function<void(int64_t m, int32_t** list_gid, int32_t** list_slot)>;
 
-// Binning, pass 2: list_gid [M], list_slot [M].
+// Forward: bins the Gaussians (gauss_offsets [N+1], tile_offsets [T+1], boxes [N,4] = pixel boxes
+// (j0, j1, i0, i1), the lists through `alloc`), then renders out [H,W,C]; top-K mode also writes
+// sel [H,W,K] (list entries, ascending (q, entry), -1 padded), wsel [H,W,K] (their weights, 0 padded)
+// and wsum [H,W] (sum of the selected weights). num_tiles_hit [N] is checked against the radii: returns
+// -1, or the first Gaussian whose count disagrees (then nothing is rendered).
 template <typename T>
-void bin_fill_cpu(const RasterArgs<T>& a, const int32_t* gauss_offsets, const int32_t* tile_offsets,
-                  int32_t* list_gid, int32_t* list_slot);
+int64_t rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* num_tiles_hit, int32_t* gauss_offsets,
+                              int32_t* tile_offsets, int32_t* boxes, const ListAllocator& alloc, T* out,
+                              int32_t* sel, T* wsel, T* wsum);
 
-// Forward. out [H,W,C]; top-K mode also writes sel [H,W,K] (list entries, ascending q, -1 padded), wsel
-// [H,W,K] (their weights, 0 padded) and wsum [H,W] (sum of the selected weights).
-template <typename T>
-void rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* tile_offsets, const int32_t* list_gid,
-                           T* out, int32_t* sel, T* wsel, T* wsum);
-
-// Backward. grad_out [H,W,C], out [H,W,C], sel, wsel and wsum from the forward (top-K). Outputs (null = not
-// needed): grad_xys [N,2], grad_conics [N,3] (both or neither), grad_colors [N,C], grad_opacities [N].
+// Backward. m = M; the binning, sel, wsel and wsum from the forward; grad_out [H,W,C], out [H,W,C].
+// Outputs (null = not needed): grad_xys [N,2], grad_conics [N,3] (both or neither), grad_colors [N,C],
+// grad_opacities [N].
 template <typename T>
 void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* gauss_offsets,
-                            const int32_t* tile_offsets, const int32_t* list_gid, const int32_t* list_slot,
-                            const T* grad_out, const T* out, const int32_t* sel, const T* wsel, const T* wsum,
-                            T* grad_xys, T* grad_conics, T* grad_colors, T* grad_opacities);
+                            const int32_t* tile_offsets, const int32_t* boxes, const int32_t* list_gid,
+                            const int32_t* list_slot, const T* grad_out, const T* out, const int32_t* sel,
+                            const T* wsel, const T* wsum, T* grad_xys, T* grad_conics, T* grad_colors,
+                            T* grad_opacities);
 
 // Untiled variant: every pixel visits every Gaussian (sel holds Gaussian indices), same outputs.
 template <typename T>

@@ -10,305 +10,15 @@
 //   [S_x, S_y, S_xx, S_xy, S_yy, S_0, S_c0 .. S_c(C-1)]     (partials of width kStats + C)
 // with S_x = sum t dx, S_xy = sum t dx dy, ..., t = w * dL/dw, into that intersection's own slot, then
 // reduces each Gaussian's slots in order (finish_gaussian). Thread count never changes a result.
-#include <algorithm>
-#include <cmath>
-#include <cstring>
-#include <limits>
+#include <memory>
 #include <stdexcept>
-#include <type_traits>
-#include <vector>
 
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
-
-#include "common.h"
-#include "rasterize.h"
+#include "cpu_common.h"
 
 namespace lgi {
 namespace {
 
-constexpr int kStats = 6;  // S_x, S_y, S_xx, S_xy, S_yy, S_0
-
-// The 16-lane vectors below must stay in registers: an out-of-line call passes them through memory
-// (4x slower where the vector unit is narrower than 16 floats, e.g. AVX2).
-#define LGI_INLINE inline __attribute__((always_inline))
-
-// A tile row as one GCC vector of kTile lanes; the compiler lowers it to the machine's vector width
-// (AVX2 / AVX-512 / SSE). Explicit vectors rather than auto-vectorisation: the exp below only vectorises
-// reliably this way. Lanes are reduced in lane order, so results never depend on the vector width.
-template <typename T>
-struct Lanes;
-template <>
-struct Lanes<float> {
-  typedef float V __attribute__((vector_size(kTile * sizeof(float))));
-  typedef int32_t M __attribute__((vector_size(kTile * sizeof(int32_t))));
-};
-template <>
-struct Lanes<double> {
-  typedef double V __attribute__((vector_size(kTile * sizeof(double))));
-  typedef int64_t M __attribute__((vector_size(kTile * sizeof(int64_t))));
-};
-template <typename T>
-using VecT = typename Lanes<T>::V;
-template <typename T>
-using MaskT = typename Lanes<T>::M;
-
-template <typename T>
-LGI_INLINE VecT<T> splat(T x) {
-  return VecT<T>{} + x;
-}
-
-template <typename T>
-LGI_INLINE MaskT<T> lane_index() {
-  MaskT<T> m;
-  for (int l = 0; l < kTile; ++l) m[l] = l;
-  return m;
-}
-
-template <typename T>
-LGI_INLINE T hsum(VecT<T> v) {
-  T s = T(0);
-  for (int l = 0; l < kTile; ++l) s += v[l];
-  return s;
-}
-
-// exp(x) for x <= 0, relative error below 4e-7: exp(x) = 2^n e^f, n = round(x log2 e), |f| <= ln2 / 2,
-// e^f by its Taylor series to degree 6. NaN and x < -87 give exp(-87) (such lanes are masked by the
-// callers). The scalar and vector forms perform the same IEEE operations, so they agree bit for bit.
-inline float exp_neg(float x) {
-  x = x > -87.0f ? x : -87.0f;
-  const float t = x * 1.44269504088896341f;
-  const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23 trick)
-  const float f = (t - n) * 0.693147180559945309f;
-  float p = 1.0f / 720.0f;
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
-  const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
-  float scale;
-  std::memcpy(&scale, &bits, sizeof(scale));
-  return p * scale;
-}
-
-inline double exp_neg(double x) { return std::exp(x); }
-
-LGI_INLINE VecT<float> exp_neg(VecT<float> x) {
-  using V = VecT<float>;
-  using M = MaskT<float>;
-  x = x > -87.0f ? x : splat(-87.0f);
-  const V t = x * 1.44269504088896341f;
-  const V n = (t + 12582912.0f) - 12582912.0f;
-  const V f = (t - n) * 0.693147180559945309f;
-  V p = splat(1.0f / 720.0f);
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
-  const M bits = (__builtin_convertvector(n, M) + 127) << 23;
-  return p * (V)bits;  // GCC vector cast: reinterpret the bits
-}
-
-LGI_INLINE VecT<double> exp_neg(VecT<double> x) {
-  for (int l = 0; l < kTile; ++l) x[l] = std::exp(x[l]);
-  return x;
-}
-
-// q <= 9  <=>  q < lim9 (one comparison serves both the cutoff and, once full, the K-th best).
-template <typename T>
-T lim9() {
-  return std::nextafter(T(kCutoff), std::numeric_limits<T>::infinity());
-}
-
-template <typename T>
-std::vector<PixBox> boxes_of(const RasterArgs<T>& a) {
-  std::vector<PixBox> boxes(static_cast<size_t>(a.n));
-#pragma omp parallel for num_threads(a.nthreads) schedule(static)
-  for (int64_t g = 0; g < a.n; ++g) {
-    boxes[g] = pixel_box(double(a.xys[2 * g]), double(a.xys[2 * g + 1]), a.radii[g], a.height, a.width);
-  }
-  return boxes;
-}
-
-// Per-Gaussian constants read once per (tile, Gaussian).
-template <typename T>
-struct Gauss {
-  T x, y, a, b2, c;
-  Gauss(const RasterArgs<T>& r, int64_t g)
-      : x(r.xys[2 * g]), y(r.xys[2 * g + 1]), a(r.conics[3 * g]), b2(T(2) * r.conics[3 * g + 1]),
-        c(r.conics[3 * g + 2]) {}
-};
-
-// q of a row of 16 lanes (pixel centres px) at vertical offset dy; dx is returned too. Same operation
-// order as q_form.
-template <typename T>
-LGI_INLINE VecT<T> row_q(const Gauss<T>& G, VecT<T> px, T dy, VecT<T>* dx) {
-  const T b2dy = G.b2 * dy, cdy2 = G.c * dy * dy;
-  const VecT<T> d = px - G.x;
-  *dx = d;
-  return (G.a * d * d + b2dy * d) + cdy2;
-}
-
-// Weights of a row: exp(-q/2) on lanes in [la, lb] with q <= 9, else 0.
-template <typename T>
-LGI_INLINE VecT<T> row_weights(VecT<T> q, MaskT<T> lane, int la, int lb) {
-  const MaskT<T> in = (lane >= la) & (lane <= lb) & (q <= T(kCutoff));
-  return in ? exp_neg(T(-0.5) * q) : VecT<T>{};
-}
-
-// Bit l set where lane l of the mask is set.
-LGI_INLINE uint32_t lane_bits(MaskT<float> m) {
-#if defined(__AVX512F__)
-  __m512i v;
-  std::memcpy(&v, &m, sizeof(v));
-  return _mm512_cmpneq_epi32_mask(v, _mm512_setzero_si512());
-#else
-  uint32_t bits = 0;
-  for (int l = 0; l < kTile; ++l) bits |= uint32_t(m[l] != 0) << l;
-  return bits;
-#endif
-}
-
-LGI_INLINE uint32_t lane_bits(MaskT<double> m) {
-  uint32_t bits = 0;
-  for (int l = 0; l < kTile; ++l) bits |= uint32_t(m[l] != 0) << l;
-  return bits;
-}
-
-// Conservative row test of one (tile, Gaussian) pair: skip(dy) is true only when no lane in [la, lb] of
-// that row can have q <= 9, judged from the continuous minimum of q over the row's dx range (in double,
-// with a margin far above float rounding). Skipped rows would only add zeros, so skipping never changes a
-// result; it saves the rows of the radius box that the ellipse does not reach. (Measured: worth it in the
-// sum backward, whose rows are expensive; a net loss in the cheaper forward rows.)
-template <typename T>
-struct RowTest {
-  double a, b, c, dxlo, dxhi, dxm;
-  bool active;
-  RowTest(const Gauss<T>& G, VecT<T> px, int la, int lb) {
-    a = G.a;
-    b = 0.5 * double(G.b2);
-    c = G.c;
-    dxlo = double(px[la] - G.x);  // the lanes' own dx values bound every lane's dx
-    dxhi = double(px[lb] - G.x);
-    dxm = std::max(std::fabs(dxlo), std::fabs(dxhi));
-    active = a > 0.0 && std::isfinite(a) && std::isfinite(b) && std::isfinite(c) && std::isfinite(dxm);
-  }
-  bool skip(T dy_t) const {
-    if (!active) return false;
-    const double dy = dy_t;
-    const double xc = std::min(std::max(-b * dy / a, dxlo), dxhi);
-    const double qmin = (a * xc + 2.0 * b * dy) * xc + c * dy * dy;
-    const double scale = a * dxm * dxm + 2.0 * std::fabs(b) * dxm * std::fabs(dy) + c * dy * dy;
-    return qmin > kCutoff + 1e-3 + 1e-5 * scale;
-  }
-};
-
-// Insert (q, id) into the ascending list of pixel p (caller checked q < lim[p]). Equal q keep the earlier
-// (lower-index) entry first, and a full list rejects a q equal to its K-th, so ties favour lower indices.
-template <typename T>
-inline void topk_insert(T* qs, int32_t* ids, int& cnt, T& lim, int k, T q, int32_t id) {
-  int pos;
-  if (cnt < k) {
-    pos = cnt++;
-  } else {
-    pos = k - 1;
-  }
-  while (pos > 0 && qs[pos - 1] > q) {
-    qs[pos] = qs[pos - 1];
-    ids[pos] = ids[pos - 1];
-    --pos;
-  }
-  qs[pos] = q;
-  ids[pos] = id;
-  if (cnt == k) lim = qs[k - 1];
-}
-
-// Same for candidates arriving in any order: the list is kept sorted by (q, id), so the K kept are the K
-// smallest q with ties to the lower id whatever the arrival order.
-template <typename T>
-inline void topk_insert_lex(T* qs, int32_t* ids, int& cnt, int k, T q, int32_t id) {
-  int pos = cnt < k ? cnt++ : k - 1;
-  while (pos > 0 && (qs[pos - 1] > q || (qs[pos - 1] == q && ids[pos - 1] > id))) {
-    qs[pos] = qs[pos - 1];
-    ids[pos] = ids[pos - 1];
-    --pos;
-  }
-  qs[pos] = q;
-  ids[pos] = id;
-}
-
-#if defined(__AVX512F__)
-constexpr int kSimdK = 16;  // lists of up to 16 entries live in one AVX-512 register pair
-
-// topk_insert_lex for K <= 16 on 16-entry lists padded with +inf, without branches: the entries before
-// the new one are those smaller in (q, id); the rest shift one lane up (lane 15 drops off). Returns the
-// pixel's new acceptance limit.
-LGI_INLINE float topk_insert16(float* qs, int32_t* ids, int& cnt, int k, float q, int32_t id, float lim) {
-  const __m512 vq = _mm512_loadu_ps(qs);
-  const __m512i vi = _mm512_loadu_si512(ids);
-  const __m512 nq = _mm512_set1_ps(q);
-  const __m512i ni = _mm512_set1_epi32(id);
-  const __mmask16 valid = static_cast<__mmask16>((1u << k) - 1u);
-  const __mmask16 before = valid & (_mm512_cmp_ps_mask(vq, nq, _CMP_LT_OQ) |
-                                    (_mm512_cmp_ps_mask(vq, nq, _CMP_EQ_OQ) & _mm512_cmplt_epi32_mask(vi, ni)));
-  const int pos = __builtin_popcount(before);
-  if (pos >= k) return lim;  // a tie with a lower id already in a full list
-  const __m512i up = _mm512_set_epi32(14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 0);
-  const __mmask16 after = static_cast<__mmask16>(0xFFFFu << pos);
-  const __mmask16 here = static_cast<__mmask16>(1u << pos);
-  __m512 q2 = _mm512_mask_permutexvar_ps(vq, after, up, vq);
-  __m512i i2 = _mm512_mask_permutexvar_epi32(vi, after, up, vi);
-  q2 = _mm512_mask_mov_ps(q2, here, nq);
-  i2 = _mm512_mask_mov_epi32(i2, here, ni);
-  _mm512_storeu_ps(qs, q2);
-  _mm512_storeu_si512(ids, i2);
-  if (cnt < k) ++cnt;
-  return cnt == k ? qs[k - 1] : lim;
-}
-#endif
-
-// Turn a Gaussian's summed moments into gradients (see the file comment). S has kStats + C entries.
-template <typename T>
-inline void finish_gaussian(const RasterArgs<T>& a, int64_t g, const T* S, T* grad_xys, T* grad_conics,
-                            T* grad_colors, T* grad_opacities) {
-  if (a.radii[g] <= 0) {  // culled: no pixel, zero gradients (and its conic may be infinite)
-    if (grad_xys) {
-      std::fill(grad_xys + 2 * g, grad_xys + 2 * g + 2, T(0));
-      std::fill(grad_conics + 3 * g, grad_conics + 3 * g + 3, T(0));
-    }
-    if (grad_colors) std::fill(grad_colors + g * a.channels, grad_colors + (g + 1) * a.channels, T(0));
-    if (grad_opacities) grad_opacities[g] = T(0);
-    return;
-  }
-  const T o = a.opacities ? a.opacities[g] : T(1);
-  if (grad_xys) {
-    const T ca = a.conics[3 * g], cb = a.conics[3 * g + 1], cc = a.conics[3 * g + 2];
-    grad_xys[2 * g] = o * (ca * S[0] + cb * S[1]);
-    grad_xys[2 * g + 1] = o * (cb * S[0] + cc * S[1]);
-    grad_conics[3 * g] = T(-0.5) * o * S[2];
-    grad_conics[3 * g + 1] = -o * S[3];
-    grad_conics[3 * g + 2] = T(-0.5) * o * S[4];
-  }
-  if (grad_colors) {
-    for (int ch = 0; ch < a.channels; ++ch) grad_colors[g * a.channels + ch] = o * S[kStats + ch];
-  }
-  if (grad_opacities) grad_opacities[g] = S[5];
-}
-
-struct TileGeom {
-  int i0, j0, ht, wt;
-  TileGeom(int t, int tx_count, int height, int width) {
-    i0 = (t / tx_count) * kTile;
-    j0 = (t % tx_count) * kTile;
-    ht = std::min(kTile, height - i0);
-    wt = std::min(kTile, width - j0);
-  }
-};
+using namespace cpu;  // NOLINT: the helpers of cpu_common.h
 
 // ------------------------------------------------------------------------------------------------ forward
 
@@ -572,70 +282,55 @@ void backward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const int32_
 
 }  // namespace
 
-// ------------------------------------------------------------------------------------------------ binning
+// ---------------------------------------------------------------------------------------- binning, passes
 
+// Binning is one sequential counting sort over the intersections (a few ms at 50k Gaussians): cheaper
+// than the synchronisation of parallel stages, which on a loaded 2-core machine can cost a scheduler
+// quantum each. Each pass then has a single parallel region.
 template <typename T>
-int64_t bin_count_cpu(const RasterArgs<T>& a, const int32_t* num_tiles_hit, int32_t* gauss_offsets,
-                      int32_t* tile_offsets) {
-  const int TX = tiles_x(a.width), TY = tiles_y(a.height);
-  const std::vector<PixBox> boxes = boxes_of(a);
+int64_t rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* num_tiles_hit, int32_t* gauss_offsets,
+                              int32_t* tile_offsets, int32_t* boxes_out, const ListAllocator& alloc, T* out,
+                              int32_t* sel, T* wsel, T* wsum) {
+  const int TX = tiles_x(a.width), NT = TX * tiles_y(a.height);
+  PixBox* boxes = reinterpret_cast<PixBox*>(boxes_out);
+  std::vector<int32_t> pos(static_cast<size_t>(NT), 0);  // tile counts, then write cursors
   int64_t total = 0;
   gauss_offsets[0] = 0;
   for (int64_t g = 0; g < a.n; ++g) {
-    const int cnt = box_tiles(boxes[g]);
-    if (cnt != num_tiles_hit[g]) return -(g + 1);
+    const PixBox b = pixel_box(double(a.xys[2 * g]), double(a.xys[2 * g + 1]), a.radii[g], a.height, a.width);
+    boxes[g] = b;
+    const int cnt = box_tiles(b);
+    if (cnt != num_tiles_hit[g]) return g;
     total += cnt;
     if (total > std::numeric_limits<int32_t>::max()) {
       throw std::length_error("more than 2^31 tile intersections; render at a lower resolution");
     }
     gauss_offsets[g + 1] = static_cast<int32_t>(total);
-  }
-  std::vector<int32_t> counts(static_cast<size_t>(TX) * TY, 0);
-#pragma omp parallel for num_threads(a.nthreads) schedule(dynamic, 1)
-  for (int ty = 0; ty < TY; ++ty) {
-    int32_t* row = counts.data() + static_cast<int64_t>(ty) * TX;
-    for (int64_t g = 0; g < a.n; ++g) {
-      const PixBox& b = boxes[g];
-      if (b.empty() || ty < b.i0 / kTile || ty > b.i1 / kTile) continue;
-      for (int tx = b.j0 / kTile; tx <= b.j1 / kTile; ++tx) ++row[tx];
+    if (cnt == 0) continue;
+    for (int ty = b.i0 / kTile; ty <= b.i1 / kTile; ++ty) {
+      for (int tx = b.j0 / kTile; tx <= b.j1 / kTile; ++tx) ++pos[ty * TX + tx];
     }
   }
   tile_offsets[0] = 0;
-  for (int64_t t = 0; t < static_cast<int64_t>(TX) * TY; ++t) tile_offsets[t + 1] = tile_offsets[t] + counts[t];
-  return total;
-}
-
-template <typename T>
-void bin_fill_cpu(const RasterArgs<T>& a, const int32_t* gauss_offsets, const int32_t* tile_offsets,
-                  int32_t* list_gid, int32_t* list_slot) {
-  const int TX = tiles_x(a.width), TY = tiles_y(a.height);
-  const std::vector<PixBox> boxes = boxes_of(a);
-#pragma omp parallel for num_threads(a.nthreads) schedule(dynamic, 1)
-  for (int ty = 0; ty < TY; ++ty) {
-    std::vector<int32_t> pos(tile_offsets + static_cast<int64_t>(ty) * TX,
-                             tile_offsets + static_cast<int64_t>(ty) * TX + TX);
-    for (int64_t g = 0; g < a.n; ++g) {
-      const PixBox& b = boxes[g];
-      const int ty0 = b.i0 / kTile;
-      if (b.empty() || ty < ty0 || ty > b.i1 / kTile) continue;
-      const int tx0 = b.j0 / kTile, tx1 = b.j1 / kTile;
-      const int32_t base = gauss_offsets[g] + (ty - ty0) * (tx1 - tx0 + 1) - tx0;
-      for (int tx = tx0; tx <= tx1; ++tx) {
-        const int32_t e = pos[tx]++;
+  for (int t = 0; t < NT; ++t) {
+    tile_offsets[t + 1] = tile_offsets[t] + pos[t];
+    pos[t] = tile_offsets[t];
+  }
+  int32_t* list_gid = nullptr;
+  int32_t* list_slot = nullptr;
+  alloc(total, &list_gid, &list_slot);
+  for (int64_t g = 0; g < a.n; ++g) {
+    const PixBox& b = boxes[g];
+    if (b.empty()) continue;
+    int32_t s = gauss_offsets[g];  // slots in the Gaussian's row-major tile order
+    for (int ty = b.i0 / kTile; ty <= b.i1 / kTile; ++ty) {
+      for (int tx = b.j0 / kTile; tx <= b.j1 / kTile; ++tx) {
+        const int32_t e = pos[ty * TX + tx]++;
         list_gid[e] = static_cast<int32_t>(g);
-        list_slot[e] = base + tx;
+        list_slot[e] = s++;
       }
     }
   }
-}
-
-// ------------------------------------------------------------------------------------------------- passes
-
-template <typename T>
-void rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* tile_offsets, const int32_t* list_gid,
-                           T* out, int32_t* sel, T* wsel, T* wsum) {
-  const int TX = tiles_x(a.width), NT = TX * tiles_y(a.height);
-  const std::vector<PixBox> boxes = boxes_of(a);
 #pragma omp parallel num_threads(a.nthreads)
   {
     std::vector<VecT<T>> acc(static_cast<size_t>(a.channels) * kTile), lim(kTile);
@@ -647,32 +342,34 @@ void rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* tile_offsets, 
     for (int t = 0; t < NT; ++t) {
       const TileGeom tg(t, TX, a.height, a.width);
       if (a.mode == kModeTopk) {
-        forward_tile_topk(a, tg, boxes.data(), list_gid, tile_offsets[t], tile_offsets[t + 1], qbest.data(),
+        forward_tile_topk(a, tg, boxes, list_gid, tile_offsets[t], tile_offsets[t + 1], qbest.data(),
                           ebest.data(), lim.data(), order, col.data(), out, sel, wsel, wsum);
       } else {
-        forward_tile_sum(a, tg, boxes.data(), list_gid, tile_offsets[t], tile_offsets[t + 1], acc.data(),
-                         col.data(), out);
+        forward_tile_sum(a, tg, boxes, list_gid, tile_offsets[t], tile_offsets[t + 1], acc.data(), col.data(),
+                         out);
       }
     }
   }
+  return -1;
 }
 
 template <typename T>
 void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* gauss_offsets,
-                            const int32_t* tile_offsets, const int32_t* list_gid, const int32_t* list_slot,
-                            const T* grad_out, const T* out, const int32_t* sel, const T* wsel, const T* wsum,
-                            T* grad_xys, T* grad_conics, T* grad_colors, T* grad_opacities) {
+                            const int32_t* tile_offsets, const int32_t* boxes_in, const int32_t* list_gid,
+                            const int32_t* list_slot, const T* grad_out, const T* out, const int32_t* sel,
+                            const T* wsel, const T* wsum, T* grad_xys, T* grad_conics, T* grad_colors,
+                            T* grad_opacities) {
   const int C = a.channels, G = kStats + C;
   const int TX = tiles_x(a.width), NT = TX * tiles_y(a.height);
   const bool need_geom = grad_xys != nullptr, need_col = grad_colors != nullptr;
-  std::vector<T> partials(static_cast<size_t>(m) * G);
-  std::vector<PixBox> boxes;
-  if (a.mode == kModeSum) boxes = boxes_of(a);
+  const PixBox* boxes = reinterpret_cast<const PixBox*>(boxes_in);
+  // Every slot is written by its tile, so no zero fill.
+  std::unique_ptr<T[]> partials(new T[static_cast<size_t>(m) * G]);
   int32_t max_entries = 0;
   for (int t = 0; t < NT; ++t) max_entries = std::max(max_entries, tile_offsets[t + 1] - tile_offsets[t]);
 #pragma omp parallel num_threads(a.nthreads)
   {
-    std::vector<T> acc(a.mode == kModeTopk ? static_cast<size_t>(max_entries) * G : 0);
+    std::vector<T> acc(a.mode == kModeTopk ? static_cast<size_t>(max_entries) * G : 0), S(G);
     std::vector<VecT<T>> gt(a.mode == kModeSum ? static_cast<size_t>(C) * kTile : 0), scol(C);
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < NT; ++t) {
@@ -681,21 +378,18 @@ void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* ga
       const TileGeom tg(t, TX, a.height, a.width);
       if (a.mode == kModeTopk) {
         backward_tile_topk(a, tg, list_gid, list_slot, e0, e1, grad_out, out, sel, wsel, wsum, need_geom,
-                           need_col, acc.data(), partials.data());
+                           need_col, acc.data(), partials.get());
       } else {
-        backward_tile_sum(a, tg, boxes.data(), list_gid, list_slot, e0, e1, grad_out, need_geom, need_col,
-                          gt.data(), scol.data(), partials.data());
+        backward_tile_sum(a, tg, boxes, list_gid, list_slot, e0, e1, grad_out, need_geom, need_col, gt.data(),
+                          scol.data(), partials.get());
       }
     }
-  }
-#pragma omp parallel num_threads(a.nthreads)
-  {
-    std::vector<T> S(G);
+    // (implicit barrier) then each Gaussian's slots, in slot order.
 #pragma omp for schedule(static)
     for (int64_t g = 0; g < a.n; ++g) {
       std::fill(S.begin(), S.end(), T(0));
       for (int32_t s = gauss_offsets[g]; s < gauss_offsets[g + 1]; ++s) {
-        const T* row = partials.data() + static_cast<int64_t>(s) * G;
+        const T* row = partials.get() + static_cast<int64_t>(s) * G;
         for (int k = 0; k < G; ++k) S[k] += row[k];
       }
       finish_gaussian(a, g, S.data(), grad_xys, grad_conics, grad_colors, grad_opacities);
@@ -703,128 +397,12 @@ void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* ga
   }
 }
 
-// -------------------------------------------------------------------------------------------- no tiles
-
-template <typename T>
-void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel, T* wsel, T* wsum) {
-  const int C = a.channels, K = a.k;
-  const std::vector<PixBox> boxes = boxes_of(a);
-  const T l9 = lim9<T>();
-#pragma omp parallel num_threads(a.nthreads)
-  {
-    std::vector<T> acc(C), qs(K);
-    std::vector<int32_t> ids(K);
-#pragma omp for schedule(dynamic, 1)
-    for (int i = 0; i < a.height; ++i) {
-      const T dy0 = T(i) + T(0.5);
-      for (int j = 0; j < a.width; ++j) {
-        const int64_t P = static_cast<int64_t>(i) * a.width + j;
-        std::fill(acc.begin(), acc.end(), T(0));
-        int cnt = 0;
-        T lim = l9;
-        for (int64_t g = 0; g < a.n; ++g) {
-          const PixBox& b = boxes[g];
-          if (j < b.j0 || j > b.j1 || i < b.i0 || i > b.i1) continue;
-          const Gauss<T> Gs(a, g);
-          const T dx = (T(j) + T(0.5)) - Gs.x, dy = dy0 - Gs.y;
-          const T q = q_form(Gs.a, dx, Gs.b2 * dy, Gs.c * dy * dy);
-          if (a.mode == kModeTopk) {
-            if (q < lim) topk_insert(qs.data(), ids.data(), cnt, lim, K, q, static_cast<int32_t>(g));
-          } else if (q <= T(kCutoff)) {
-            const T w = exp_neg(T(-0.5) * q) * (a.opacities ? a.opacities[g] : T(1));
-            for (int ch = 0; ch < C; ++ch) acc[ch] += w * a.colors[g * C + ch];
-          }
-        }
-        if (a.mode == kModeTopk) {
-          T wt = T(0);
-          for (int kk = 0; kk < cnt; ++kk) {
-            const T w = exp_neg(T(-0.5) * qs[kk]);
-            wt += w;
-            for (int ch = 0; ch < C; ++ch) acc[ch] += w * a.colors[ids[kk] * C + ch];
-            sel[P * K + kk] = ids[kk];
-            wsel[P * K + kk] = w;
-          }
-          for (int kk = cnt; kk < K; ++kk) {
-            sel[P * K + kk] = -1;
-            wsel[P * K + kk] = T(0);
-          }
-          for (int ch = 0; ch < C; ++ch) acc[ch] /= wt + T(kTopkEps);
-          wsum[P] = wt;
-        }
-        for (int ch = 0; ch < C; ++ch) out[P * C + ch] = acc[ch];
-      }
-    }
-  }
-}
-
-template <typename T>
-void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, const T* out, const int32_t* sel,
-                                     const T* wsel, const T* wsum, T* grad_xys, T* grad_conics, T* grad_colors,
-                                     T* grad_opacities) {
-  const int C = a.channels, K = a.k, G = kStats + C;
-  const std::vector<PixBox> boxes = boxes_of(a);
-#pragma omp parallel num_threads(a.nthreads)
-  {
-    std::vector<T> S(G);
-#pragma omp for schedule(dynamic, 16)
-    for (int64_t g = 0; g < a.n; ++g) {
-      std::fill(S.begin(), S.end(), T(0));
-      const PixBox& b = boxes[g];
-      const Gauss<T> Gs(a, g);
-      const T* colg = a.colors + g * C;
-      for (int i = b.i0; i <= b.i1; ++i) {
-        const T dy = (T(i) + T(0.5)) - Gs.y;
-        for (int j = b.j0; j <= b.j1; ++j) {
-          const int64_t P = static_cast<int64_t>(i) * a.width + j;
-          const T dx = (T(j) + T(0.5)) - Gs.x;
-          const T q = q_form(Gs.a, dx, Gs.b2 * dy, Gs.c * dy * dy);
-          if (!(q <= T(kCutoff))) continue;
-          const T* gp = grad_out + P * C;
-          T t, wc, w;  // t = w dL/dw (per unit opacity in sum mode), wc = the colour gradient factor
-          if (a.mode == kModeTopk) {
-            int found = -1;
-            for (int kk = 0; kk < K && sel[P * K + kk] >= 0; ++kk) {
-              if (sel[P * K + kk] == g) found = kk;
-            }
-            if (found < 0) continue;
-            w = wsel[P * K + found];
-            const T denom = wsum[P] + T(kTopkEps);
-            T dldw = T(0);
-            for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - out[P * C + ch]);
-            t = w * (dldw / denom);
-            wc = w / denom;
-          } else {
-            w = exp_neg(T(-0.5) * q);
-            T gc = T(0);
-            for (int ch = 0; ch < C; ++ch) gc += colg[ch] * gp[ch];
-            t = w * gc;
-            wc = w;
-          }
-          S[0] += t * dx;
-          S[1] += t * dy;
-          S[2] += t * dx * dx;
-          S[3] += t * dx * dy;
-          S[4] += t * dy * dy;
-          S[5] += t;
-          for (int ch = 0; ch < C; ++ch) S[kStats + ch] += gp[ch] * wc;
-        }
-      }
-      finish_gaussian(a, g, S.data(), grad_xys, grad_conics, grad_colors, grad_opacities);
-    }
-  }
-}
-
 #define LGI_INSTANTIATE(T)                                                                                   \
-  template int64_t bin_count_cpu<T>(const RasterArgs<T>&, const int32_t*, int32_t*, int32_t*);               \
-  template void bin_fill_cpu<T>(const RasterArgs<T>&, const int32_t*, const int32_t*, int32_t*, int32_t*);   \
-  template void rasterize_forward_cpu<T>(const RasterArgs<T>&, const int32_t*, const int32_t*, T*, int32_t*, \
-                                         T*, T*);                                                            \
+  template int64_t rasterize_forward_cpu<T>(const RasterArgs<T>&, const int32_t*, int32_t*, int32_t*,        \
+                                            int32_t*, const ListAllocator&, T*, int32_t*, T*, T*);           \
   template void rasterize_backward_cpu<T>(const RasterArgs<T>&, int64_t, const int32_t*, const int32_t*,     \
-                                          const int32_t*, const int32_t*, const T*, const T*, const int32_t*, \
-                                          const T*, const T*, T*, T*, T*, T*);                               \
-  template void rasterize_no_tiles_forward_cpu<T>(const RasterArgs<T>&, T*, int32_t*, T*, T*);               \
-  template void rasterize_no_tiles_backward_cpu<T>(const RasterArgs<T>&, const T*, const T*, const int32_t*, \
-                                                   const T*, const T*, T*, T*, T*, T*);
+                                          const int32_t*, const int32_t*, const int32_t*, const T*, const T*, \
+                                          const int32_t*, const T*, const T*, T*, T*, T*, T*);
 LGI_INSTANTIATE(float)
 LGI_INSTANTIATE(double)
 #undef LGI_INSTANTIATE
