@@ -321,3 +321,13 @@ def test_paper_presets_have_the_paper_sizes():
     assert sum(p.numel() for p in moe.parameters()) == 120_653_651
     tiny = build_model("dcae-tiny")
     assert sum(p.numel() for p in tiny.parameters()) < 1_500_000
+
+
+def test_likelihoods_stay_float32_under_autocast():
+    torch.manual_seed(9)
+    model = build_model("dcae-tiny")
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = model(torch.rand(1, 3, 32, 48))
+    assert out["x_hat"].dtype == torch.bfloat16  # the transforms ran in low precision ...
+    for lik in out["likelihoods"].values():  # ... the entropy model did not (1e-9 underflows in half precision)
+        assert lik.dtype == torch.float32 and (lik > 0).all()

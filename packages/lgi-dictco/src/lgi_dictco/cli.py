@@ -210,7 +210,7 @@ def train(
             progress=not quiet,
         )
         summary = run(cfg)
-    except (CheckpointError, ValueError, FileNotFoundError, RuntimeError) as exc:
+    except (CheckpointError, ValueError, FileNotFoundError) as exc:
         raise _fail(exc) from None
     summary.pop("model")
     _emit(

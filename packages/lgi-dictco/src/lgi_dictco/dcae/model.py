@@ -253,7 +253,9 @@ class DCAE(CompressionModel):
         h, w = x.shape[-2:]
         y = self.g_a(self.pad(x))
         z = self.h_a(y)
-        _, z_likelihoods = self.entropy_bottleneck(z)
+        # Likelihoods stay in float32 under autocast: float16 cannot hold the 1e-9 likelihood floor.
+        with torch.autocast(z.device.type, enabled=False):
+            _, z_likelihoods = self.entropy_bottleneck(z.float())
         medians = self.entropy_bottleneck._get_medians()
         z_hat = ste_round(z - medians) + medians
         scales, means = self._hyper(z_hat, tuple(y.shape[-2:]))
@@ -263,7 +265,8 @@ class DCAE(CompressionModel):
         for i, y_slice in enumerate(y.chunk(self.config.num_slices, dim=1)):
             model = self.slices[i]
             support, mu, sigma = model.params(self._query(i, scales, means, y_hat_slices), dictionary)
-            _, lik = self.gaussian_conditional(y_slice, sigma, mu)
+            with torch.autocast(y.device.type, enabled=False):
+                _, lik = self.gaussian_conditional(y_slice.float(), sigma.float(), mu.float())
             likelihoods.append(lik)
             y_hat_slices.append(model.refine(support, ste_round(y_slice - mu) + mu))
         x_hat = self.g_s(torch.cat(y_hat_slices, dim=1))[:, :, :h, :w]

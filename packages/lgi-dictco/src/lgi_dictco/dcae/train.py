@@ -171,7 +171,7 @@ def _setup(cfg: TrainConfig) -> tuple[_Dist, torch.device]:
     world = int(os.environ.get("WORLD_SIZE", "1"))
     want_cuda = cfg.device.startswith("cuda") or (cfg.device == "auto" and torch.cuda.is_available())
     if want_cuda and not torch.cuda.is_available():
-        raise RuntimeError(f"device {cfg.device!r} asked for CUDA, but no CUDA device is available")
+        raise ValueError(f"device {cfg.device!r} asked for CUDA, but no CUDA device is available")
     if world > 1:
         if not dist.is_initialized():
             dist.init_process_group("nccl" if want_cuda else "gloo")
