@@ -26,25 +26,28 @@ from lgi_dictco.lgi_format import (
 )
 
 
-def make_payload(n=300, k_shape=16, k_color=32, channels=3, seed=0, own_fraction=0.1) -> LgiPayload:
+def make_payload(n=300, k_shape=16, k_color=32, channels=3, seed=0, own_fraction=0.1,
+                 color_space="rgb") -> LgiPayload:
     rng = np.random.default_rng(seed)
     bx, by = 11, 10
 
-    def group(dims, k, cb_bits, sc_bits):
+    def group(dims, k, max_levels):
         lo = rng.uniform(-3, 0, dims).astype(np.float32)
-        hi = (lo + rng.uniform(0.5, 3, dims)).astype(np.float32)
-        cb = rng.integers(0, 1 << cb_bits, size=(k, dims))
+        step = rng.uniform(0.005, 0.05, dims).astype(np.float32)
+        levels = rng.integers(1, max_levels + 1, dims)
+        cb = rng.integers(0, levels[None, :], size=(k, dims))
         if k:
             idx = rng.integers(0, k, size=n)
             idx[rng.random(n) < own_fraction] = k
             own = int((idx == k).sum())
         else:
             idx, own = None, n
-        return GroupCoding(lo, hi, cb_bits, sc_bits, cb, idx, rng.integers(0, 1 << sc_bits, size=(own, dims)))
+        return GroupCoding(lo, step, levels, cb, idx, rng.integers(0, levels[None, :], size=(own, dims)))
 
-    header = LgiHeader(width=700, height=300, channels=channels, num_gaussians=n, pos_bits=(bx, by))
+    header = LgiHeader(width=700, height=300, channels=channels, num_gaussians=n, pos_bits=(bx, by),
+                       color_space=color_space)
     pos = np.stack([rng.integers(0, 1 << bx, n), rng.integers(0, 1 << by, n)], axis=1)
-    return LgiPayload(header, pos, group(3, k_shape, 8, 10), group(channels, k_color, 8, 6))
+    return LgiPayload(header, pos, group(3, k_shape, 1000), group(channels, k_color, 64))
 
 
 def _as_set(p: LgiPayload) -> list[tuple]:
@@ -95,8 +98,15 @@ def test_round_trip_is_exact(k_shape, k_color, own):
 def test_deterministic_bytes_and_single_channel_and_empty():
     p = make_payload(seed=4)
     assert encode_lgi(p) == encode_lgi(make_payload(seed=4))
-    g = make_payload(channels=1, n=50)
+    g = make_payload(channels=1, n=50, color_space="gray")
     assert _as_set(decode_lgi(encode_lgi(g))) == _as_set(g)
+    o = make_payload(n=80, color_space="opp")
+    back = decode_lgi(encode_lgi(o))
+    assert back.header.color_space == "opp" and _as_set(back) == _as_set(o)
+    from lgi_dictco.lgi_format import OPPONENT
+
+    np.testing.assert_allclose(OPPONENT @ OPPONENT.T, np.eye(3), atol=1e-6)
+    np.testing.assert_allclose(dequantize(back)["colors"], back.color.dequantize() @ OPPONENT, rtol=1e-6)
     e = make_payload(n=0, k_shape=0, k_color=0)
     q = decode_lgi(encode_lgi(e))
     assert q.header.num_gaussians == 0 and dequantize(q)["means"].shape == (0, 2)
@@ -106,6 +116,10 @@ def test_encoder_validates():
     p = make_payload()
     p.positions[0, 0] = 1 << 11
     with pytest.raises(ValueError, match="grid"):
+        encode_lgi(p)
+    p = make_payload()
+    p.color.scalars[0, 0] = p.color.levels[0]
+    with pytest.raises(ValueError, match="levels"):
         encode_lgi(p)
 
 
@@ -175,7 +189,8 @@ def test_flipped_or_rewritten_bytes_never_crash(data):
         pass
     try:
         q = decode_lgi(bytes(fixed))
+        d = dequantize(q)
     except LgiFormatError:
         return
-    d = dequantize(q)
+    assert all(np.isfinite(v).all() for v in d.values())
     assert d["means"].shape[0] == q.header.num_gaussians <= 2**21

@@ -10,11 +10,14 @@ Parameter coding (format 1.x):
   stored in Morton (Z-curve) order of their cells, so the order costs nothing, and the sorted
   Morton codes are delta coded (bucketed rANS stream).
 * shape and colour are *groups* of D values per Gaussian (shape: the log-Euclidean features
-  m = log σ₁ + log σ₂, u = a·cos 2θ, v = a·sin 2θ with a = log σ₁ − log σ₂; colour: C channels).
-  A group has a codebook of K entries (K may be 0) and one index per Gaussian in 0..K, where K
-  means "not in the codebook": such Gaussians carry their own values, scalar-quantized. Codebook
-  entries use ``codebook_bits`` and scalars ``scalar_bits`` per value, over a per-dimension float32
-  range [lo, hi] stored in the header.
+  m = log σ₁ + log σ₂, u = a·cos 2θ, v = a·sin 2θ with a = log σ₁ − log σ₂; colour: C channels,
+  in RGB, or for ``opp`` in the orthonormal opponent space ``OPPONENT`` · rgb, whose channels
+  are nearly uncorrelated and whose uniform steps cost the same RGB error as in RGB).
+  Every value of dimension d is an integer q in 0 .. levels_d − 1 standing for lo_d + q·step_d
+  (float32 lo and step, integer levels ≤ 4096, all in the header). A group has a codebook of K
+  entries (K may be 0) and one index per Gaussian in 0..K, where K means "not in the codebook":
+  such Gaussians carry their own values. Own values are entropy coded per dimension; with
+  entropy coding, a wide range costs only the values that use it.
 """
 
 from __future__ import annotations
@@ -38,11 +41,15 @@ MAX_SIDE = 1 << 16
 MAX_GAUSSIANS = 1 << 21       # 2 M
 MAX_CHANNELS = 4
 MAX_POS_BITS = 20
-MAX_VALUE_BITS = 12           # direct rANS alphabets stay <= 4096
+MAX_LEVELS = MAX_ALPHABET     # direct rANS alphabets stay <= 4096
 MAX_TOPK = 32
 
 RENDER_MODES = {0: "topk", 1: "sum"}       # frozen ids, never derived from dict order
-COLOR_SPACES = {0: "rgb", 1: "gray"}
+COLOR_SPACES = {0: "rgb", 1: "gray", 2: "opp"}
+# Orthonormal opponent transform (rows: luma, red-blue, green-magenta); rgb = OPPONENT.T @ opp.
+OPPONENT = np.array([[1 / np.sqrt(3), 1 / np.sqrt(3), 1 / np.sqrt(3)],
+                     [1 / np.sqrt(2), 0.0, -1 / np.sqrt(2)],
+                     [1 / np.sqrt(6), -2 / np.sqrt(6), 1 / np.sqrt(6)]], dtype=np.float32)
 GROUPS = (b"SHAP", b"COLR")
 
 
@@ -51,17 +58,16 @@ class GroupCoding:
     """One attribute group, quantized.
 
     Attributes:
-        lo, hi: [D] float32 value range of the uniform quantizers.
-        codebook_bits, scalar_bits: bits per quantized value (1..12).
-        codebook: [K, D] int codebook entries in 0 .. 2**codebook_bits - 1 (K may be 0).
-        indices: [N] int in 0..K; K = "own values" (ignored, may be None, when K == 0).
+        lo, step: [D] float32: value = lo + q·step.
+        levels: [D] int, 1..4096: q < levels.
+        codebook: [K, D] int codebook entries (K may be 0).
+        indices: [N] int in 0..K; K = "own values" (None when K == 0).
         scalars: [E, D] int own values of the E Gaussians whose index is K, in Gaussian order.
     """
 
     lo: np.ndarray
-    hi: np.ndarray
-    codebook_bits: int
-    scalar_bits: int
+    step: np.ndarray
+    levels: np.ndarray
     codebook: np.ndarray
     indices: np.ndarray | None
     scalars: np.ndarray
@@ -73,9 +79,9 @@ class GroupCoding:
     def dequantize(self) -> np.ndarray:
         """[N, D] float32 values (exact, deterministic float32 arithmetic)."""
         lo = self.lo.astype(np.float32)
-        span = self.hi.astype(np.float32) - lo
-        cb = lo + self.codebook.astype(np.float32) * (span / np.float32((1 << self.codebook_bits) - 1))
-        sc = lo + self.scalars.astype(np.float32) * (span / np.float32((1 << self.scalar_bits) - 1))
+        step = self.step.astype(np.float32)
+        cb = lo + self.codebook.astype(np.float32) * step
+        sc = lo + self.scalars.astype(np.float32) * step
         k = self.codebook.shape[0]
         if k == 0:
             return sc.astype(np.float32)
@@ -166,10 +172,9 @@ def _inv(table: dict[int, str], name: str, what: str) -> int:
 
 
 def _group_header(g: GroupCoding) -> bytes:
-    out = bytearray()
-    out += write_varint(g.codebook.shape[0]) + bytes([g.codebook_bits, g.scalar_bits])
-    for lo, hi in zip(g.lo.astype(np.float32), g.hi.astype(np.float32)):
-        out += _F32.pack(lo) + _F32.pack(hi)
+    out = bytearray(write_varint(g.codebook.shape[0]))
+    for lo, step, levels in zip(g.lo.astype(np.float32), g.step.astype(np.float32), g.levels):
+        out += _F32.pack(lo) + _F32.pack(step) + write_varint(int(levels))
     return bytes(out)
 
 
@@ -199,6 +204,7 @@ def _decode_header(data: bytes) -> tuple[LgiHeader, list[dict]]:
            f"at most {MAX_PIXELS} pixels)")
     _check(1 <= c <= MAX_CHANNELS, f".lgi header: {c} channels (1..{MAX_CHANNELS} supported)")
     _check(cs in COLOR_SPACES, f".lgi header: unknown colour space id {cs}")
+    _check(COLOR_SPACES.get(cs) != "opp" or c == 3, ".lgi header: the opponent colour space needs 3 channels")
     _check(rm in RENDER_MODES, f".lgi header: unknown render mode id {rm}")
     _check(1 <= k <= MAX_TOPK, f".lgi header: top-k {k} outside 1..{MAX_TOPK}")
     _check(n <= MAX_GAUSSIANS, f".lgi header: {n} Gaussians exceed the decoder limit {MAX_GAUSSIANS}")
@@ -207,17 +213,21 @@ def _decode_header(data: bytes) -> tuple[LgiHeader, list[dict]]:
     groups = []
     for gname, dims in (("shape", 3), ("colour", c)):
         kcb, pos = read_varint(data, pos, f".lgi header ({gname} codebook size)", limit=MAX_ALPHABET - 1)
-        _check(pos + 2 + 8 * dims <= len(data), f".lgi header is truncated in the {gname} group")
-        cb_bits, sc_bits = data[pos], data[pos + 1]
-        pos += 2
-        _check(1 <= cb_bits <= MAX_VALUE_BITS and 1 <= sc_bits <= MAX_VALUE_BITS,
-               f".lgi header: {gname} bit depths {cb_bits}/{sc_bits} outside 1..{MAX_VALUE_BITS}")
-        rng = np.frombuffer(data[pos:pos + 8 * dims], dtype="<f4").reshape(dims, 2)
-        pos += 8 * dims
-        _check(bool(np.isfinite(rng).all() and (rng[:, 1] >= rng[:, 0]).all()),
-               f".lgi header: {gname} value ranges are not finite or inverted")
-        groups.append({"k": kcb, "cb_bits": cb_bits, "sc_bits": sc_bits, "dims": dims,
-                       "lo": rng[:, 0].astype(np.float32), "hi": rng[:, 1].astype(np.float32)})
+        lo, step, levels = [], [], []
+        for _ in range(dims):
+            _check(pos + 8 <= len(data), f".lgi header is truncated in the {gname} group")
+            lo.append(_F32.unpack_from(data, pos)[0])
+            step.append(_F32.unpack_from(data, pos + 4)[0])
+            lv, pos = read_varint(data, pos + 8, f".lgi header ({gname} levels)", limit=MAX_LEVELS)
+            levels.append(lv)
+        lo_a, step_a = np.array(lo, dtype=np.float32), np.array(step, dtype=np.float32)
+        _check(bool(np.isfinite(lo_a).all() and np.isfinite(step_a).all() and (step_a > 0).all()),
+               f".lgi header: {gname} quantizer is not finite or has a step <= 0")
+        _check(all(lv >= 1 for lv in levels), f".lgi header: {gname} levels must be >= 1")
+        _check(bool(np.isfinite(lo_a + step_a * np.array(levels, dtype=np.float32)).all()),
+               f".lgi header: {gname} quantizer range overflows float32")
+        groups.append({"k": kcb, "dims": dims, "lo": lo_a, "step": step_a,
+                       "levels": np.array(levels, dtype=np.int64)})
     _check(pos == len(data), f".lgi header has {len(data) - pos} unexpected trailing bytes")
     header = LgiHeader(width=w, height=h, channels=c, color_space=COLOR_SPACES[cs], render_mode=RENDER_MODES[rm],
                        topk=k, num_gaussians=n, pos_bits=(bx, by))
@@ -241,14 +251,18 @@ def _unframe(data: bytes, count: int, what: str) -> list[bytes]:
     return parts
 
 
+def _bits_for(levels: np.ndarray) -> np.ndarray:
+    return np.array([max(0, int(lv - 1).bit_length()) for lv in levels], dtype=np.int64)
+
+
 def _encode_group(g: GroupCoding, n: int) -> bytes:
     k = g.codebook.shape[0]
     bw = BitWriter()
-    bw.write_array(g.codebook.ravel(), g.codebook_bits)
+    bw.write_array(g.codebook.ravel(), np.tile(_bits_for(g.levels), k))
     parts = [bw.getvalue()]
     if k:
         parts.append(encode_stream(g.indices, k + 1))
-    parts += [encode_stream(g.scalars[:, d], 1 << g.scalar_bits) for d in range(g.dims)]
+    parts += [encode_stream(g.scalars[:, d], int(g.levels[d])) for d in range(g.dims)]
     return _frame(parts)
 
 
@@ -256,17 +270,18 @@ def _decode_group(data: bytes, spec: dict, n: int, what: str) -> GroupCoding:
     k, dims = spec["k"], spec["dims"]
     parts = _unframe(data, 1 + (1 if k else 0) + dims, what)
     br = BitReader(parts[0], f"{what} codebook")
-    codebook = br.read_array(np.full(k * dims, spec["cb_bits"])).reshape(k, dims)
+    codebook = br.read_array(np.tile(_bits_for(spec["levels"]), k)).reshape(k, dims)
+    _check(bool((codebook < spec["levels"][None, :]).all()), f"{what} codebook has values beyond its levels")
     if k:
         indices = decode_stream(parts[1], n, f"{what} indices", max_value=k)
         n_own = int((indices == k).sum())
     else:
         indices, n_own = None, n
-    smax = (1 << spec["sc_bits"]) - 1
-    cols = [decode_stream(p, n_own, f"{what} values", max_value=smax) for p in parts[-dims:]]
+    cols = [decode_stream(p, n_own, f"{what} values", max_value=int(spec["levels"][d]) - 1)
+            for d, p in enumerate(parts[-dims:])]
     scalars = np.stack(cols, axis=1) if dims else np.zeros((n_own, 0), np.int64)
-    return GroupCoding(lo=spec["lo"], hi=spec["hi"], codebook_bits=spec["cb_bits"], scalar_bits=spec["sc_bits"],
-                       codebook=codebook, indices=indices, scalars=scalars.reshape(n_own, dims))
+    return GroupCoding(lo=spec["lo"], step=spec["step"], levels=spec["levels"], codebook=codebook,
+                       indices=indices, scalars=scalars.reshape(n_own, dims))
 
 
 # --- public API ----------------------------------------------------------------------------------
@@ -289,9 +304,14 @@ def _validate(p: LgiPayload) -> None:
         own = n if k == 0 else int((g.indices == k).sum())
         if g.scalars.shape != (own, dims):
             raise ValueError(f"{name} scalars must be [{own}, {dims}]")
-        for arr, bits in ((g.codebook, g.codebook_bits), (g.scalars, g.scalar_bits)):
-            if arr.size and (arr.min() < 0 or arr.max() >= 1 << bits):
-                raise ValueError(f"{name} values outside 0..2**{bits}-1")
+        levels = np.asarray(g.levels)
+        if levels.shape != (dims,) or levels.min() < 1 or levels.max() > MAX_LEVELS:
+            raise ValueError(f"{name} levels must be [{dims}] in 1..{MAX_LEVELS}")
+        if not (np.isfinite(g.step).all() and (np.asarray(g.step) > 0).all() and np.isfinite(g.lo).all()):
+            raise ValueError(f"{name} quantizer must have finite lo and step > 0")
+        for arr in (g.codebook, g.scalars):
+            if arr.size and (arr.min() < 0 or (arr >= levels[None, :]).any()):
+                raise ValueError(f"{name} values outside 0..levels-1")
 
 
 def encode_lgi(payload: LgiPayload) -> bytes:
@@ -306,11 +326,11 @@ def encode_lgi(payload: LgiPayload) -> bytes:
     def reorder(g: GroupCoding) -> GroupCoding:
         k = g.codebook.shape[0]
         if k == 0:
-            return GroupCoding(g.lo, g.hi, g.codebook_bits, g.scalar_bits, g.codebook, None, g.scalars[order])
+            return GroupCoding(g.lo, g.step, g.levels, g.codebook, None, g.scalars[order])
         own_rows = np.cumsum(g.indices == k) - 1  # row of each own-valued Gaussian in scalars
         idx = g.indices[order]
         src = own_rows[order][idx == k]
-        return GroupCoding(g.lo, g.hi, g.codebook_bits, g.scalar_bits, g.codebook, idx, g.scalars[src])
+        return GroupCoding(g.lo, g.step, g.levels, g.codebook, idx, g.scalars[src])
 
     shape, color = reorder(payload.shape), reorder(payload.color)
     n = h.num_gaussians
@@ -367,6 +387,13 @@ def dequantize(payload: LgiPayload) -> dict[str, np.ndarray]:
     q = payload.positions.astype(np.float32)
     means = np.stack([(q[:, 0] + np.float32(0.5)) / np.float32(1 << bx),
                       (q[:, 1] + np.float32(0.5)) / np.float32(1 << by)], axis=1)
-    scales, rotations = shape_features_to_params(payload.shape.dequantize())
+    with np.errstate(over="ignore", invalid="ignore"):
+        scales, rotations = shape_features_to_params(payload.shape.dequantize())
+    _check(bool(np.isfinite(scales).all() and (scales > 0).all() and np.isfinite(rotations).all()),
+           ".lgi shape values decode to non-finite or zero scales (corrupt or hostile file)")
+    colors = payload.color.dequantize()
+    _check(bool(np.isfinite(colors).all()), ".lgi colour values are not finite (corrupt or hostile file)")
+    if h.color_space == "opp":
+        colors = colors @ OPPONENT  # rows of OPPONENT are orthonormal: its inverse is its transpose
     return {"means": means.astype(np.float32), "scales": scales, "rotations": rotations,
-            "colors": payload.color.dequantize()}
+            "colors": colors.astype(np.float32)}

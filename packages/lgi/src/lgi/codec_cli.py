@@ -179,8 +179,8 @@ def info(source, as_json):
     groups = {}
     for name, g in (("shape", p.shape), ("color", p.color)):
         k = g.codebook.shape[0]
-        groups[name] = {"codebook": k, "codebook_bits": g.codebook_bits, "scalar_bits": g.scalar_bits,
-                        "own_values": int(g.scalars.shape[0]), "range": [g.lo.tolist(), g.hi.tolist()]}
+        groups[name] = {"codebook": k, "own_values": int(g.scalars.shape[0]), "lo": g.lo.tolist(),
+                        "step": g.step.tolist(), "levels": g.levels.tolist()}
     report = {"file": str(source), "bytes": len(data), "bpp": len(data) * 8 / (h.width * h.height),
               "width": h.width, "height": h.height, "channels": h.channels, "color_space": h.color_space,
               "render_mode": h.render_mode, "topk": h.topk, "gaussians": h.num_gaussians,
@@ -194,6 +194,7 @@ def info(source, as_json):
     click.echo(f"  {len(data)} bytes, {report['bpp']:.4f} bpp, {report['bits_per_gaussian']:.1f} bits per Gaussian")
     click.echo(f"  positions: {h.pos_bits[0]}x{h.pos_bits[1]}-bit grid")
     for name, g in groups.items():
-        kind = f"codebook {g['codebook']} x {g['codebook_bits']} bits" if g["codebook"] else "no codebook"
-        click.echo(f"  {name}: {kind}, {g['own_values']} own values at {g['scalar_bits']} bits")
+        kind = f"codebook of {g['codebook']}" if g["codebook"] else "no codebook"
+        steps = ", ".join(f"{s:.4g}" for s in g["step"])
+        click.echo(f"  {name}: {kind}, {g['own_values']} own values, steps ({steps}), levels {g['levels']}")
     click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in p.chunk_bytes.items()))

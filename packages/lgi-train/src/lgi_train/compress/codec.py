@@ -24,7 +24,7 @@ from torch import nn
 
 from lgi_train.compress.sensitivity import calc_sensitivity
 from lgi_train.compress.vq import weighted_kmeans
-from lgi_train.model import GaussianModel, _RoundThrough, ste_quantize
+from lgi_train.model import GaussianModel, _RoundThrough
 
 
 @dataclass
@@ -33,28 +33,36 @@ class CodecSettings:
 
     Attributes:
         position_step_px: grid cell of positions, in pixels of the stored size.
-        shape_codebook, color_codebook: codebook sizes (0: every Gaussian scalar-quantized).
-        shape_codebook_bits, color_codebook_bits: bits per codebook value.
-        shape_scalar_bits, color_scalar_bits: bits per own (out-of-codebook) value.
-        shape_own_fraction, color_own_fraction: share of the most important Gaussians kept out of the
-            codebooks (c3dgs's ``*_importance_include``, as a fraction).
+        color_space: "opp" (orthonormal opponent: decorrelated, same RGB error per step) or "rgb".
+        color_step: quantizer step of colour values (in ``color_space``).
+        shape_step: quantizer steps of the shape features (m, u, v): log-area and anisotropy.
+        shape_codebook, color_codebook: codebook sizes (0: every Gaussian has its own values).
+        shape_own_fraction, color_own_fraction: with a codebook, the share of the most important
+            Gaussians that keep their own values (c3dgs's ``*_importance_include``, as a fraction).
         finetune_steps: quantization-aware fine-tuning steps (0: none).
         finetune_lr_scale: multiplies the fit's learning rates during fine-tuning.
     """
 
     position_step_px: float = 0.5
-    shape_codebook: int = 256
-    color_codebook: int = 256
-    shape_codebook_bits: int = 10
-    color_codebook_bits: int = 8
-    shape_scalar_bits: int = 8
-    color_scalar_bits: int = 8
+    color_space: str = "opp"
+    color_step: float = 1 / 24
+    shape_step: tuple[float, float, float] = (0.2, 0.2, 0.2)
+    shape_codebook: int = 0
+    color_codebook: int = 0
     shape_own_fraction: float = 0.0
     color_own_fraction: float = 0.0
     finetune_steps: int = 150
     finetune_lr_scale: float = 0.5
     kmeans_iters: int = 25
     extra: dict = field(default_factory=dict)
+
+
+def ste_grid(x: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """Snap to lo + q·step, q in 0..levels-1, exactly; straight-through gradient."""
+    with torch.no_grad():
+        q = torch.minimum(torch.clamp(torch.round((x - lo) / step), min=0), levels - 1)
+        snapped = lo + q * step
+    return _RoundThrough.apply(x, snapped)
 
 
 def position_bits(size: int, step_px: float) -> int:
@@ -79,16 +87,23 @@ def features_to_shape(feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Group(nn.Module):
-    """One attribute group during fine-tuning: a codebook plus own values, on fixed grids."""
+    """One attribute group during fine-tuning: a codebook plus own values, on one fixed grid."""
 
-    def __init__(self, values: torch.Tensor, weights: torch.Tensor, k: int, cb_bits: int, sc_bits: int,
+    def __init__(self, values: torch.Tensor, weights: torch.Tensor, k: int, step: torch.Tensor,
                  own_fraction: float, iters: int, generator: torch.Generator):
         super().__init__()
+        from lgi_dictco.lgi_format import MAX_LEVELS
+
         n, d = values.shape
-        span = (values.amax(0) - values.amin(0)).clamp_min(1e-6)
-        self.register_buffer("lo", (values.amin(0) - 1e-4 * span).float())
-        self.register_buffer("hi", (values.amax(0) + 1e-4 * span).float())
-        self.cb_bits, self.sc_bits = cb_bits, sc_bits
+        lo = values.amin(0) if n else torch.zeros(d)
+        span = (values.amax(0) - lo) if n else torch.zeros(d)
+        step = torch.maximum(step.float(), span / (MAX_LEVELS - 1) * 1.0001)  # at most 4096 levels
+        # Centre the range on the grid so neither end is clipped by float rounding.
+        levels = torch.floor(span / step).long() + 2
+        lo = lo - (levels.float() - 1 - span / step) * step / 2
+        self.register_buffer("lo", lo.float())
+        self.register_buffer("step", step.float())
+        self.register_buffer("levels", levels.clamp(max=MAX_LEVELS).float())
         n_own = n if k == 0 else min(n, int(round(own_fraction * n)))
         own = torch.zeros(n, dtype=torch.bool)
         if n_own:
@@ -109,13 +124,9 @@ class _Group(nn.Module):
     def k(self) -> int:
         return self.codebook.shape[0]
 
-    def quantized(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return (ste_quantize(self.codebook, self.cb_bits, self.lo, self.hi),
-                ste_quantize(self.own_values, self.sc_bits, self.lo, self.hi))
-
     def values(self) -> torch.Tensor:
-        cb, own = self.quantized()
-        full = torch.cat([cb, own])  # own values sit after the codebook
+        grid = (self.lo, self.step, self.levels)
+        full = torch.cat([ste_grid(self.codebook, *grid), ste_grid(self.own_values, *grid)])
         gather = self.idx.clone()
         gather[self.own] = self.k + torch.arange(int(self.own.sum()), device=self.idx.device)
         return full[gather]
@@ -123,16 +134,13 @@ class _Group(nn.Module):
     def to_coding(self):
         from lgi_dictco.lgi_format import GroupCoding
 
-        def ints(x: torch.Tensor, bits: int) -> np.ndarray:
-            levels = (1 << bits) - 1
-            step = (self.hi - self.lo) / levels
-            q = torch.round((x.detach().clamp(self.lo, self.hi) - self.lo) / step)
-            return q.clamp(0, levels).long().cpu().numpy()
+        def ints(x: torch.Tensor) -> np.ndarray:
+            q = torch.round((x.detach() - self.lo) / self.step)
+            return torch.minimum(q.clamp(min=0), self.levels - 1).long().cpu().numpy()
 
-        return GroupCoding(lo=self.lo.cpu().numpy(), hi=self.hi.cpu().numpy(), codebook_bits=self.cb_bits,
-                           scalar_bits=self.sc_bits, codebook=ints(self.codebook, self.cb_bits),
-                           indices=self.idx.cpu().numpy() if self.k else None,
-                           scalars=ints(self.own_values, self.sc_bits))
+        return GroupCoding(lo=self.lo.cpu().numpy(), step=self.step.cpu().numpy(),
+                           levels=self.levels.long().cpu().numpy(), codebook=ints(self.codebook),
+                           indices=self.idx.cpu().numpy() if self.k else None, scalars=ints(self.own_values))
 
 
 class QuantizedSet(nn.Module):
@@ -148,12 +156,19 @@ class QuantizedSet(nn.Module):
         self.xy = nn.Parameter(model.xy.detach().clamp(0, 1 - 1e-7).clone())
         if importance is None:
             importance = calc_sensitivity(model, height, width)
-        feats = shape_features(model.log_scale.detach(), model.rotation.detach())
+        feats = shape_features(model.log_scale.detach(), model.rotation.detach()).cpu()
         s = settings
+        channels = model.color.shape[1]
+        self.color_space = s.color_space if channels == 3 else ("gray" if channels == 1 else "rgb")
+        from lgi_dictco.lgi_format import OPPONENT
+
+        self.register_buffer("to_rgb", torch.from_numpy(OPPONENT.copy()) if self.color_space == "opp" else
+                             torch.eye(channels))
+        colors = model.color.detach().cpu() @ self.to_rgb.t()  # rgb → coded space
         self.shape = _Group(feats, importance.shape_importance.detach().cpu(), s.shape_codebook,
-                            s.shape_codebook_bits, s.shape_scalar_bits, s.shape_own_fraction, s.kmeans_iters, g)
-        self.color = _Group(model.color.detach(), importance.color_importance.detach().cpu(), s.color_codebook,
-                            s.color_codebook_bits, s.color_scalar_bits, s.color_own_fraction, s.kmeans_iters, g)
+                            torch.tensor(s.shape_step), s.shape_own_fraction, s.kmeans_iters, g)
+        self.color = _Group(colors, importance.color_importance.detach().cpu(), s.color_codebook,
+                            torch.full((channels,), s.color_step), s.color_own_fraction, s.kmeans_iters, g)
 
     def positions(self) -> torch.Tensor:
         res = torch.tensor([1 << self.bits[0], 1 << self.bits[1]], dtype=self.xy.dtype, device=self.xy.device)
@@ -166,9 +181,12 @@ class QuantizedSet(nn.Module):
         from lgi_gsplat2d import render
 
         scales, rot = features_to_shape(self.shape.values())
-        img = render(self.positions(), scales, rot, self.color.values(), height or self.height,
+        img = render(self.positions(), scales, rot, self.rgb_colors(), height or self.height,
                      width or self.width, mode=self.render_mode, k=self.topk, backend=self.backend)
         return img.permute(2, 0, 1)
+
+    def rgb_colors(self) -> torch.Tensor:
+        return self.color.values() @ self.to_rgb
 
     def to_payload(self):
         from lgi_dictco.lgi_format import LgiHeader, LgiPayload
@@ -177,7 +195,7 @@ class QuantizedSet(nn.Module):
         q = torch.minimum(torch.floor(self.xy.detach().cpu().clamp(0, 1) * res), res - 1).long().numpy()
         channels = self.color.codebook.shape[1]
         header = LgiHeader(width=self.width, height=self.height, channels=channels,
-                           color_space="rgb" if channels == 3 else "gray", render_mode=self.render_mode,
+                           color_space=self.color_space, render_mode=self.render_mode,
                            topk=self.topk, num_gaussians=q.shape[0], pos_bits=self.bits)
         return LgiPayload(header=header, positions=q, shape=self.shape.to_coding(), color=self.color.to_coding())
 

@@ -201,7 +201,7 @@ def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, 
 
     with torch.no_grad():
         scales, rot = features_to_shape(qset.shape.values())
-        model = GaussianModel(qset.positions(), scales, rot, qset.color.values(), render_mode=qset.render_mode,
+        model = GaussianModel(qset.positions(), scales, rot, qset.rgb_colors(), render_mode=qset.render_mode,
                               topk=qset.topk, backend=qset.backend)
     h, w = qset.height, qset.width
     sens = calc_sensitivity(model, h, w)
