@@ -105,6 +105,7 @@ def demo(session: nox.Session) -> None:
     python = shared_python(session)
     lgi = str(Path(python).parent / "lgi")
     session.run(lgi, "versions", external=True, env=_env())
+    session.run(lgi, "demo", *session.posargs, external=True, env=_env())
 
 
 @nox.session(python=False)
