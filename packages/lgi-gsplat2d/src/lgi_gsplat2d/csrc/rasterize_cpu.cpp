@@ -101,7 +101,8 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
   for (int32_t e = e0; e < e1; ++e) {
     const Gauss<T> G(a, gid[e]);
     const T dx = cx - G.x, dy = cy - G.y;
-    order.emplace_back(q_form(G.a, dx, G.b2 * dy, G.c * dy * dy), e);
+    const T key = q_form(G.a, dx, G.b2 * dy, G.c * dy * dy);
+    order.emplace_back(key == key ? key : std::numeric_limits<T>::infinity(), e);  // NaN would break sort
   }
   std::sort(order.begin(), order.end());
   for (const auto& item : order) {
