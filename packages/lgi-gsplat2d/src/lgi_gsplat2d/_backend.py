@@ -31,9 +31,9 @@ __all__ = ["BackendUnavailable", "kernel_status", "load", "resolve", "extensions
 
 _log = logging.getLogger("lgi_gsplat2d")
 _CSRC = Path(__file__).resolve().parent / "csrc"
-_HEADERS = ("common.h", "project.h", "rasterize.h", "cpu_common.h")
+_HEADERS = ("common.h", "project.h", "rasterize.h")
 _SOURCES = {
-    "cpu": ("ext.cpp", "project_cpu.cpp", "rasterize_cpu.cpp", "rasterize_no_tiles_cpu.cpp"),
+    "cpu": ("cpu_common.h", "ext.cpp", "project_cpu.cpp", "rasterize_cpu.cpp", "rasterize_no_tiles_cpu.cpp"),
     "cuda": ("ext.cpp", "project_cuda.cu", "rasterize_cuda.cu"),
 }
 _FAILED_NOTE = "BUILD_FAILED.txt"
@@ -231,7 +231,7 @@ def _build(kind: str):
     arch = _cuda_arch() if kind == "cuda" else None
     spec = _spec(kind, arch)
     spec.build_dir.mkdir(parents=True, exist_ok=True)
-    sources = [str(_CSRC / s) for s in _SOURCES[kind]]
+    sources = [str(_CSRC / s) for s in _SOURCES[kind] if not s.endswith(".h")]
     saved_env = dict(os.environ)
     try:
         kwargs = {"extra_cflags": _cpu_cflags(), "extra_ldflags": ["-fopenmp"]}
