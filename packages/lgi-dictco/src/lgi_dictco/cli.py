@@ -231,7 +231,7 @@ def train(
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, help="CPU threads for torch.")
 @click.option("--json", "as_json", is_flag=True, help="Print rows and means as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="Only the results.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the results.")
 def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, quiet) -> None:
     """PSNR, MS-SSIM and bits per pixel of a checkpoint on an image folder (CSV out)."""
     import torch
@@ -261,7 +261,7 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
     text = (
         rows_to_csv(rows) + "mean: " + ", ".join(f"{k}={v:.4g}" for k, v in summary.items() if k != "images")
     )
-    _emit({"rows": rows, "mean": summary, "csv": output}, as_json, quiet, text)
+    _emit({"rows": rows, "mean": summary, "csv": output}, as_json, False, text)  # results print even with -q
 
 
 @dictco.command()
