@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from lgi_dictco.dcae import build_model, decode, encode, unpack
-from lgi_dictco.dcae.model import scale_table
+from lgi_dictco.dcae.model import get_scale_table
 from lgi_dictco.errors import LgiFormatError
 
 SIZES = [(37, 53), (64, 80), (1, 1), (17, 100)]
@@ -66,7 +66,7 @@ def test_real_size_matches_the_likelihood_estimate():
     the 64-level scale table (so the coder's quantised scales equal the model's)."""
     torch.manual_seed(3)
     model = build_model("dcae-tiny").eval()
-    sigma = float(scale_table()[40])
+    sigma = float(get_scale_table()[40])
     with torch.no_grad():
         for sl in model.slices:
             sl.scale[-1].weight.zero_()

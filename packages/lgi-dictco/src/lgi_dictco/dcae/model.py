@@ -37,7 +37,7 @@ PAD_MULTIPLE = 16
 SCALES_MIN, SCALES_MAX, SCALES_LEVELS = 0.11, 256.0, 64
 
 
-def scale_table() -> Tensor:
+def get_scale_table() -> Tensor:
     """The 64 standard deviations the Gaussian conditional quantises its scales to: [64]."""
     return torch.exp(torch.linspace(math.log(SCALES_MIN), math.log(SCALES_MAX), SCALES_LEVELS))
 
@@ -209,7 +209,7 @@ class DCAE(CompressionModel):
         """Forget the cached :meth:`fingerprint` (after training or loading new weights)."""
         self._fingerprint = None
 
-    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+    def load_state_dict(self, state_dict, strict: bool = True):
         """Load weights (a ``module.`` prefix is stripped); entropy-coder tables are resized as needed."""
         self.reset_fingerprint()
         return super().load_state_dict(strip_prefix(state_dict), strict=strict)
@@ -221,11 +221,18 @@ class DCAE(CompressionModel):
         model.load_state_dict(state_dict)
         return model
 
-    def update(self, scale_table_: Tensor | None = None, force: bool = False) -> bool:
-        """Build the entropy coder's CDF tables (the scale table defaults to 0.11 … 256, 64 levels)."""
-        return super().update(
-            scale_table=scale_table() if scale_table_ is None else scale_table_, force=force
-        )
+    def update(
+        self, scale_table: Tensor | None = None, force: bool = False, update_quantiles: bool = False
+    ) -> bool:
+        """Build the entropy coder's CDF tables (the scale table defaults to 0.11 … 256, 64 levels).
+
+        ``update_quantiles`` re-estimates the entropy bottleneck's quantiles by bisection (compressai),
+        which changes the weights and therefore the :meth:`fingerprint`.
+        """
+        if update_quantiles:
+            self.reset_fingerprint()
+        table = get_scale_table() if scale_table is None else scale_table
+        return super().update(scale_table=table, force=force, update_quantiles=update_quantiles)
 
     def _check_updated(self) -> None:
         for module in (self.entropy_bottleneck, self.gaussian_conditional):
