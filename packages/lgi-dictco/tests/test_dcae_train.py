@@ -200,3 +200,31 @@ def test_ddp_step_on_two_gloo_processes_keeps_ranks_identical(images, tmp_path):
         moved += not torch.equal(v, initial[k])
     assert moved > 10  # one real step was taken (ranks saw different crops, gradients were averaged)
     assert (out / "last.pt").is_file() and load_checkpoint(out / "last.pt")["step"] == 1
+
+
+def test_image_crops(images):
+    from lgi_dictco.dcae.data import ImageCrops
+
+    val = ImageCrops(images, patch_size=64, random_crop=False)
+    assert len(val) == 5 and all(val[i].shape == (3, 64, 64) for i in range(5))
+    assert torch.equal(val[0], val[0])  # centred crops are deterministic
+    small = val[[p.name for p in val.files].index("small.png")]
+    assert torch.allclose(small, torch.full_like(small, 90 / 255))  # padded by replicating its edges
+    train_set = ImageCrops(images, patch_size=64, repeats=3)
+    assert len(train_set) == 15 and train_set[7].shape == (3, 64, 64)
+    with pytest.raises(ValueError, match="multiple of 16"):
+        ImageCrops(images, patch_size=50)
+
+
+def test_checkpoints_load_from_bare_state_dicts(tmp_path):
+    torch.manual_seed(0)
+    model = build_model("dcae-moe-tiny")
+    torch.save({f"module.{k}": v for k, v in model.state_dict().items()}, tmp_path / "bare.pt")
+    loaded, meta = load_model(tmp_path / "bare.pt")
+    assert loaded.config == model.config and loaded.fingerprint() == model.fingerprint()
+    torch.save({"kind": "something-else", "state_dict": model.state_dict()}, tmp_path / "other.pt")
+    with pytest.raises(CheckpointError, match="not a DCAE one"):
+        load_checkpoint(tmp_path / "other.pt")
+    torch.save({"state_dict": {"conv.weight": torch.zeros(1)}}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="do not fit a DCAE model"):
+        load_model(tmp_path / "foreign.pt")
