@@ -15,7 +15,6 @@ from lgi.decoding import decode as decode_bytes
 from lgi.demo import jpeg_at_most
 from lgi_train.compress.codec import CodecSettings
 from lgi_train.compress.encoder import EncodeOptions, RateError, encode_image
-from lgi_train.config import FitConfig
 
 
 def small_image(h=48, w=72, seed=0) -> torch.Tensor:
@@ -30,7 +29,8 @@ def small_image(h=48, w=72, seed=0) -> torch.Tensor:
 def fast_opts(**kw) -> EncodeOptions:
     codec = CodecSettings(finetune_steps=15, shape_codebook=kw.pop("shape_codebook", 0),
                           color_codebook=kw.pop("color_codebook", 0))
-    opts = EncodeOptions(fit=FitConfig(seed=kw.pop("seed", 0)), codec=codec, fit_steps=30, refit_steps=5)
+    opts = EncodeOptions(codec=codec, fit_steps=30, refit_steps=5)
+    opts.fit = opts.fit.replace(seed=kw.pop("seed", 0))
     for k, v in kw.items():
         setattr(opts, k, v)
     return opts
@@ -86,8 +86,11 @@ def test_resolution_independence(encoded):
 
     _, result = encoded
     big = decode_bytes(result.data, scale=2.0).image
-    p = {k: torch.from_numpy(v) for k, v in dequantize(decode_lgi(result.data)).items()}
-    direct = render(p["means"], p["scales"], p["rotations"], p["colors"], 96, 144).permute(2, 0, 1).clamp(0, 1)
+    payload = decode_lgi(result.data)
+    p = {k: torch.from_numpy(v) for k, v in dequantize(payload).items()}
+    h = payload.header
+    direct = render(p["means"], p["scales"], p["rotations"], p["colors"], 96, 144, mode=h.render_mode,
+                    k=h.topk).permute(2, 0, 1).clamp(0, 1)
     assert big.shape == (3, 96, 144) and torch.equal(big, direct)
     half = decode_bytes(result.data, width=36).image
     assert half.shape == (3, 24, 36)

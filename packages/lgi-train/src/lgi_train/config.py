@@ -49,9 +49,13 @@ class FitConfig:
     lr_scale: float = 5e-3
     lr_rotation: float = 2e-3
     lr_color: float = 5e-3
-    # schedule
+    # schedule: "plateau" (Image-GS: decay on plateaus, stop at the last) or "cosine" (a fixed budget:
+    # learning rates follow a half cosine from `cosine_start`·steps down to `lr_floor` at the end)
+    schedule: str = "plateau"
     steps: int = 2000
     max_seconds: float | None = None
+    cosine_start: float = 0.3
+    lr_floor: float = 0.05
     plateau_patience: int = 100     # steps without a PSNR gain of plateau_min_gain
     plateau_min_gain: float = 0.02  # dB
     lr_decay: float = 0.1
@@ -91,6 +95,8 @@ class FitConfig:
         need(self.init in INIT_MODES, f"unknown init {self.init!r}; choose one of {', '.join(INIT_MODES)}")
         need(self.loss in LOSSES, f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
         need(self.render_mode in RENDER_MODES, f"render_mode must be one of {RENDER_MODES}")
+        need(self.schedule in ("plateau", "cosine"), f"schedule must be plateau or cosine, got {self.schedule!r}")
+        need(0.0 <= self.cosine_start < 1.0 and 0.0 < self.lr_floor <= 1.0, "cosine_start in [0, 1), lr_floor in (0, 1]")
         need(1 <= self.topk <= 32, f"topk must be in 1..32, got {self.topk}")
         need(0.0 <= self.init_uniform_fraction <= 1.0, "init_uniform_fraction must be in [0, 1]")
         need(self.init_scale > 0, "init_scale must be > 0")

@@ -9,9 +9,12 @@ One step: render → loss → backward → Adam. Around it:
   toward the colours it blends) and the residual for sum blending (an additive model needs what
   is missing). Existing Gaussians keep their Adam moments (Image-GS resets them; see
   ``reset_optimizer_on_growth`` and docs/training.md for the measurement).
-* plateau schedule: once growth is done, when PSNR has not gained ``plateau_min_gain`` dB for
-  ``plateau_patience`` steps, every learning rate is multiplied by ``lr_decay``; the
-  ``max_plateaus``-th plateau ends the fit. Also a hard step count and ``max_seconds``.
+* plateau schedule (``schedule="plateau"``, Image-GS): once growth is done, when PSNR has not
+  gained ``plateau_min_gain`` dB for ``plateau_patience`` steps, every learning rate is multiplied
+  by ``lr_decay``; the ``max_plateaus``-th plateau ends the fit. ``schedule="cosine"`` spends a
+  fixed budget instead: learning rates follow a half cosine from ``cosine_start``·steps down to
+  ``lr_floor`` (the encoder's choice: with a step budget, a plateau detector wastes its patience).
+  Both also stop at ``steps`` and ``max_seconds``.
 * coarse-to-fine: the first ``coarse_fraction`` of the steps fit a ``coarse_scale`` downsampled
   target (same Gaussians: they are resolution independent), which costs a fraction per step.
 * quantization-aware training: from ``qat_start``·steps on, every attribute is rounded to its bit
@@ -210,7 +213,12 @@ class Fitter:
                     self._grow(render.detach(), target, batch)
                 st["grown"] += 1
                 model = self.model
-            if stage == "fine" and grown_all:
+            if cfg.schedule == "cosine":
+                start = int(cfg.cosine_start * cfg.steps)
+                if st["step"] > start:
+                    frac = (st["step"] - start) / max(1, cfg.steps - start)
+                    self._set_lr_scale(cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * frac)))
+            elif stage == "fine" and grown_all:
                 if psnr > st["best_psnr"] + cfg.plateau_min_gain:
                     st["best_psnr"], st["best_step"] = psnr, st["step"]
                 elif st["step"] - st["best_step"] >= cfg.plateau_patience:

@@ -46,8 +46,6 @@ def _progress(quiet: bool):
 def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend):
     """Turn the flags into EncodeOptions (raises click errors for impossible combinations)."""
     from lgi_train.compress.encoder import QUALITY_PRESETS, EncodeOptions, RateError, target_bytes_for
-    from lgi_train.config import FitConfig
-
     chosen = [name for name, v in (("--bpp", bpp), ("--size", size), ("--quality", quality),
                                    ("--gaussians", gaussians)) if v is not None]
     if len(chosen) > 1:
@@ -65,8 +63,8 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
         raise click.BadParameter(f"--gaussians must be >= 1, got {gaussians}")
     if size is not None and size < 1:
         raise click.BadParameter(f"--size must be >= 1 byte, got {size}")
-    fit = FitConfig(device=device, seed=seed, backend=backend)
-    opts = EncodeOptions(num_gaussians=gaussians, target_bytes=target, fit=fit)
+    opts = EncodeOptions(num_gaussians=gaussians, target_bytes=target)
+    opts.fit = opts.fit.replace(device=device, seed=seed, backend=backend)
     if steps is not None:
         opts.fit_steps = steps
     return opts

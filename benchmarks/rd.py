@@ -1,0 +1,257 @@
+"""Rate-distortion benchmark: LGI against JPEG, WebP, AVIF and JPEG XL (Pillow) on Kodak, in one run.
+
+    python benchmarks/rd.py --subset 6                  # quick: 6 images
+    python benchmarks/rd.py                             # all 24 Kodak images
+    python benchmarks/rd.py --rates 0.25,0.5,1.0 --device cuda
+
+Writes benchmarks/results/rd_kodak.csv (one row per codec, image and setting; rows already present
+are reused, so an interrupted run resumes), rd_kodak_summary.csv and .md (mean PSNR / MS-SSIM at
+0.25 / 0.5 / 1.0 bpp, BD-rate of LGI against JPEG and WebP, median encode/decode times) and
+rd_kodak.png (PSNR and MS-SSIM against bpp).
+
+Honesty rules (../shared/CODEC_NOTES.md): bpp = file bytes × 8 / pixels, header included; PSNR on
+8-bit RGB of the decoded PNG; every codec on the same images in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import math
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = ROOT.parent / "shared" / "data" / "kodak"
+RESULTS = ROOT / "benchmarks" / "results"
+FIELDS = ["codec", "image", "setting", "bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "gaussians",
+          "device"]
+
+
+def metrics(decoded: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
+    from pytorch_msssim import ms_ssim
+
+    mse = float(((decoded.astype(np.float64) - ref.astype(np.float64)) ** 2).mean())
+    psnr = 10 * math.log10(255.0 ** 2 / mse) if mse > 0 else 99.0
+    a = torch.from_numpy(np.array(decoded)).permute(2, 0, 1)[None].float()
+    b = torch.from_numpy(np.array(ref)).permute(2, 0, 1)[None].float()
+    return psnr, float(ms_ssim(a, b, data_range=255.0))
+
+
+def pillow_codecs() -> dict[str, tuple[str, list[int], dict]]:
+    codecs = {"jpeg": ("JPEG", list(range(5, 96, 5)), {}),
+              "webp": ("WEBP", list(range(0, 101, 5)), {"method": 6}),
+              "avif": ("AVIF", list(range(0, 101, 5)), {"speed": 6})}
+    try:
+        import pillow_jxl  # noqa: F401 - registers the JXL plugin
+
+        codecs["jxl"] = ("JXL", list(range(5, 96, 5)), {"effort": 7})  # 100 = distance 0: lossless only
+    except ImportError:
+        print("pillow-jxl-plugin not installed: JPEG XL skipped", file=sys.stderr)
+    return codecs
+
+
+def run_pillow(name: str, fmt: str, quality: int, kw: dict, img: Image.Image, ref: np.ndarray) -> dict:
+    enc_times, dec_times = [], []
+    for _ in range(3):
+        buf = io.BytesIO()
+        t0 = time.perf_counter()
+        img.save(buf, format=fmt, quality=quality, **kw)
+        enc_times.append(time.perf_counter() - t0)
+        data = buf.getvalue()
+        t0 = time.perf_counter()
+        dec = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+        dec_times.append(time.perf_counter() - t0)
+    psnr, msssim = metrics(dec, ref)
+    h, w = ref.shape[:2]
+    return {"codec": name, "setting": quality, "bytes": len(data), "bpp": len(data) * 8 / (h * w), "psnr": psnr,
+            "ms_ssim": msssim, "encode_s": float(np.median(enc_times)), "decode_s": float(np.median(dec_times)),
+            "gaussians": "", "device": "cpu"}
+
+
+def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, steps: int | None) -> dict:
+    from lgi.decoding import decode
+    from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for
+
+    h, w = ref.shape[:2]
+    opts = EncodeOptions(target_bytes=target_bytes_for(bpp, None, h, w))
+    opts.fit = opts.fit.replace(device=device)
+    if steps is not None:
+        opts.fit_steps = steps
+    t0 = time.perf_counter()
+    result = encode_image(target.to(device), opts)
+    encode_s = time.perf_counter() - t0
+    dec_times = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        out = decode(result.data, device=device)
+        if device.startswith("cuda"):
+            torch.cuda.synchronize()
+        dec_times.append(time.perf_counter() - t0)
+    dec = (out.image.cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    psnr, msssim = metrics(dec, ref)
+    return {"codec": "lgi", "setting": bpp, "bytes": len(result.data), "bpp": len(result.data) * 8 / (h * w),
+            "psnr": psnr, "ms_ssim": msssim, "encode_s": encode_s, "decode_s": float(np.median(dec_times)),
+            "gaussians": result.num_gaussians, "device": device}
+
+
+def bd_rate(r1: np.ndarray, d1: np.ndarray, r2: np.ndarray, d2: np.ndarray) -> float:
+    """Bjøntegaard delta rate (%) of curve 2 against curve 1: cubic fits of log-rate over quality,
+    integrated over the overlapping quality range. Negative: curve 2 needs fewer bits."""
+    lr1, lr2 = np.log(r1), np.log(r2)
+    p1, p2 = np.polyfit(d1, lr1, 3), np.polyfit(d2, lr2, 3)
+    lo, hi = max(d1.min(), d2.min()), min(d1.max(), d2.max())
+    if hi <= lo:
+        return float("nan")
+    i1 = np.polyval(np.polyint(p1), hi) - np.polyval(np.polyint(p1), lo)
+    i2 = np.polyval(np.polyint(p2), hi) - np.polyval(np.polyint(p2), lo)
+    return float((math.exp((i2 - i1) / (hi - lo)) - 1) * 100)
+
+
+def mean_curve(rows: list[dict], codec: str, images: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Average (bpp, PSNR, MS-SSIM) per setting over the images that have every setting."""
+    by_setting: dict[str, list[dict]] = {}
+    for r in rows:
+        if r["codec"] == codec and r["image"] in images:
+            by_setting.setdefault(str(r["setting"]), []).append(r)
+    pts = [(np.mean([float(x["bpp"]) for x in v]), np.mean([float(x["psnr"]) for x in v]),
+            np.mean([float(x["ms_ssim"]) for x in v])) for v in by_setting.values() if len(v) == len(images)]
+    pts.sort()
+    arr = np.array(pts) if pts else np.zeros((0, 3))
+    return arr[:, 0], arr[:, 1], arr[:, 2]
+
+
+def at_rate(rows: list[dict], codec: str, image: str, bpp: float, key: str) -> float:
+    pts = sorted((float(r["bpp"]), float(r[key])) for r in rows if r["codec"] == codec and r["image"] == image)
+    if len(pts) < 2 or not pts[0][0] <= bpp <= pts[-1][0]:
+        return float("nan")
+    return float(np.interp(bpp, [p[0] for p in pts], [p[1] for p in pts]))
+
+
+def summarize(rows: list[dict], images: list[str], out: Path) -> list[str]:
+    codecs = [c for c in ("lgi", "jpeg", "webp", "avif", "jxl") if any(r["codec"] == c for r in rows)]
+    lines = ["| codec | PSNR @0.25 | @0.5 | @1.0 | MS-SSIM @0.5 | encode (median) | decode (median) |",
+             "|---|---|---|---|---|---|---|"]
+    summary = []
+    for c in codecs:
+        vals = {b: np.nanmean([at_rate(rows, c, im, b, "psnr") for im in images]) for b in (0.25, 0.5, 1.0)}
+        ms = np.nanmean([at_rate(rows, c, im, 0.5, "ms_ssim") for im in images])
+        near = [r for r in rows if r["codec"] == c and r["image"] in images and 0.3 <= float(r["bpp"]) <= 0.7]
+        enc = np.median([float(r["encode_s"]) for r in near]) if near else float("nan")
+        dec = np.median([float(r["decode_s"]) for r in near]) if near else float("nan")
+        summary.append({"codec": c, "psnr_0.25": vals[0.25], "psnr_0.5": vals[0.5], "psnr_1.0": vals[1.0],
+                        "ms_ssim_0.5": ms, "encode_s": enc, "decode_s": dec})
+        lines.append(f"| {c} | {vals[0.25]:.2f} | {vals[0.5]:.2f} | {vals[1.0]:.2f} | {ms:.4f} | "
+                     f"{enc * 1000:.0f} ms | {dec * 1000:.1f} ms |")
+    if "lgi" in codecs:
+        lr, lp, lm = mean_curve(rows, "lgi", images)
+        for peer in ("jpeg", "webp", "avif"):
+            if peer in codecs and lr.size >= 4:
+                pr, pp, pm = mean_curve(rows, peer, images)
+                keep = (pr >= lr.min() * 0.5) & (pr <= lr.max() * 2)
+                if keep.sum() >= 4:
+                    lines.append(f"\nBD-rate of LGI against {peer.upper()} (PSNR): "
+                                 f"{bd_rate(pr[keep], pp[keep], lr, lp):+.1f} %; (MS-SSIM): "
+                                 f"{bd_rate(pr[keep], pm[keep], lr, lm):+.1f} %")
+    with open(out.with_name(out.stem + "_summary.csv"), "w", newline="") as f:
+        wr = csv.DictWriter(f, fieldnames=list(summary[0]))
+        wr.writeheader()
+        wr.writerows(summary)
+    return lines
+
+
+def plot(rows: list[dict], images: list[str], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for c, style in (("lgi", "o-"), ("jpeg", "s--"), ("webp", "^--"), ("avif", "v--"), ("jxl", "d--")):
+        r, p, m = mean_curve(rows, c, images)
+        if r.size:
+            keep = r <= 2.0
+            axes[0].plot(r[keep], p[keep], style, label=c.upper(), ms=4)
+            axes[1].plot(r[keep], m[keep], style, label=c.upper(), ms=4)
+    axes[0].set_ylabel("PSNR-RGB (dB)")
+    axes[1].set_ylabel("MS-SSIM")
+    for ax in axes:
+        ax.set_xlabel("bits per pixel")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Kodak ({len(images)} images), mean over images per setting")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--subset", type=int, help="first N Kodak images")
+    ap.add_argument("--images", help="comma-separated stems, e.g. kodim01,kodim23")
+    ap.add_argument("--rates", default="0.125,0.25,0.5,1.0,1.5", help="LGI target bpps")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--steps", type=int, help="LGI fitting steps (default: the encoder's)")
+    ap.add_argument("--skip-lgi", action="store_true")
+    ap.add_argument("--out", type=Path, default=RESULTS / "rd_kodak.csv")
+    args = ap.parse_args()
+    paths = sorted(KODAK.glob("kodim*.png"))
+    if args.images:
+        wanted = set(args.images.split(","))
+        paths = [p for p in paths if p.stem in wanted]
+    elif args.subset:
+        paths = paths[: args.subset]
+    images = [p.stem for p in paths]
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    rows: list[dict] = []
+    if args.out.exists():
+        with open(args.out) as f:
+            rows = list(csv.DictReader(f))
+    done = {(r["codec"], r["image"], str(r["setting"])) for r in rows}
+    print(f"{platform.processor() or platform.machine()}, torch {torch.__version__}, {torch.get_num_threads()} "
+          f"threads, device {args.device}; {len(images)} images", flush=True)
+    new = open(args.out, "a", newline="")
+    writer = csv.DictWriter(new, fieldnames=FIELDS)
+    if not rows:
+        writer.writeheader()
+    codecs = pillow_codecs()
+    for path in paths:
+        img = Image.open(path).convert("RGB")
+        ref = np.asarray(img)
+        target = torch.from_numpy(ref.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
+        jobs = [(name, q) for name, (_, qs, _) in codecs.items() for q in qs]
+        if not args.skip_lgi:
+            jobs += [("lgi", float(b)) for b in args.rates.split(",")]
+        for name, setting in jobs:
+            if (name, path.stem, str(setting)) in done:
+                continue
+            if name == "lgi":
+                row = run_lgi(setting, target, ref, args.device, args.steps)
+                print(f"{path.stem} lgi {setting}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB "
+                      f"{row['encode_s']:.1f} s enc, {row['decode_s'] * 1000:.1f} ms dec, N={row['gaussians']}",
+                      flush=True)
+            else:
+                fmt, _, kw = codecs[name]
+                row = run_pillow(name, fmt, setting, kw, img, ref)
+            row["image"] = path.stem
+            writer.writerow(row)
+            new.flush()
+            rows.append({k: str(v) for k, v in row.items()})
+    new.close()
+    lines = summarize(rows, images, args.out)
+    (args.out.with_name(args.out.stem + "_summary.md")).write_text(
+        f"Kodak, {len(images)} images: {', '.join(images)}\n\n" + "\n".join(lines) + "\n")
+    plot(rows, images, args.out.with_suffix(".png"))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
