@@ -112,6 +112,11 @@ def test_cli_encode_decode_info(files):
     assert res.exit_code == 0, res.output
     report = json.loads(res.output)
     assert report["bytes"] == out.stat().st_size and report["gaussians"] == 40
+    import os
+
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's private 0600
     res = runner.invoke(decode, [str(out), "-o", str(files / "dec.png"), "--scale", "2"])
     assert res.exit_code == 0, res.output
     assert Image.open(files / "dec.png").size == (144, 96)

@@ -9,14 +9,13 @@ Gaussians), ``summary.json``, and ``checkpoints/`` (``final.pt`` always, ``step_
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from lgi_dictco.fileio import atomic_write_bytes
 from lgi_train.config import FitConfig
 from lgi_train.fit import FitResult, Fitter, StepInfo, write_metrics
 
@@ -42,19 +41,6 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     if arr.shape[0] == 1:
         arr = arr.expand(3, -1, -1)
     return (arr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_png(image: torch.Tensor | np.ndarray, path: Path) -> None:
