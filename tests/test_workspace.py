@@ -96,3 +96,18 @@ def test_wheel_index_installs_one_leaf(tmp_path):
     out = subprocess.run([str(py), "-c", code], check=True, capture_output=True, text=True).stdout.split()
     assert "lgi-preprocess" in out
     assert not {"torch", "lgi-gsplat2d", "lgi-train", "lgi", "compressai"} & set(out), out
+
+    # All six wheels (no dependencies but click): the CLI and every entry point come from the wheels.
+    cli_env = tmp_path / "cli-venv"
+    venv.EnvBuilder(with_pip=True).create(cli_env)
+    cpy = cli_env / "bin" / "python"
+    subprocess.run([str(cpy), "-m", "pip", "install", "-q", "click"], check=True, timeout=600)
+    subprocess.run([str(cpy), "-m", "pip", "install", "-q", "--no-deps", *map(str, wheels)], check=True, timeout=600)
+    lgi = cli_env / "bin" / "lgi"
+    help_out = subprocess.run([str(lgi), "--help"], check=True, capture_output=True, text=True).stdout
+    for command in ("encode", "decode", "info", "demo", "fit", "render", "preprocess", "dictco", "versions"):
+        assert f"  {command} " in help_out, (command, help_out)
+    assert "[broken]" not in help_out
+    versions = subprocess.run([str(lgi), "versions"], check=True, capture_output=True, text=True).stdout
+    assert all(f"{name} " in versions for name in DIST.values())
+    assert "torch            not importable" in versions  # this venv has no torch, and says so
