@@ -45,13 +45,13 @@ class CodecSettings:
 
     position_step_px: float = 0.5
     color_space: str = "opp"
-    color_step: float = 1 / 24
+    color_step: float = 0.03
     shape_step: tuple[float, float, float] = (0.2, 0.2, 0.2)
     shape_codebook: int = 0
     color_codebook: int = 0
     shape_own_fraction: float = 0.0
     color_own_fraction: float = 0.0
-    finetune_steps: int = 150
+    finetune_steps: int = 400
     finetune_lr_scale: float = 0.5
     kmeans_iters: int = 25
     extra: dict = field(default_factory=dict)

@@ -1,15 +1,19 @@
 """Image → ``.lgi`` bytes: fit, (rate control), quantize, fine-tune, entropy code.
 
 Rate control (``target_bytes``): the file size depends mostly on the number of Gaussians and the
-codebook sizes, hardly on fine-tuning (which moves values, not indices). So the encoder fits a few
-more Gaussians than the first estimate, then binary-searches the count whose pruned, clustered and
-entropy-coded set (no fine-tuning: a fraction of a second per probe) lands just under the target,
-prunes to it, re-fits briefly, fine-tunes once, and checks the real size, pruning a little more in
-the rare case it is still over. The result is at or under the target, within a few percent.
+quantizer steps, hardly on fine-tuning (which moves values, not indices). Steps are chosen from the
+target rate (finer at high rates: ``step_scale_for``). The encoder fits a few more Gaussians than
+the first estimate, then binary-searches the count whose pruned, quantized and entropy-coded set (no
+fine-tuning: a fraction of a second per probe) lands just under the target, prunes to it, re-fits
+briefly, fine-tunes once, and checks the real size, pruning a little more in the rare case it is
+still over. If even every fitted Gaussian stays under 95 % of the target, the quantizer steps are
+refined instead until the set uses the budget. The result is at or under the target, within a few
+percent.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -45,7 +49,7 @@ class EncodeOptions:
     # fixed budget, coarse-to-fine.
     fit: FitConfig = field(default_factory=lambda: FitConfig(render_mode="sum", loss="l2", schedule="cosine",
                                                              coarse_to_fine=True, coarse_fraction=0.5))
-    codec: CodecSettings = field(default_factory=lambda: CodecSettings(finetune_steps=400, color_step=0.03))
+    codec: CodecSettings = field(default_factory=CodecSettings)
     fit_steps: int = 1000
     refit_steps: int = 60
     overshoot: float = 1.05         # Gaussians fitted beyond the first estimate, to prune back
@@ -65,6 +69,16 @@ class EncodeResult:
 
 
 Stage = Callable[[str, float], None]  # (stage name, fraction done of that stage)
+
+
+def step_scale_for(bpp: float) -> float:
+    """Quantizer steps relative to the defaults for a target rate: (0.5 / bpp)^½ within [0.6, 1.2]."""
+    return float(min(1.2, max(0.6, (0.5 / bpp) ** 0.5)))
+
+
+def scaled_codec(codec: CodecSettings, scale: float) -> CodecSettings:
+    return dataclasses.replace(codec, color_step=codec.color_step * scale,
+                               shape_step=tuple(s * scale for s in codec.shape_step))
 
 
 def _count_for_bytes(target_bytes: int, bits_per_gaussian: float) -> int:
@@ -96,7 +110,11 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     if opts.num_gaussians is not None:
         n_fit = opts.num_gaussians
     else:
-        n_fit = int(_count_for_bytes(budget, opts.bits_per_gaussian_guess) * opts.overshoot)
+        scale = step_scale_for(budget * 8 / (h * w))
+        opts = dataclasses.replace(opts, codec=scaled_codec(opts.codec, scale))
+        # About 6 values per Gaussian are quantized: each halving of the steps costs ~6 bits more.
+        guess = opts.bits_per_gaussian_guess + 6 * math.log2(1 / scale)
+        n_fit = int(_count_for_bytes(budget, guess) * opts.overshoot)
     n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
 
     # 1. fit
@@ -114,7 +132,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     generator = torch.Generator().manual_seed(cfg.seed)
     n_final = model.num_gaussians
     if budget is not None:
-        n_final = _search_count(model, sens, order, h, w, opts, int(budget * opts.size_margin), stage)
+        n_final, opts = _search_count(model, sens, order, h, w, opts, int(budget * opts.size_margin), stage)
     if n_final < model.num_gaussians:
         model = _pruned(model, order, n_final)
         if opts.refit_steps > 0:
@@ -173,12 +191,15 @@ def _probe_size(model: GaussianModel, sens, order: torch.Tensor, n: int, h: int,
     return len(encode_lgi(qset.to_payload()))
 
 
-def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stage: Stage) -> int:
-    """Largest n ≤ N whose coded size ≤ goal (sizes grow with n; a few probes)."""
+def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stage: Stage):
+    """Largest n ≤ N whose coded size ≤ goal (sizes grow with n; a few probes). If all N stay under
+    95 % of the goal, refine the quantizer steps instead. Returns (n, possibly refined options)."""
     n_max = model.num_gaussians
     size = _probe_size(model, sens, order, n_max, h, w, opts)
     if size <= goal:
-        return n_max
+        if size < 0.95 * goal:
+            opts = _refine_steps(model, sens, order, h, w, opts, goal, size, stage)
+        return n_max, opts
     lo, hi = MIN_GAUSSIANS, n_max
     # First guess from the measured bits per Gaussian, then bisection on [lo, hi).
     guess = max(lo, min(hi - 1, int(n_max * goal / size)))
@@ -196,7 +217,24 @@ def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stag
         guess = max(lo + 1, min(hi - 1, guess)) if hi - lo > 1 else lo
     if lo == MIN_GAUSSIANS and _probe_size(model, sens, order, lo, h, w, opts) > goal:
         raise RateError(f"the target is too small: even {MIN_GAUSSIANS} Gaussians take more bytes")
-    return lo
+    return lo, opts
+
+
+def _refine_steps(model, sens, order, h, w, opts: EncodeOptions, goal: int, size: int, stage: Stage):
+    """Every fitted Gaussian fits under the goal with room to spare: spend it on finer quantizers
+    (bisection on a step multiplier in [0.25, 1], largest multiplier whose size ≤ goal)."""
+    n = model.num_gaussians
+    lo, hi = 0.25, 1.0  # invariant: size(hi) <= goal
+    best = opts
+    for it in range(6):
+        stage("rate-search", it / 6)
+        mid = (lo + hi) / 2
+        trial = dataclasses.replace(opts, codec=scaled_codec(opts.codec, mid))
+        if _probe_size(model, sens, order, n, h, w, trial) <= goal:
+            hi, best = mid, trial
+        else:
+            lo = mid
+    return best
 
 
 def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, loss_fn, lrs) -> QuantizedSet:
