@@ -163,3 +163,24 @@ def test_jpeg_at_most_respects_the_size():
     img = (small_image(64, 64).permute(1, 2, 0).numpy() * 255).astype(np.uint8)
     data, q = jpeg_at_most(img, 1500)
     assert len(data) <= 1500 and 1 <= q <= 95
+
+
+def test_rate_control_refines_steps_when_every_gaussian_fits():
+    """With all fitted Gaussians well under the goal, the search spends the rest on finer steps."""
+    from lgi_train.compress.encoder import _probe_size, _search_count
+    from lgi_train.compress.sensitivity import calc_sensitivity
+    from lgi_train.fit import Fitter
+
+    target = small_image(48, 64, seed=3)
+    opts = fast_opts()
+    model = Fitter(target, opts.fit.replace(num_gaussians=40, steps=20)).run().model
+    model.quant = None
+    sens = calc_sensitivity(model, 48, 64)
+    order = torch.argsort(sens.importance, descending=True)
+    full = _probe_size(model, sens, order, 40, 48, 64, opts)
+    goal = int(full * 1.3)
+    n, refined = _search_count(model, sens, order, 48, 64, opts, goal, lambda *a: None)
+    assert n == 40
+    assert refined.codec.color_step < opts.codec.color_step
+    size = _probe_size(model, sens, order, 40, 48, 64, refined)
+    assert full < size <= goal

@@ -99,7 +99,7 @@ def demo(output, image, bpp, steps, device, as_json, quiet):
     atomic_write(output / "jpeg_same_size.jpg", jpeg)
 
     def metrics(arr):
-        x = torch.from_numpy(arr).permute(2, 0, 1).float() / 255
+        x = torch.from_numpy(np.array(arr)).permute(2, 0, 1).float() / 255
         out = {"psnr": psnr(x, target)}
         if min(x.shape[1:]) > 160:
             out["ms_ssim"] = ms_ssim(x, target)
