@@ -29,28 +29,18 @@ import argparse
 import csv
 import math
 import os
-import platform
 import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _common import cpu_name
 
 from lgi_gsplat2d import render
 
 RESULTS = Path(__file__).resolve().parent / "results"
 PASSES = ("forward", "forward+backward")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def make_scene(n: int, height: int, width: int, device: str, seed: int = 0):
@@ -148,7 +138,7 @@ def main() -> None:
             print("cuda: no GPU, skipped")
             continue
         backends = [device if b == "native" else b for b in args.backends.split(",")]
-        dev_name = torch.cuda.get_device_name(0) if device == "cuda" else _cpu_name()
+        dev_name = torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()
         load_start = os.getloadavg()[0]
         rows = []
         for n in counts:

@@ -18,28 +18,18 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import platform
 import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+from _common import cpu_name
 
 from lgi_fused_ssim import fused_ssim
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODES = ("forward", "forward+backward")
-
-
-def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _backends(device: str) -> dict:
@@ -128,7 +118,7 @@ def main() -> None:
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     for device in devices:
-        name = torch.cuda.get_device_name(0) if device == "cuda" else _cpu_name()
+        name = torch.cuda.get_device_name(0) if device == "cuda" else cpu_name()
         threads = torch.get_num_threads()
         rows: list[dict] = []
         for w, h in sizes:
