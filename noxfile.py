@@ -25,7 +25,7 @@ import nox
 ROOT = Path(__file__).resolve().parent
 PACKAGES = ["lgi-preprocess", "lgi-gsplat2d", "lgi-fused-ssim", "lgi-dictco", "lgi-train", "lgi"]
 SHARED_ENV = ROOT / ".nox" / "_shared-torch"
-TEST_TOOLS = ["pytest", "hypothesis", "hatchling", "pillow-jxl-plugin"]
+TEST_TOOLS = ["pytest", "hypothesis", "hatchling", "pillow-jxl-plugin", "flip-evaluator"]
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
