@@ -6,6 +6,9 @@
 Configurations (``--configs``):
   image-gs  Image-GS defaults: top-k blending (K = 10), L1 + 0.1·(1 − SSIM), plateau schedule.
   fast      sum blending, L1 + 0.1·(1 − SSIM), cosine schedule over ``--steps``, coarse-to-fine.
+            ``--steps auto`` (the default) sizes the budget with ``lgi_train.fit.steps_for_budget``: a
+            timing probe on this machine, so the schedule completes within ``--max-seconds``; the
+            probe's own time counts against the budget (column probe_seconds).
 
 Writes benchmarks/results/fit_kodak.csv (final PSNR per run), fit_kodak_curves.csv (step, seconds,
 PSNR every 25 steps) and fit_kodak.png (mean PSNR against time per group). Rows already in the CSV
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import sys
 import time
 from pathlib import Path
@@ -36,19 +40,25 @@ CONFIGS = {
 
 def run_one(path: Path, n: int, init: str, config: str, steps: int, max_seconds: float, device: str):
     from lgi_train.config import FitConfig
-    from lgi_train.fit import Fitter
+    from lgi_train.fit import Fitter, steps_for_budget
 
     img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
     target = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
     cfg = FitConfig(num_gaussians=n, init=init, steps=steps, max_seconds=max_seconds, device=device, log_every=25,
                     **CONFIGS[config])
+    probe_seconds = 0.0
+    if steps == 0:  # auto: as many steps as the time budget holds, so the cosine schedule completes
+        if cfg.schedule != "cosine":
+            raise SystemExit("--steps auto needs a cosine-scheduled configuration")
+        steps, probe_seconds = steps_for_budget(target, cfg, max_seconds)
+        cfg = dataclasses.replace(cfg, steps=steps, max_seconds=max_seconds - probe_seconds)
     curve = []
     t0 = time.perf_counter()
     fitter = Fitter(target, cfg, on_step=lambda s: curve.append((s.step, s.seconds, s.psnr)))
     fitter.setup()
     init_seconds = time.perf_counter() - t0
     result = fitter.run()
-    return result, init_seconds, curve
+    return result, init_seconds, probe_seconds, curve
 
 
 def plot(rows: list[dict], curves: list[dict], path: Path) -> None:
@@ -86,7 +96,8 @@ def main() -> int:
     ap.add_argument("--gaussians", default="2000,10000")
     ap.add_argument("--inits", default="gradient")
     ap.add_argument("--configs", default="fast")
-    ap.add_argument("--steps", type=int, default=3000)
+    ap.add_argument("--steps", default="auto",
+                    help="step budget, or 'auto' (cosine configs): sized from a timing probe to fit --max-seconds")
     ap.add_argument("--max-seconds", type=float, default=120.0)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--out", type=Path, default=RESULTS / "fit_kodak.csv")
@@ -96,7 +107,8 @@ def main() -> int:
         paths = [p for p in paths if p.stem in set(args.images.split(","))]
     elif args.subset:
         paths = paths[: args.subset]
-    fields = ["image", "gaussians", "init", "config", "steps", "seconds", "init_seconds", "psnr", "stop", "device"]
+    fields = ["image", "gaussians", "init", "config", "steps", "seconds", "init_seconds", "probe_seconds", "psnr",
+              "stop", "device"]
     curve_path = args.out.with_name(args.out.stem + "_curves.csv")
     rows = list(csv.DictReader(open(args.out))) if args.out.exists() else []
     curves = list(csv.DictReader(open(curve_path))) if curve_path.exists() else []
@@ -117,9 +129,14 @@ def main() -> int:
                     key = (path.stem, str(n), init, config)
                     if key in done:
                         continue
-                    res, init_s, curve = run_one(path, n, init, config, args.steps, args.max_seconds, args.device)
+                    steps = 0 if args.steps == "auto" else int(args.steps)
+                    if steps == 0 and CONFIGS[config]["schedule"] == "plateau":
+                        steps = 3000  # the plateau schedule stops itself; the step count is only a cap
+                    res, init_s, probe_s, curve = run_one(path, n, init, config, steps, args.max_seconds,
+                                                          args.device)
                     row = {"image": path.stem, "gaussians": n, "init": init, "config": config, "steps": res.steps,
                            "seconds": round(res.seconds, 2), "init_seconds": round(init_s, 2),
+                           "probe_seconds": round(probe_s, 2),
                            "psnr": round(res.psnr, 3), "stop": res.stop_reason, "device": args.device}
                     w.writerow(row)
                     out.flush()

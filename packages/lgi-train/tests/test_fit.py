@@ -177,3 +177,18 @@ def test_plateau_ends_the_fit():
     result = Fitter(synthetic(), cfg).run()
     assert result.stop_reason == "plateau" and result.steps < 100
     assert result.history[-1].lr_scale == pytest.approx(0.1)
+
+
+def test_steps_for_budget_scales_with_the_budget_and_leaves_the_target_alone():
+    from lgi_train.fit import steps_for_budget
+
+    target = synthetic()
+    before = target.clone()
+    cfg = small_cfg(schedule="cosine", coarse_to_fine=True, coarse_fraction=0.5)
+    steps_for_budget(target, cfg, 1.0)  # loads the kernels
+    short, probe_short = steps_for_budget(target, cfg, 5.0)
+    long, probe_long = steps_for_budget(target, cfg, 150.0)
+    assert short >= 1 and probe_short < 5.0 and probe_long < 5.0
+    # 30× the budget, minus the probe: at least 10× the steps however noisy the timer.
+    assert long >= 10 * short
+    assert torch.equal(target, before)

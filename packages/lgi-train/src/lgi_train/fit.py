@@ -321,6 +321,39 @@ def fit(target: torch.Tensor, cfg: FitConfig, on_step: Callable[[StepInfo], None
     return Fitter(target, cfg, on_step).run()
 
 
+def steps_for_budget(target: torch.Tensor, cfg: FitConfig, seconds: float, probe_steps: int = 6,
+                     margin: float = 0.92) -> tuple[int, float]:
+    """The step count a cosine-scheduled fit of ``cfg`` can finish in ``seconds`` on this machine.
+
+    A schedule over steps only decays if the fit reaches its last step; a wall-clock cap that cuts
+    a cosine fit short leaves it at a high learning rate. This times ``probe_steps`` steps of the
+    full set at each stage the fit will use (coarse and fine) in a throw-away fit and sizes the
+    budget from them, keeping ``margin`` of the time. Growth only makes early steps cheaper, so the
+    estimate errs on the short side. Returns (steps, seconds the probe took).
+    """
+    import dataclasses
+
+    t0 = time.perf_counter()
+    probe = Fitter(target, dataclasses.replace(cfg, progressive=False, init="random", checkpoint_every=0))
+    probe.setup()
+    per_step = {}
+    for scale in ({cfg.coarse_scale, 1.0} if cfg.coarse_to_fine else {1.0}):
+        tgt = probe._target_at(scale)
+        times = []
+        for _ in range(probe_steps + 1):  # the first is a warm-up (kernel load, allocator)
+            start = time.perf_counter()
+            loss = probe.loss_fn(probe.model.render(*tgt.shape[1:]), tgt)
+            probe.optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            probe.optimizer.step()
+            times.append(time.perf_counter() - start)
+        per_step[scale] = sum(times[1:]) / probe_steps
+    coarse = cfg.coarse_fraction if cfg.coarse_to_fine else 0.0
+    mean = coarse * per_step.get(cfg.coarse_scale, 0.0) + (1 - coarse) * per_step[1.0]
+    probe_seconds = time.perf_counter() - t0
+    return max(1, int(margin * max(0.0, seconds - probe_seconds) / mean)), probe_seconds
+
+
 def write_metrics(history: list[StepInfo], run_dir: Path) -> None:
     """metrics.jsonl and metrics.csv (step, seconds, N, loss, PSNR, lr scale, stage)."""
     with open(run_dir / "metrics.jsonl", "w") as f:
