@@ -79,7 +79,10 @@ def plot(rows: list[dict], curves: list[dict], path: Path) -> None:
                 t, p = zip(*sorted(pts))
                 per_image.append(np.interp(grid, t, p, left=np.nan, right=p[-1]))
         if per_image:
-            ax.plot(grid, np.nanmean(per_image, axis=0), label=f"{g[0]} N={g[1]} {g[2]} ({len(per_image)} img)")
+            stack = np.array(per_image)
+            valid = ~np.isnan(stack).all(axis=0)  # before the first logged step of every image: no point
+            ax.plot(grid[valid], np.nanmean(stack[:, valid], axis=0),
+                    label=f"{g[0]} N={g[1]} {g[2]} ({len(per_image)} img)")
     ax.set_xlabel("seconds (CPU, init excluded)")
     ax.set_ylabel("mean PSNR (dB)")
     ax.grid(alpha=0.3)
