@@ -83,6 +83,8 @@ def plot(rows: list[dict], curves: list[dict], path: Path) -> None:
             valid = ~np.isnan(stack).all(axis=0)  # before the first logged step of every image: no point
             ax.plot(grid[valid], np.nanmean(stack[:, valid], axis=0),
                     label=f"{g[0]} N={g[1]} {g[2]} ({len(per_image)} img)")
+    ax.set_title("coarse-to-fine runs: during the coarse stage the PSNR is against the downsampled target",
+                 fontsize=9)
     ax.set_xlabel("seconds (CPU, init excluded)")
     ax.set_ylabel("mean PSNR (dB)")
     ax.grid(alpha=0.3)

@@ -83,3 +83,16 @@ def test_unknown_init_and_unreadable_image(image_path, tmp_path):
 def test_render_without_checkpoint(tmp_path):
     result = CliRunner().invoke(render, [str(tmp_path), "-o", str(tmp_path / "o.png")])
     assert result.exit_code == 1 and "no checkpoint" in result.output
+
+
+def test_cosine_schedule_is_sized_to_the_time_budget(image_path, tmp_path):
+    out = tmp_path / "timed"
+    result = CliRunner().invoke(fit, [str(image_path), "-o", str(out), "-n", "30", "--schedule", "cosine",
+                                      "--max-seconds", "2", "--no-pictures", "--json"])
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.output)
+    saved = (out / "config.yaml").read_text()
+    assert "schedule: cosine" in saved
+    planned = int(next(line for line in saved.splitlines() if line.startswith("steps:")).split(":")[1])
+    assert planned != 2000  # not the default: sized from the timing probe
+    assert summary["steps"] >= 1 and summary["seconds"] <= 2.5

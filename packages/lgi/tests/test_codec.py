@@ -179,8 +179,8 @@ def test_rate_control_refines_steps_when_every_gaussian_fits():
     order = torch.argsort(sens.importance, descending=True)
     full = _probe_size(model, sens, order, 40, 48, 64, opts)
     goal = int(full * 1.3)
-    n, refined = _search_count(model, sens, order, 48, 64, opts, goal, lambda *a: None)
-    assert n == 40
+    n, refined, kept_all = _search_count(model, sens, order, 48, 64, opts, goal, lambda *a: None)
+    assert n == 40 and kept_all
     assert refined.codec.color_step < opts.codec.color_step
     size = _probe_size(model, sens, order, 40, 48, 64, refined)
     assert full < size <= goal

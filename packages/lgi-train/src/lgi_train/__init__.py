@@ -16,6 +16,7 @@ _EXPORTS = {
     "Fitter": "lgi_train.fit",
     "FitResult": "lgi_train.fit",
     "fit": "lgi_train.fit",
+    "steps_for_budget": "lgi_train.fit",
     "GaussianModel": "lgi_train.model",
     "ste_quantize": "lgi_train.model",
     "fit_image": "lgi_train.runs",

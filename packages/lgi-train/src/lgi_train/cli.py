@@ -15,6 +15,7 @@ _FLAG_FIELDS = {
     "backend": "backend", "progressive": "progressive", "coarse_to_fine": "coarse_to_fine", "qat": "qat",
     "bits_position": "bits_position", "bits_scale": "bits_scale", "bits_rotation": "bits_rotation",
     "bits_color": "bits_color", "checkpoint_every": "checkpoint_every", "saliency_weights": "saliency_weights",
+    "schedule": "schedule",
 }
 
 
@@ -32,7 +33,11 @@ def _fail(msg: str) -> None:
 @click.option("--init", type=click.Choice(["gradient", "placement", "slic", "saliency", "random"]),
               help="Initialization [gradient].")
 @click.option("--steps", type=int, help="Maximum optimization steps [2000].")
-@click.option("--max-seconds", type=float, help="Time budget; the fit stops when it is spent.")
+@click.option("--max-seconds", type=float,
+              help="Time budget; the fit stops when it is spent. With --schedule cosine and no --steps, the "
+                   "step count is sized so that the schedule completes within it.")
+@click.option("--schedule", type=click.Choice(["plateau", "cosine"]),
+              help="Learning-rate schedule [plateau]: plateau (Image-GS) or cosine over the step budget.")
 @click.option("--device", help="cpu, cuda or cuda:N [cpu].")
 @click.option("--seed", type=int, help="Random seed [0].")
 @click.option("--loss", type=click.Choice(["l1_ssim", "l1", "l2", "ms_ssim", "l1_lpips"]), help="[l1_ssim]")
@@ -74,6 +79,8 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
 
         if not torch.cuda.is_available():
             _fail(f"--device {cfg.device}: no CUDA GPU is available on this machine")
+    if cfg.schedule == "cosine" and cfg.max_seconds and flags.get("steps") is None and resume is None:
+        cfg = _size_to_budget(image, cfg, quiet or as_json)
     try:
         result, seconds = _fit_with_progress(image, run_dir, cfg, resume, not no_pictures, quiet or as_json)
     except (ImageError, ConfigError, ValueError, FileNotFoundError) as exc:
@@ -86,6 +93,22 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
         click.echo(f"{image.name}: {summary['num_gaussians']} Gaussians, {summary['steps']} steps, "
                    f"{summary['seconds']:.1f} s ({summary['stop_reason']}); PSNR {m['psnr']:.2f} dB, "
                    f"SSIM {m['ssim']:.4f} → {run_dir}")
+
+
+def _size_to_budget(image, cfg, quiet):
+    """A cosine schedule only decays if the fit reaches its last step: size the steps to the time budget."""
+    from lgi_train.fit import steps_for_budget
+    from lgi_train.runs import ImageError, load_target
+
+    try:
+        target = load_target(image)
+    except ImageError as exc:
+        _fail(str(exc))
+    steps, probe = steps_for_budget(target, cfg, cfg.max_seconds)
+    if not quiet:
+        click.echo(f"cosine schedule sized to {steps} steps for {cfg.max_seconds:g} s (timing probe {probe:.1f} s)",
+                   err=True)
+    return cfg.replace(steps=steps, max_seconds=max(1e-3, cfg.max_seconds - probe))
 
 
 def _fit_with_progress(image, run_dir, cfg, resume, pictures, quiet):

@@ -130,9 +130,10 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     sens = calc_sensitivity(model, h, w)
     order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
     generator = torch.Generator().manual_seed(cfg.seed)
-    n_final = model.num_gaussians
+    n_final, kept_all = model.num_gaussians, False
     if budget is not None:
-        n_final, opts = _search_count(model, sens, order, h, w, opts, int(budget * opts.size_margin), stage)
+        n_final, opts, kept_all = _search_count(model, sens, order, h, w, opts, int(budget * opts.size_margin),
+                                               stage)
     if n_final < model.num_gaussians:
         model = _pruned(model, order, n_final)
         if opts.refit_steps > 0:
@@ -152,18 +153,31 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     # 3-4. vector quantization and quantization-aware fine-tuning
     t = time.perf_counter()
     stage("quantize", 0.0)
-    qset = QuantizedSet(model, h, w, opts.codec, importance=sens, generator=generator)
     s = opts.codec.finetune_lr_scale
     lrs = {"xy": cfg.lr_position * s, "shape": cfg.lr_scale * s, "color": cfg.lr_color * s}
     loss_fn = make_loss(cfg)
-    finetune(qset, target, opts.codec.finetune_steps, lrs, loss_fn,
-             on_step=lambda k, _: stage("finetune", k / max(1, opts.codec.finetune_steps)))
+
+    def quantize_and_finetune(options: EncodeOptions) -> QuantizedSet:
+        qs = QuantizedSet(model, h, w, options.codec, importance=sens, generator=generator)
+        finetune(qs, target, options.codec.finetune_steps, lrs, loss_fn,
+                 on_step=lambda k, _: stage("finetune", k / max(1, options.codec.finetune_steps)))
+        return qs
+
+    qset = quantize_and_finetune(opts)
     times["quantize"] = time.perf_counter() - t
 
-    # 5. entropy coding (and the rare correction when fine-tuning moved the size over the target)
+    # 5. entropy coding (and the rare corrections when fine-tuning moved the size off the target)
     t = time.perf_counter()
     stage("entropy-code", 0.0)
     data = encode_lgi(qset.to_payload())
+    if kept_all and len(data) < 0.95 * budget:
+        # Fine-tuning settles values on their grid, which codes smaller than the probe measured: with
+        # every fitted Gaussian kept, aim the step search that much higher and quantize once more.
+        probed = _probe_size(model, sens, order, model.num_gaussians, h, w, opts)
+        goal = int(budget * opts.size_margin * probed / len(data))
+        opts = _refine_steps(model, sens, order, h, w, opts, goal, probed, stage)
+        qset = quantize_and_finetune(opts)
+        data = encode_lgi(qset.to_payload())
     while budget is not None and len(data) > budget:
         n_now = qset.xy.shape[0]
         n_next = max(MIN_GAUSSIANS, int(n_now * (budget / len(data)) * 0.995))
@@ -193,13 +207,13 @@ def _probe_size(model: GaussianModel, sens, order: torch.Tensor, n: int, h: int,
 
 def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stage: Stage):
     """Largest n ≤ N whose coded size ≤ goal (sizes grow with n; a few probes). If all N stay under
-    95 % of the goal, refine the quantizer steps instead. Returns (n, possibly refined options)."""
+    95 % of the goal, refine the quantizer steps instead. Returns (n, options, whether n is all of them)."""
     n_max = model.num_gaussians
     size = _probe_size(model, sens, order, n_max, h, w, opts)
     if size <= goal:
         if size < 0.95 * goal:
-            opts = _refine_steps(model, sens, order, h, w, opts, goal, size, stage)
-        return n_max, opts
+            return n_max, _refine_steps(model, sens, order, h, w, opts, goal, size, stage), True
+        return n_max, opts, True
     lo, hi = MIN_GAUSSIANS, n_max
     # First guess from the measured bits per Gaussian, then bisection on [lo, hi).
     guess = max(lo, min(hi - 1, int(n_max * goal / size)))
@@ -217,7 +231,7 @@ def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stag
         guess = max(lo + 1, min(hi - 1, guess)) if hi - lo > 1 else lo
     if lo == MIN_GAUSSIANS and _probe_size(model, sens, order, lo, h, w, opts) > goal:
         raise RateError(f"the target is too small: even {MIN_GAUSSIANS} Gaussians take more bytes")
-    return lo, opts
+    return lo, opts, False
 
 
 def _refine_steps(model, sens, order, h, w, opts: EncodeOptions, goal: int, size: int, stage: Stage):
