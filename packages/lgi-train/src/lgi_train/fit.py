@@ -193,18 +193,10 @@ class Fitter:
             step = st["step"]
             stage, scale = self._stage(step)
             target = self._target_at(scale)
-            _, h, w = target.shape
             model.quant = (QuantSpec(cfg.bits_position, cfg.bits_scale, cfg.bits_rotation, cfg.bits_color)
                            if cfg.qat and step >= int(cfg.qat_start * cfg.steps) else None)
-            render = model.render(h, w)
-            loss = self.loss_fn(render, target)
-            self.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            self.optimizer.step()
+            render, loss, psnr = self._train_step(target)
             st["step"] = step + 1
-            with torch.no_grad():
-                mse = float(((render.detach().clamp(0, 1) - target) ** 2).mean())
-            psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0
 
             grown_all = st["grown"] >= len(growth)
             if st["grown"] < len(growth) and st["step"] == growth[st["grown"]]:
@@ -246,6 +238,18 @@ class Fitter:
             self._log(float("nan"), final_psnr, "final", t_start, force=True)
         return FitResult(model=model, psnr=final_psnr, steps=st["step"], seconds=st["seconds"],
                          stop_reason=stop_reason, history=self.history, added=self.added)
+
+    def _train_step(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+        """One optimization step against ``target``: render, loss, backward, Adam. Returns the render,
+        the loss and the render's PSNR (clamped to [0, 1])."""
+        render = self.model.render(*target.shape[1:])
+        loss = self.loss_fn(render, target)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        with torch.no_grad():
+            mse = float(((render.detach().clamp(0, 1) - target) ** 2).mean())
+        return render, loss, 10 * math.log10(1 / mse) if mse > 0 else 99.0
 
     def _log(self, loss: float, psnr: float, stage: str, t_start: float, force: bool = False) -> None:
         st = self.state
@@ -342,10 +346,7 @@ def steps_for_budget(target: torch.Tensor, cfg: FitConfig, seconds: float, probe
         times = []
         for _ in range(probe_steps + 1):  # the first is a warm-up (kernel load, allocator)
             start = time.perf_counter()
-            loss = probe.loss_fn(probe.model.render(*tgt.shape[1:]), tgt)
-            probe.optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            probe.optimizer.step()
+            probe._train_step(tgt)
             times.append(time.perf_counter() - start)
         per_step[scale] = sum(times[1:]) / probe_steps
     coarse = cfg.coarse_fraction if cfg.coarse_to_fine else 0.0
