@@ -179,8 +179,9 @@ def test_rate_control_refines_steps_when_every_gaussian_fits():
     order = torch.argsort(sens.importance, descending=True)
     full = _probe_size(model, sens, order, 40, 48, 64, opts)
     goal = int(full * 1.3)
-    n, refined, kept_all = _search_count(model, sens, order, 48, 64, opts, goal, lambda *a: None)
-    assert n == 40 and kept_all
+    n, refined, probed = _search_count(model, sens, order, 48, 64, opts, goal, lambda *a: None)
+    assert n == 40 and probed is not None
     assert refined.codec.color_step < opts.codec.color_step
     size = _probe_size(model, sens, order, 40, 48, 64, refined)
     assert full < size <= goal
+    assert probed == size  # the search reports the size of what it chose

@@ -130,10 +130,10 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     sens = calc_sensitivity(model, h, w)
     order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
     generator = torch.Generator().manual_seed(cfg.seed)
-    n_final, kept_all = model.num_gaussians, False
+    n_final, probed_all = model.num_gaussians, None
     if budget is not None:
-        n_final, opts, kept_all = _search_count(model, sens, order, h, w, opts, int(budget * opts.size_margin),
-                                               stage)
+        n_final, opts, probed_all = _search_count(model, sens, order, h, w, opts, int(budget * opts.size_margin),
+                                                 stage)
     if n_final < model.num_gaussians:
         model = _pruned(model, order, n_final)
         if opts.refit_steps > 0:
@@ -170,12 +170,11 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     t = time.perf_counter()
     stage("entropy-code", 0.0)
     data = encode_lgi(qset.to_payload())
-    if kept_all and len(data) < 0.95 * budget:
+    if probed_all is not None and len(data) < 0.95 * budget:
         # Fine-tuning settles values on their grid, which codes smaller than the probe measured: with
         # every fitted Gaussian kept, aim the step search that much higher and quantize once more.
-        probed = _probe_size(model, sens, order, model.num_gaussians, h, w, opts)
-        goal = int(budget * opts.size_margin * probed / len(data))
-        opts = _refine_steps(model, sens, order, h, w, opts, goal, probed, stage)
+        goal = int(budget * opts.size_margin * probed_all / len(data))
+        opts, _ = _refine_steps(model, sens, order, h, w, opts, goal, stage, probed_all)
         qset = quantize_and_finetune(opts)
         data = encode_lgi(qset.to_payload())
     while budget is not None and len(data) > budget:
@@ -207,13 +206,14 @@ def _probe_size(model: GaussianModel, sens, order: torch.Tensor, n: int, h: int,
 
 def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stage: Stage):
     """Largest n ≤ N whose coded size ≤ goal (sizes grow with n; a few probes). If all N stay under
-    95 % of the goal, refine the quantizer steps instead. Returns (n, options, whether n is all of them)."""
+    95 % of the goal, refine the quantizer steps instead. Returns (n, options, and when n is all of
+    them, the probed size of all of them under those options; else None)."""
     n_max = model.num_gaussians
     size = _probe_size(model, sens, order, n_max, h, w, opts)
     if size <= goal:
         if size < 0.95 * goal:
-            return n_max, _refine_steps(model, sens, order, h, w, opts, goal, size, stage), True
-        return n_max, opts, True
+            opts, size = _refine_steps(model, sens, order, h, w, opts, goal, stage, size)
+        return n_max, opts, size
     lo, hi = MIN_GAUSSIANS, n_max
     # First guess from the measured bits per Gaussian, then bisection on [lo, hi).
     guess = max(lo, min(hi - 1, int(n_max * goal / size)))
@@ -231,24 +231,27 @@ def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stag
         guess = max(lo + 1, min(hi - 1, guess)) if hi - lo > 1 else lo
     if lo == MIN_GAUSSIANS and _probe_size(model, sens, order, lo, h, w, opts) > goal:
         raise RateError(f"the target is too small: even {MIN_GAUSSIANS} Gaussians take more bytes")
-    return lo, opts, False
+    return lo, opts, None
 
 
-def _refine_steps(model, sens, order, h, w, opts: EncodeOptions, goal: int, size: int, stage: Stage):
+def _refine_steps(model, sens, order, h, w, opts: EncodeOptions, goal: int, stage: Stage,
+                  size: int | None = None):
     """Every fitted Gaussian fits under the goal with room to spare: spend it on finer quantizers
-    (bisection on a step multiplier in [0.25, 1], largest multiplier whose size ≤ goal)."""
+    (bisection on a step multiplier in [0.25, 1], largest multiplier whose size ≤ goal). ``size``: the
+    probed size under ``opts``, if known. Returns (options, their probed size)."""
     n = model.num_gaussians
     lo, hi = 0.25, 1.0  # invariant: size(hi) <= goal
-    best = opts
+    best, best_size = opts, size if size is not None else _probe_size(model, sens, order, n, h, w, opts)
     for it in range(6):
         stage("rate-search", it / 6)
         mid = (lo + hi) / 2
         trial = dataclasses.replace(opts, codec=scaled_codec(opts.codec, mid))
-        if _probe_size(model, sens, order, n, h, w, trial) <= goal:
-            hi, best = mid, trial
+        trial_size = _probe_size(model, sens, order, n, h, w, trial)
+        if trial_size <= goal:
+            hi, best, best_size = mid, trial, trial_size
         else:
             lo = mid
-    return best
+    return best, best_size
 
 
 def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, loss_fn, lrs) -> QuantizedSet:
