@@ -281,7 +281,8 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
 def compress(image, output, checkpoint, device, as_json, quiet) -> None:
     """Code IMAGE into a .dcae file."""
     from lgi_dictco.dcae.codec import encode
-    from lgi_dictco.dcae.io import atomic_write_bytes, load_image
+    from lgi_dictco.dcae.io import load_image
+    from lgi_dictco.fileio import atomic_write_bytes
 
     try:
         x = load_image(image)

@@ -121,36 +121,29 @@ class FrequencyTable:
         return cls(tuple(codes))
 
 
-def _ans():
-    """compressai's rANS module. Importing compressai runs torch.jit.script, which torch ≥ 2.10 warns
-    about on every import; the warning is compressai's, not the user's, so it is silenced here."""
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)
-        from compressai import ans
-    return ans
-
-
 def _rans_encode(symbols: np.ndarray, table: FrequencyTable) -> bytes:
+    from lgi_dictco._compressai import ans
+
     cdf = table.cdf()
     seq = symbols.tolist()
     if len(seq) == 1:
         # compressai 1.2.8's BufferedRansEncoder corrupts its heap (double free) when given exactly one
         # symbol; code it twice and let the decoder drop the copy (_rans_decode mirrors this).
         seq = seq * 2
-    enc = _ans().BufferedRansEncoder()
+    enc = ans.BufferedRansEncoder()
     enc.encode_with_indexes(seq, [0] * len(seq), [cdf], [len(cdf)], [0])
     return enc.flush()
 
 
 def _rans_decode(payload: bytes, n: int, table: FrequencyTable) -> np.ndarray:
+    from lgi_dictco._compressai import ans
+
     cdf = table.cdf()
     # The decoder reads at most one 32-bit word per symbol plus its 64-bit state; zero padding keeps
     # a corrupted payload from reading past the buffer (the escape symbol has zero width: no bypass).
     coded_n = 2 if n == 1 else n  # see _rans_encode
     padded = payload + bytes(4 * (coded_n + 4))
-    out = _ans().RansDecoder().decode_with_indexes(padded, [0] * coded_n, [cdf], [len(cdf)], [0])
+    out = ans.RansDecoder().decode_with_indexes(padded, [0] * coded_n, [cdf], [len(cdf)], [0])
     return np.asarray(out[:n], dtype=np.int64)
 
 

@@ -10,13 +10,7 @@ Importing this subpackage imports torch and compressai. The public API::
     x_hat, header = decode(model, data)        # bit-exact with the encoder's reconstruction
 """
 
-import warnings
-
-with warnings.catch_warnings():
-    # compressai 1.2.8 calls torch.jit.script at import time, which torch ≥ 2.10 deprecates.
-    warnings.simplefilter("ignore", FutureWarning)
-    import compressai  # noqa: F401
-
+from lgi_dictco import _compressai  # noqa: F401 - first, so that compressai loads quietly
 from lgi_dictco.dcae.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from lgi_dictco.dcae.codec import decode, encode
 from lgi_dictco.dcae.config import DCAEConfig, config_from_state_dict

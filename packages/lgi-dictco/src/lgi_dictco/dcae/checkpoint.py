@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from lgi_dictco.dcae.config import DCAEConfig, config_from_state_dict, strip_prefix
-from lgi_dictco.dcae.io import atomic_open
 from lgi_dictco.dcae.model import DCAE
 from lgi_dictco.dcae.registry import name_of_config
+from lgi_dictco.fileio import atomic_open
 
 KIND = "lgi-dictco/dcae"
 VERSION = 1

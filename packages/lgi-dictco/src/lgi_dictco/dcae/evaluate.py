@@ -14,8 +14,9 @@ import torch
 from torch import Tensor
 
 from lgi_dictco.dcae.codec import decode, encode
-from lgi_dictco.dcae.io import atomic_write_bytes, load_image
+from lgi_dictco.dcae.io import load_image
 from lgi_dictco.dcae.model import DCAE
+from lgi_dictco.fileio import atomic_write_bytes
 
 #: MS-SSIM with 5 scales and an 11×11 window needs images larger than this on their short side.
 MS_SSIM_MIN_SIDE = 161

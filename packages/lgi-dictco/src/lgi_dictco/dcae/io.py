@@ -9,7 +9,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from lgi_dictco.fileio import atomic_open, atomic_write_bytes  # noqa: F401 - re-exported
+from lgi_dictco.fileio import atomic_open
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
