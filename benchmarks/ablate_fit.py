@@ -16,10 +16,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
-from PIL import Image
-
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
 RESULTS = ROOT / "benchmarks" / "results"
@@ -46,14 +42,10 @@ TRACE = {"top-k K=10": dict(render_mode="topk"), "top-k K=32": dict(render_mode=
          "sum": dict(render_mode="sum")}
 
 
-def load(stem: str) -> torch.Tensor:
-    arr = np.asarray(Image.open(KODAK / f"{stem}.png").convert("RGB"), dtype=np.float32) / 255
-    return torch.from_numpy(arr).permute(2, 0, 1).contiguous()
-
-
 def main() -> int:
     from lgi_train.config import FitConfig
     from lgi_train.fit import Fitter
+    from lgi_train.runs import load_target
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--image", default="kodim05")
@@ -61,7 +53,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=500)
     ap.add_argument("--trace", action="store_true")
     args = ap.parse_args()
-    target = load(args.image)
+    target = load_target(KODAK / f"{args.image}.png")
     RESULTS.mkdir(parents=True, exist_ok=True)
     if args.trace:
         path = RESULTS / f"ablate_fit_{args.image}_trace.csv"

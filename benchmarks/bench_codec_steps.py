@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -69,6 +68,7 @@ def main() -> int:
     from lgi_train.compress.encoder import EncodeOptions, _pruned
     from lgi_train.compress.sensitivity import Sensitivity, calc_sensitivity
     from lgi_train.fit import Fitter
+    from lgi_train.runs import load_target
 
     base = EncodeOptions().codec
     variants = {
@@ -81,8 +81,7 @@ def main() -> int:
     }
     rows = []
     for stem in args.images.split(","):
-        arr = np.asarray(Image.open(KODAK / f"{stem}.png").convert("RGB"), dtype=np.float32) / 255
-        target = torch.from_numpy(arr).permute(2, 0, 1).contiguous()
+        target = load_target(KODAK / f"{stem}.png")
         h, w = target.shape[1:]
         cfg = EncodeOptions().fit.replace(num_gaussians=args.gaussians, steps=args.steps)
         model = Fitter(target, cfg).run().model

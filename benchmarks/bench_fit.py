@@ -26,7 +26,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
@@ -41,9 +40,9 @@ CONFIGS = {
 def run_one(path: Path, n: int, init: str, config: str, steps: int, max_seconds: float, device: str):
     from lgi_train.config import FitConfig
     from lgi_train.fit import Fitter, steps_for_budget
+    from lgi_train.runs import load_target
 
-    img = np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) / 255
-    target = torch.from_numpy(img).permute(2, 0, 1).contiguous().to(device)
+    target = load_target(path).to(device)
     cfg = FitConfig(num_gaussians=n, init=init, steps=steps, max_seconds=max_seconds, device=device, log_every=25,
                     **CONFIGS[config])
     probe_seconds = 0.0
