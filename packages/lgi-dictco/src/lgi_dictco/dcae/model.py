@@ -21,11 +21,12 @@ import zlib
 
 import torch
 import torch.nn.functional as F
-from compressai.ans import BufferedRansEncoder, RansDecoder
+from compressai.ans import BufferedRansEncoder
 from compressai.entropy_models import EntropyBottleneck, GaussianConditional
 from compressai.models import CompressionModel
 from torch import Tensor, nn
 
+from lgi_dictco.dcae._rans import BoundedRansDecoder
 from lgi_dictco.dcae.config import DCAEConfig, config_from_state_dict, strip_prefix
 from lgi_dictco.dcae.dictionary import DictionaryCrossAttention
 from lgi_dictco.dcae.layers import ResidualBottleneckBlockWithStride, ResidualBottleneckBlockWithUpsample
@@ -312,7 +313,7 @@ class DCAE(CompressionModel):
         y_shape = tuple(y.shape[-2:])
         z = self.h_a(y)
         z_string = self.entropy_bottleneck.compress(z)[0]
-        z_hat = self.entropy_bottleneck.decompress([z_string], z.shape[-2:])
+        z_hat = self._decode_z(z_string, tuple(z.shape[-2:]))
         scales, means = self._hyper(z_hat, y_shape)
         dictionary = self._shared_dictionary()
         cdf, cdf_lengths, offsets = self._tables()
@@ -356,19 +357,34 @@ class DCAE(CompressionModel):
         ]
         return {"x_hat": torch.cat(images).clamp_(0, 1)}
 
+    def _decode_z(self, z_string: bytes, z_shape: tuple[int, int]) -> Tensor:
+        """ẑ [1, N, h, w] from its rANS stream (compressai's ``EntropyBottleneck.decompress``, bounded)."""
+        eb = self.entropy_bottleneck
+        channels = eb._quantized_cdf.size(0)
+        indexes = eb._build_indexes((1, channels, *z_shape)).reshape(-1).tolist()
+        decoder = BoundedRansDecoder(z_string, len(indexes), ".dcae z chunk")
+        values = decoder.decode(
+            indexes,
+            eb._quantized_cdf.tolist(),
+            eb._cdf_length.reshape(-1).int().tolist(),
+            eb._offset.reshape(-1).int().tolist(),
+        )
+        medians = eb._get_medians().detach().reshape(1, channels, 1, 1)
+        symbols = torch.tensor(values, dtype=torch.int32, device=medians.device).reshape(1, channels, *z_shape)
+        return eb.dequantize(symbols, medians)
+
     def _decompress_one(self, y_string: bytes, z_string: bytes, y_shape: tuple[int, int]) -> Tensor:
-        z_hat = self.entropy_bottleneck.decompress([z_string], hyper_shape(y_shape))
+        z_hat = self._decode_z(z_string, hyper_shape(y_shape))
         scales, means = self._hyper(z_hat, y_shape)
         dictionary = self._shared_dictionary()
         cdf, cdf_lengths, offsets = self._tables()
-        decoder = RansDecoder()
-        decoder.set_stream(y_string)
+        decoder = BoundedRansDecoder(y_string, self.config.M * y_shape[0] * y_shape[1], ".dcae y chunk")
         y_hat_slices: list[Tensor] = []
         for i in range(self.config.num_slices):
             model = self.slices[i]
             support, mu, sigma = model.params(self._query(i, scales, means, y_hat_slices), dictionary)
             indexes = self.gaussian_conditional.build_indexes(sigma)
-            values = decoder.decode_stream(indexes.reshape(-1).tolist(), cdf, cdf_lengths, offsets)
+            values = decoder.decode(indexes.reshape(-1).tolist(), cdf, cdf_lengths, offsets)
             symbols = torch.tensor(values, dtype=torch.int32, device=mu.device).reshape(mu.shape)
             y_hat_slices.append(model.refine(support, self.gaussian_conditional.dequantize(symbols, mu)))
         return self.g_s(torch.cat(y_hat_slices, dim=1))
