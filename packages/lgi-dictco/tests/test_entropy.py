@@ -109,3 +109,38 @@ def test_garbage_never_crashes(blob, n):
     except LgiFormatError:
         return
     assert out.shape == (n,) and (out >= 0).all() and (out <= 10**6).all()
+
+
+def _forged_bucketed(bit_length: int, n: int = 3) -> bytes:
+    """A well-formed bucketed stream whose n values all claim ``bit_length`` bits, all raw bits set."""
+    from lgi_dictco.bitio import write_varint as varint
+    from lgi_dictco.entropy import KIND_BUCKETED, _rans_encode
+
+    codes = [0] * bit_length + [9]  # only symbol ``bit_length`` occurs
+    table = FrequencyTable(tuple(codes))
+    bw = BitWriter()
+    table.write(bw)
+    model = bw.getvalue()
+    payload = _rans_encode(np.full(n, bit_length, dtype=np.int64), table)
+    raw = bytes([0xFF]) * (-(-n * (bit_length - 1) // 8))
+    return bytes([KIND_BUCKETED]) + varint(len(model)) + model + varint(len(payload)) + payload + raw
+
+
+def test_bucketed_streams_at_the_48_bit_limit_decode():
+    out = decode_stream(_forged_bucketed(48), 3, max_value=1 << 48)
+    assert out.tolist() == [(1 << 48) - 1] * 3
+    values = np.array([0, 1, (1 << 48) - 1, 12345])
+    assert decode_stream(encode_stream(values), 4).tolist() == values.tolist()
+
+
+@pytest.mark.parametrize("bit_length", [49, 63, 64, 65, 200])
+def test_bit_lengths_beyond_48_are_refused_before_any_shift(bit_length):
+    """A 64-bit length used to wrap to a negative int64 (an index of -1, a position of -3.6e16)."""
+    with pytest.raises(LgiFormatError, match=f"claims {bit_length} bits, the format allows at most 48"):
+        decode_stream(_forged_bucketed(bit_length), 3, max_value=1 << 62)
+
+
+def test_bit_reader_refuses_fields_that_overflow_int64():
+    with pytest.raises(LgiFormatError, match="does not fit in 62 bits"):
+        BitReader(bytes(16), "raw").read_array(np.array([63]))
+    assert BitReader(b"\xff" * 8, "raw").read_array(np.array([62])).tolist() == [(1 << 62) - 1]

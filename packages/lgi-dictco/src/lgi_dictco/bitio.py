@@ -81,6 +81,9 @@ class BitReader:
 
     def read_array(self, nbits: np.ndarray) -> np.ndarray:
         nbits = np.asarray(nbits, dtype=np.int64).ravel()
+        if nbits.size and (nbits.min() < 0 or nbits.max() > 62):
+            # int64 holds 63 value bits; more would wrap to a negative number.
+            raise LgiFormatError(f"{self._what}: a field of {int(nbits.max())} bits does not fit in 62 bits")
         total = int(nbits.sum())
         self._need(total)
         out = np.zeros(nbits.size, dtype=np.int64)

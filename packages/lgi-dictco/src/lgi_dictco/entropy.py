@@ -31,6 +31,7 @@ TOTAL = 1 << PRECISION
 MAX_CODE = 63
 MAX_ALPHABET = 4096  # each occurring symbol needs a frequency >= 1 out of 2**16
 MAX_SYMBOLS = 1 << 24
+MAX_BIT_LENGTH = 48  # bucketed streams code values < 2**48
 
 KIND_DIRECT = 0
 KIND_BUCKETED = 1
@@ -169,7 +170,7 @@ def encode_stream(symbols: np.ndarray, alphabet_size: int | None = None) -> byte
         alphabet = alphabet_size
     else:
         kind = KIND_BUCKETED
-        if symbols.size and symbols.max() >= 1 << 48:
+        if symbols.size and symbols.max() >= 1 << MAX_BIT_LENGTH:
             raise ValueError("bucketed streams take values < 2**48")
         coded = np.zeros_like(symbols)
         nz = symbols > 0
@@ -226,9 +227,15 @@ def decode_stream(data: bytes, n: int, what: str = "stream", max_value: int = 1 
     if kind == KIND_DIRECT:
         values = coded
     else:
+        # A bit length above the encoder's 48 would shift past int64 and wrap to a negative value.
+        if coded.size and coded.max() > MAX_BIT_LENGTH:
+            raise LgiFormatError(f"{what}: a value claims {int(coded.max())} bits, the format allows at most "
+                                 f"{MAX_BIT_LENGTH} (corrupt or forged data)")
         nbits = np.maximum(coded - 1, 0)
         low = BitReader(bytes(data[pos:]), f"{what} raw bits").read_array(nbits)
         values = np.where(coded > 0, (np.int64(1) << nbits) + low, 0)
+    if values.size and values.min() < 0:
+        raise LgiFormatError(f"{what}: negative value {values.min()} (corrupt or forged data)")
     if values.size and values.max() > max_value:
         raise LgiFormatError(f"{what}: value {values.max()} exceeds the limit {max_value}")
     return values
