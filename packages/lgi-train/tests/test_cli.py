@@ -96,3 +96,30 @@ def test_cosine_schedule_is_sized_to_the_time_budget(image_path, tmp_path):
     planned = int(next(line for line in saved.splitlines() if line.startswith("steps:")).split(":")[1])
     assert planned != 2000  # not the default: sized from the timing probe
     assert summary["steps"] >= 1 and summary["seconds"] <= 2.5
+
+
+def test_bad_input_leaves_no_run_folder(image_path, tmp_path):
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"this is not a png")
+    for args in ([str(bad), "-o", str(tmp_path / "run1")],
+                 [str(image_path), "-o", str(tmp_path / "run2"), "--resume", str(tmp_path / "missing.pt")]):
+        result = CliRunner().invoke(fit, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.png"]
+
+
+def test_an_unwritable_run_folder_fails_before_fitting(image_path, tmp_path):
+    (tmp_path / "a_file").write_text("x")
+    result = CliRunner().invoke(fit, [str(image_path), "-o", str(tmp_path / "a_file" / "run"), "--steps", "100000"])
+    assert result.exit_code == 1 and "is not a folder" in result.output and "Traceback" not in result.output
+
+
+def test_render_refuses_a_read_only_output_unless_forced(run_dir, tmp_path):
+    out = tmp_path / "r.png"
+    out.write_bytes(b"keep me")
+    out.chmod(0o444)
+    result = CliRunner().invoke(render, [str(run_dir), "-o", str(out)])
+    assert result.exit_code == 1 and "read-only; pass --force" in result.output and out.read_bytes() == b"keep me"
+    result = CliRunner().invoke(render, [str(run_dir), "-o", str(out), "--force"])
+    assert result.exit_code == 0, result.output
+    assert Image.open(out).size == (52, 36)

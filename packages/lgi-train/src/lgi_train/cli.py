@@ -23,6 +23,16 @@ def _fail(msg: str) -> None:
     raise click.ClickException(msg)
 
 
+def _preflight(output: Path, force: bool = False) -> None:
+    """Refuse an output that cannot be written before any work (a fit runs for minutes)."""
+    from lgi_dictco.fileio import OutputError, check_output
+
+    try:
+        check_output(output, force=force)
+    except OutputError as exc:
+        _fail(str(exc))
+
+
 @click.command()
 @click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("-o", "--output", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
@@ -64,6 +74,7 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
 
     if not image.is_file():
         _fail(f"image not found: {image}")
+    _preflight(run_dir / "summary.json")
     try:
         cfg = FitConfig.load(config_file) if config_file else FitConfig()
         if resume is not None and config_file is None:
@@ -139,8 +150,10 @@ def _fit_with_progress(image, run_dir, cfg, resume, pictures, quiet):
 @click.option("--width", type=int, default=None, help="Output width in pixels (height follows the aspect).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
-def render(source, output, scale, width, device, backend):
+@click.option("--force", is_flag=True, help="Replace the output even if it is read-only.")
+def render(source, output, scale, width, device, backend, force):
     """Render a fitted set (a run folder or a checkpoint) at any resolution."""
+    _preflight(output, force)
     import torch
 
     from lgi_train.fit import load_checkpoint, model_from_checkpoint
@@ -165,5 +178,5 @@ def render(source, output, scale, width, device, backend):
     model = model_from_checkpoint(ckpt_path, backend=backend, device=device)
     with torch.no_grad():
         img = model.render(out_h, out_w)
-    save_png(img, output)
+    save_png(img, output, force=force)
     click.echo(f"{output}: {out_w}x{out_h} from {model.num_gaussians} Gaussians")

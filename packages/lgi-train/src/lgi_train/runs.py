@@ -43,7 +43,7 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (arr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def save_png(image: torch.Tensor | np.ndarray, path: Path) -> None:
+def save_png(image: torch.Tensor | np.ndarray, path: Path, force: bool = False) -> None:
     import io
 
     from PIL import Image
@@ -51,7 +51,7 @@ def save_png(image: torch.Tensor | np.ndarray, path: Path) -> None:
     arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_write_bytes(path, buf.getvalue(), force=force)
 
 
 def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resume: str | Path | None = None,
@@ -61,7 +61,7 @@ def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resum
     from lgi_train.viz import error_map, visualize_added_gaussians, visualize_gaussians
 
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    # Everything that can fail on bad input (image, config, checkpoint) runs before the folder exists.
     target = load_target(image_path)
     torch.manual_seed(cfg.seed)
     fitter = Fitter(target, cfg, on_step=on_step, checkpoint_dir=run_dir / "checkpoints")
@@ -70,6 +70,7 @@ def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resum
     else:
         fitter.setup()
     initial_xy = fitter.model.xy.detach().cpu().clone() if resume is None else None
+    run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.yaml")
     result = fitter.run()
     fitter.save_checkpoint(run_dir / "checkpoints" / "final.pt")

@@ -12,7 +12,9 @@ so ``lgi --help`` stays fast.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 import traceback
 from importlib.metadata import EntryPoint, entry_points
 
@@ -131,9 +133,31 @@ def versions(as_json: bool) -> None:
         click.echo(format_report(report))
 
 
+class Terminated(BaseException):
+    """SIGTERM, raised as an exception so that every ``finally`` runs (temporary files are removed)."""
+
+
+def _on_sigterm(signum, frame):
+    raise Terminated()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Console-script entry: run the group, turning unexpected errors into one line (``-v``: traceback)."""
     args = list(sys.argv[1:] if argv is None else argv)
+    previous = None
+    if threading.current_thread() is threading.main_thread():
+        previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return _run(args)
+    except Terminated:
+        click.echo("Terminated.", err=True)
+        return 128 + signal.SIGTERM
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _run(args: list[str]) -> int:
     try:
         # standalone_mode=False: click returns ctx.exit()'s code (or a command's return value) here.
         rv = cli.main(args=args, prog_name="lgi", standalone_mode=False)

@@ -14,6 +14,19 @@ from lgi_dictco.fileio import atomic_write_bytes as atomic_write
 QUALITIES = ("low", "medium", "high", "max")
 
 
+def _preflight(output: Path, force: bool) -> None:
+    """Refuse an output that cannot be written before any work (an encode can fit for minutes)."""
+    from lgi_dictco.fileio import OutputError, check_output
+
+    try:
+        check_output(output, force=force)
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+_FORCE = click.option("--force", is_flag=True, help="Replace the output even if it is read-only.")
+
+
 def _progress(quiet: bool):
     """A stage callback with a rich progress bar on a terminal, or nothing."""
     if quiet or not sys.stderr.isatty():
@@ -70,10 +83,12 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def encode(image, output, bpp, size, quality, gaussians, steps, device, seed, backend, as_json, quiet):
+@_FORCE
+def encode(image, output, bpp, size, quality, gaussians, steps, device, seed, backend, as_json, quiet, force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
     if not image.is_file():
         raise click.ClickException(f"image not found: {image}")
+    _preflight(output, force)
     import torch
 
     from lgi_train.compress.encoder import RateError, encode_image
@@ -96,7 +111,7 @@ def encode(image, output, bpp, size, quality, gaussians, steps, device, seed, ba
             result = encode_image(target.to(device), opts)
     except RateError as exc:
         raise click.ClickException(str(exc)) from None
-    atomic_write(output, result.data)
+    atomic_write(output, result.data, force=force)
     h, w = target.shape[1:]
     report = {
         "input": str(image), "output": str(output), "width": w, "height": h, "bytes": len(result.data),
@@ -119,20 +134,22 @@ def encode(image, output, bpp, size, quality, gaussians, steps, device, seed, ba
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-def decode(source, output, scale, width, device, backend, as_json):
+@_FORCE
+def decode(source, output, scale, width, device, backend, as_json, force):
     """Decode a .lgi file to a PNG, at any resolution."""
     from lgi.decoding import DecodeError, to_png_bytes
     from lgi.decoding import decode as decode_bytes
     from lgi_dictco import LgiFormatError
 
     data = _read(source)
+    _preflight(output, force)
     t0 = time.perf_counter()
     try:
         decoded = decode_bytes(data, scale=scale, width=width, device=device, backend=backend)
     except (LgiFormatError, DecodeError) as exc:
         raise click.ClickException(f"{source}: {exc}") from None
     seconds = time.perf_counter() - t0
-    atomic_write(output, to_png_bytes(decoded.image))
+    atomic_write(output, to_png_bytes(decoded.image), force=force)
     _, out_h, out_w = decoded.image.shape
     if as_json:
         click.echo(json.dumps({"input": str(source), "output": str(output), "width": out_w, "height": out_h,
