@@ -42,6 +42,27 @@ def sobel_magnitude_sq(image: torch.Tensor) -> torch.Tensor:
     return (g ** 2).sum(1)[0]
 
 
+#: torch.multinomial takes at most 2**24 categories (16.78 MP); larger densities use inverse-CDF sampling.
+MULTINOMIAL_MAX_CATEGORIES = 1 << 24
+
+
+def draw_indices(p: torch.Tensor, k: int, generator: torch.Generator) -> torch.Tensor:
+    """[k] indices drawn with replacement ∝ p [M] (float64, ≥ 0, positive sum), any M.
+
+    Up to 2**24 categories this is ``torch.multinomial`` (so fits of such images keep their exact
+    draws); above, inverse-CDF sampling: uniform draws from the same generator located by
+    ``torch.searchsorted`` in the float64 cumulative sum. Both are deterministic for a seed.
+    """
+    if p.numel() <= MULTINOMIAL_MAX_CATEGORIES:
+        return torch.multinomial(p / p.sum(), k, replacement=True, generator=generator)
+    cdf = torch.cumsum(p, 0)
+    total = cdf[-1]
+    u = torch.rand(k, generator=generator, dtype=torch.float64, device=p.device) * total
+    # u < total strictly, so the first cdf entry above u exists and belongs to a p > 0.
+    u = torch.minimum(u, torch.nextafter(total, torch.zeros_like(total)))
+    return torch.searchsorted(cdf, u, right=True)
+
+
 def sample_from_density(density: torch.Tensor, n: int, uniform_fraction: float,
                         generator: torch.Generator) -> torch.Tensor:
     """[n, 2] unit-square positions: ``n·(1 − uniform_fraction)`` drawn ∝ density [H, W], the rest
@@ -53,7 +74,7 @@ def sample_from_density(density: torch.Tensor, n: int, uniform_fraction: float,
         n_uniform = n
     idx = []
     if n - n_uniform > 0:
-        idx.append(torch.multinomial(p / p.sum(), n - n_uniform, replacement=True, generator=generator))
+        idx.append(draw_indices(p, n - n_uniform, generator))
     if n_uniform > 0:
         idx.append(torch.randint(0, h * w, (n_uniform,), generator=generator))
     flat = torch.cat(idx) if idx else torch.zeros(0, dtype=torch.long)
