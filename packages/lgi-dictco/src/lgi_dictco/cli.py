@@ -53,6 +53,19 @@ def _load(checkpoint: str, device_name: str):
         raise _fail(exc) from None
 
 
+def _preflight(output: str, force: bool) -> None:
+    """Refuse an output that cannot be written before loading a model or coding anything."""
+    from lgi_dictco.fileio import OutputError, check_output
+
+    try:
+        check_output(output, force=force)
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+_FORCE = click.option("--force", is_flag=True, help="Replace the output even if it is read-only.")
+
+
 def _checkpoint_option(required: bool = True):
     return click.option(
         "--checkpoint",
@@ -278,12 +291,14 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
 )
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def compress(image, output, checkpoint, device, as_json, quiet) -> None:
+@_FORCE
+def compress(image, output, checkpoint, device, as_json, quiet, force) -> None:
     """Code IMAGE into a .dcae file."""
     from lgi_dictco.dcae.codec import encode
     from lgi_dictco.dcae.io import load_image
     from lgi_dictco.fileio import atomic_write_bytes
 
+    _preflight(output, force)
     try:
         x = load_image(image)
     except (FileNotFoundError, ValueError) as exc:
@@ -291,7 +306,7 @@ def compress(image, output, checkpoint, device, as_json, quiet) -> None:
     model, meta = _load(checkpoint, device)
     metric = str(meta.get("metric", "unknown"))
     data = encode(model, x, lmbda=float(meta.get("lmbda", 0.0)), metric=metric if metric else "unknown")
-    atomic_write_bytes(output, data)
+    atomic_write_bytes(output, data, force=force)
     h, w = x.shape[-2:]
     result = {
         "input": image,
@@ -313,7 +328,8 @@ def compress(image, output, checkpoint, device, as_json, quiet) -> None:
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 2**28).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet) -> None:
+@_FORCE
+def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, force) -> None:
     """Decode a .dcae FILE into an image."""
     from pathlib import Path
 
@@ -326,13 +342,14 @@ def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet) -> 
     if not path.is_file():
         raise click.ClickException(f"file not found: {file}")
     data = path.read_bytes()
+    _preflight(output, force)
     model, _ = _load(checkpoint, device)
     try:
         image, header = decode(model, data, max_pixels=max_pixels or MAX_PIXELS)
     except LgiFormatError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
     try:
-        save_image(image, output)
+        save_image(image, output, force=force)
     except (ValueError, KeyError, OSError) as exc:
         raise click.ClickException(f"cannot write {output}: {exc}") from None
     result = {"input": file, "output": output, "height": header.height, "width": header.width}

@@ -17,21 +17,31 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".p
 def load_image(path: str | os.PathLike) -> Tensor:
     """Read an image as RGB floats in [0, 1]: [1, 3, H, W].
 
+    The one LGI image loader (``lgi_preprocess.load_image``) does the reading, so ``lgi dictco`` sees
+    an image exactly as ``lgi encode`` and ``lgi fit`` do: EXIF orientation applied, alpha composited
+    on white, 16-bit data at full depth, palette, CMYK and grayscale converted, and images above
+    Pillow's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``) refused in one line before decoding.
+    It is an optional dependency (``lgi-dictco[images]``): decoding never needs it.
+
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not an image Pillow can read.
+        ValueError: the file is not an image that can be read, or it is too large.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
     try:
-        with Image.open(path) as im:
-            array = np.asarray(im.convert("RGB"), dtype=np.uint8)
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ValueError(f"cannot read image {path}: {exc}") from None
-    return torch.from_numpy(array.copy()).permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        from lgi_preprocess import PreprocessError
+        from lgi_preprocess import load_image as load_rgb
+    except ImportError:
+        raise ValueError(
+            f"cannot read {path}: reading images needs lgi-preprocess (pip install 'lgi-dictco[images]')"
+        ) from None
+    try:
+        rgb = load_rgb(path)
+    except PreprocessError as exc:
+        raise ValueError(f"cannot read image {exc}") from None
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
 
 
 def to_uint8(image: Tensor) -> np.ndarray:
@@ -40,16 +50,16 @@ def to_uint8(image: Tensor) -> np.ndarray:
     return x.detach().clamp(0, 1).mul(255).round().to("cpu", torch.uint8).permute(1, 2, 0).numpy()
 
 
-def save_image(image: Tensor, path: str | os.PathLike) -> None:
+def save_image(image: Tensor, path: str | os.PathLike, *, force: bool = False) -> None:
     """Write [1, 3, H, W] or [3, H, W] floats in [0, 1] as an 8-bit image, atomically.
 
-    The format follows the suffix (PNG when there is none).
+    The format follows the suffix (PNG when there is none); ``force`` replaces a read-only file.
     """
     from PIL import Image
 
     path = Path(path)
     fmt = {".jpg": "JPEG", ".jpeg": "JPEG"}.get(path.suffix.lower(), path.suffix.lstrip(".").upper() or "PNG")
-    with atomic_open(path) as f:
+    with atomic_open(path, force=force) as f:
         Image.fromarray(to_uint8(image)).save(f, format=fmt)
 
 
