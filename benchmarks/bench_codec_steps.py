@@ -66,7 +66,7 @@ def main() -> int:
     args = ap.parse_args()
 
     from lgi_train.compress.encoder import EncodeOptions, _pruned
-    from lgi_train.compress.sensitivity import Sensitivity, calc_sensitivity
+    from lgi_train.compress.sensitivity import calc_sensitivity
     from lgi_train.fit import Fitter
     from lgi_train.runs import load_target
 
@@ -100,7 +100,7 @@ def main() -> int:
                             ("prune10-rand", torch.randperm(model.num_gaussians, generator=g))):
             sub = _pruned(model, order, n_keep)
             keep = order[:n_keep]
-            sub_sens = Sensitivity(sens.color[keep], sens.shape[keep], sens.position[keep])
+            sub_sens = sens.subset(keep)
             with torch.no_grad():
                 before = psnr8(sub.render(h, w), target)
             data, image, chunks = code(sub, target, base, sub_sens)

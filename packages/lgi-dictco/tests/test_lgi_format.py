@@ -27,27 +27,34 @@ from lgi_dictco.lgi_format import (
 
 
 def make_payload(n=300, k_shape=16, k_color=32, channels=3, seed=0, own_fraction=0.1,
-                 color_space="rgb") -> LgiPayload:
+                 color_space="rgb", drops=(0,)) -> LgiPayload:
+    """A random payload; ``drops``: the position bits each precision class drops (one entry: no classes)."""
     rng = np.random.default_rng(seed)
     bx, by = 11, 10
+    nk = len(drops)
+    classes = rng.integers(0, nk, n)
 
     def group(dims, k, max_levels):
         lo = rng.uniform(-3, 0, dims).astype(np.float32)
         step = rng.uniform(0.005, 0.05, dims).astype(np.float32)
-        levels = rng.integers(1, max_levels + 1, dims)
-        cb = rng.integers(0, levels[None, :], size=(k, dims))
+        levels = rng.integers(1, max_levels + 1, (nk, dims))
+        exps = rng.integers(-4, 5, nk) if nk > 1 else None
+        cb = rng.integers(0, levels[0][None, :], size=(k, dims))
         if k:
             idx = rng.integers(0, k, size=n)
             idx[rng.random(n) < own_fraction] = k
-            own = int((idx == k).sum())
+            own = idx == k
         else:
-            idx, own = None, n
-        return GroupCoding(lo, step, levels, cb, idx, rng.integers(0, levels[None, :], size=(own, dims)))
+            idx, own = None, np.ones(n, bool)
+        scalars = rng.integers(0, levels[classes[own]])
+        return GroupCoding(lo, step, levels if nk > 1 else levels[0], cb, idx, scalars, exps)
 
     header = LgiHeader(width=700, height=300, channels=channels, num_gaussians=n, pos_bits=(bx, by),
-                       color_space=color_space)
-    pos = np.stack([rng.integers(0, 1 << bx, n), rng.integers(0, 1 << by, n)], axis=1)
-    return LgiPayload(header, pos, group(3, k_shape, 1000), group(channels, k_color, 64))
+                       color_space=color_space, class_drop=tuple(drops))
+    d = np.asarray(drops)[classes]
+    pos = np.stack([rng.integers(0, 1 << (bx - d)), rng.integers(0, 1 << (by - d))], axis=1)
+    return LgiPayload(header, pos, group(3, k_shape, 1000), group(channels, k_color, 64),
+                      classes=classes if nk > 1 else None)
 
 
 def _as_set(p: LgiPayload) -> list[tuple]:
@@ -93,6 +100,51 @@ def test_round_trip_is_exact(k_shape, k_color, own):
     assert (np.diff(codes) >= 0).all()
     # Encoding the decoded payload reproduces the bytes (canonical form).
     assert encode_lgi(q) == data
+
+
+@pytest.mark.parametrize("drops,k_shape", [((3, 2, 1, 0), 0), ((0, 0), 8), ((1, 4, 0), 0)])
+def test_precision_classes_round_trip(drops, k_shape):
+    """Per-class position grids and steps survive coding exactly, and values use their class's step."""
+    p = make_payload(n=400, k_shape=k_shape, k_color=0, own_fraction=0.2, drops=drops, color_space="opp")
+    data = encode_lgi(p)
+    q = decode_lgi(data)
+    assert q.header == p.header
+    assert _as_set(q) == _as_set(p)
+    assert encode_lgi(q) == data
+    # The coarse-position grid of a class is its own: a Gaussian of class c sits at a cell centre of a
+    # 2**(bits - drop_c) grid.
+    means = dequantize(q)["means"]
+    d = np.asarray(drops)[q.class_ids()]
+    cells = means[:, 0] * (1 << (11 - d)) - 0.5
+    np.testing.assert_array_equal(cells, np.round(cells))
+    # Colour values are lo + q·step·2^(e/2) for their own class (float32, exact).
+    from lgi_dictco.lgi_format import class_multiplier
+
+    g = q.color
+    cls = q.class_ids()
+    expect = np.stack([g.lo + g.scalars[i].astype(np.float32) * (g.step * class_multiplier(int(g.exps[cls[i]])))
+                       for i in range(5)])
+    np.testing.assert_array_equal(g.dequantize(cls)[:5], expect.astype(np.float32))
+    assert class_multiplier(2) == np.float32(2) and class_multiplier(-3) == np.float32(np.sqrt(2) / 4)
+
+
+def test_version_1_files_are_refused_by_name():
+    data = bytearray(encode_lgi(make_payload()))
+    data[8:10] = b"\x01\x00"
+    with pytest.raises(LgiFormatError, match="version 1.0 is an older format"):
+        decode_lgi(bytes(data))
+
+
+def test_huge_opponent_values_fail_after_the_colour_transform():
+    """A value finite in the opponent space can overflow in the matrix product: refused, not rendered."""
+    p = make_payload(n=20, k_shape=0, k_color=0, color_space="opp")
+    p.color.lo[:] = np.float32(3e38)
+    p.color.step[:] = np.float32(1e30)
+    p.color.levels = np.ones(3, np.int64)
+    p.color.scalars[:] = 0
+    q = decode_lgi(encode_lgi(p))
+    with pytest.raises(LgiFormatError, match="colour values are not finite"):
+        dequantize(q)
 
 
 def test_deterministic_bytes_and_single_channel_and_empty():
@@ -165,13 +217,19 @@ def test_absurd_dimensions_rejected_before_allocation():
     many = b"".join(write_varint(v) for v in (64, 64, 3, 0, 0, 10, 10**9, 11, 10))
     with pytest.raises(LgiFormatError, match="exceed the decoder limit"):
         decode_lgi(_rechunk(data, b"HEAD", many + b"\x00" * 64))
+    classes = b"".join(write_varint(v) for v in (64, 64, 3, 0, 0, 10, 10, 11, 10, 9))
+    with pytest.raises(LgiFormatError, match="precision classes"):
+        decode_lgi(_rechunk(data, b"HEAD", classes + b"\x00" * 64))
+    drop = b"".join(write_varint(v) for v in (64, 64, 3, 0, 0, 10, 10, 11, 10, 2, 0, 10))
+    with pytest.raises(LgiFormatError, match="drops 10 position bits"):
+        decode_lgi(_rechunk(data, b"HEAD", drop + b"\x00" * 64))
 
 
 @settings(max_examples=200, deadline=None)
 @given(st.data())
 def test_flipped_or_rewritten_bytes_never_crash(data):
     """Random byte edits (CRC fixed up so they reach the parsers): LgiFormatError or a valid payload."""
-    blob = bytearray(encode_lgi(make_payload(n=60)))
+    blob = bytearray(encode_lgi(make_payload(n=60, drops=data.draw(st.sampled_from([(0,), (2, 0, 1)])))))
     for _ in range(data.draw(st.integers(1, 4))):
         i = data.draw(st.integers(10, len(blob) - 1))
         blob[i] = data.draw(st.integers(0, 255))

@@ -43,9 +43,9 @@ def _progress(quiet: bool):
     return progress, on_stage
 
 
-def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend):
+def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend, effort="default"):
     """Turn the flags into EncodeOptions (raises click errors for impossible combinations)."""
-    from lgi_train.compress.encoder import QUALITY_PRESETS, EncodeOptions, RateError, target_bytes_for
+    from lgi_train.compress.encoder import QUALITY_PRESETS, EncodeOptions, RateError, target_bytes_for, with_effort
     chosen = [name for name, v in (("--bpp", bpp), ("--size", size), ("--quality", quality),
                                    ("--gaussians", gaussians)) if v is not None]
     if len(chosen) > 1:
@@ -63,7 +63,7 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
         raise click.BadParameter(f"--gaussians must be >= 1, got {gaussians}")
     if size is not None and size < 1:
         raise click.BadParameter(f"--size must be >= 1 byte, got {size}")
-    opts = EncodeOptions(num_gaussians=gaussians, target_bytes=target)
+    opts = with_effort(EncodeOptions(num_gaussians=gaussians, target_bytes=target), effort)
     opts.fit = opts.fit.replace(device=device, seed=seed, backend=backend)
     if steps is not None:
         opts.fit_steps = steps
@@ -77,14 +77,17 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
 @click.option("--size", type=int, help="Target file size in bytes (at or under).")
 @click.option("--quality", type=click.Choice(QUALITIES), help="Preset: low 0.25, medium 0.5, high 1.0, max 1.5 bpp.")
 @click.option("--gaussians", type=int, help="Fixed number of Gaussians (no rate control).")
-@click.option("--steps", type=int, help="Fitting steps [1000]; more steps, better quality at the same size.")
+@click.option("--effort", type=click.Choice(["fast", "default", "max"]), default="default", show_default=True,
+              help="Encoding effort: fit and fine-tuning length (fast 500/200 steps, default 1000/400, "
+                   "max 3000/1000); more effort, better quality at the same size.")
+@click.option("--steps", type=int, help="Fitting steps (overrides the effort's); more steps, better quality.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @_FORCE
-def encode(image, output, bpp, size, quality, gaussians, steps, device, seed, backend, as_json, quiet, force):
+def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, seed, backend, as_json, quiet, force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
     if not image.is_file():
         raise click.ClickException(f"image not found: {image}")
@@ -101,7 +104,7 @@ def encode(image, output, bpp, size, quality, gaussians, steps, device, seed, ba
         target = load_target(image)
     except ImageError as exc:
         raise click.ClickException(str(exc)) from None
-    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend)
+    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort)
     progress, on_stage = _progress(quiet or as_json)
     try:
         if progress is not None:

@@ -39,6 +39,10 @@ class CodecSettings:
         shape_codebook, color_codebook: codebook sizes (0: every Gaussian has its own values).
         shape_own_fraction, color_own_fraction: with a codebook, the share of the most important
             Gaussians that keep their own values (c3dgs's ``*_importance_include``, as a fraction).
+        precision_classes: number of precision classes K (1: one grid for every Gaussian). Gaussians
+            are ranked by the curvature of the error in their parameters; each class gets its own
+            quantizer steps, finer where an error costs more (docs/codec.md).
+        class_width: width of a class in powers of 4 of the curvature (1: a step ratio of 2).
         finetune_steps: quantization-aware fine-tuning steps (0: none).
         finetune_lr_scale: multiplies the fit's learning rates during fine-tuning.
     """
@@ -51,6 +55,8 @@ class CodecSettings:
     color_codebook: int = 0
     shape_own_fraction: float = 0.0
     color_own_fraction: float = 0.0
+    precision_classes: int = 4
+    class_width: float = 1.0
     finetune_steps: int = 400
     finetune_lr_scale: float = 0.5
     kmeans_iters: int = 25
@@ -67,6 +73,60 @@ def ste_grid(x: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, levels: torc
 
 def position_bits(size: int, step_px: float) -> int:
     return max(1, min(20, math.ceil(math.log2(max(1.0, size / step_px)))))
+
+
+@dataclass
+class PrecisionClasses:
+    """Which Gaussian is in which precision class, and each class's step exponents.
+
+    Attributes:
+        classes: [N] class ids (0 = least sensitive).
+        exps: [3, K] step exponents e (step × 2^(e/2)) for the groups position, shape, colour.
+    """
+
+    classes: torch.Tensor
+    exps: torch.Tensor
+
+    @property
+    def k(self) -> int:
+        return self.exps.shape[1]
+
+
+def assign_classes(curvature: torch.Tensor | None, n: int, k: int, width: float = 1.0) -> PrecisionClasses:
+    """Rank Gaussians into ``k`` classes by curvature and give each class its steps.
+
+    For uniform quantization a value with step Δ costs about α·Δ²/12 of squared error and −log2 Δ
+    bits, α being its curvature (:func:`~lgi_train.compress.sensitivity.calc_curvature`). At a given
+    rate the error is smallest when every value costs the same error per bit, i.e. Δ ∝ α^(−1/2).
+    A Gaussian's class is the geometric mean of its three groups' curvatures (each relative to the
+    group's median) in steps of 4^width; a class's step in each group follows the mean curvature of
+    its members, normalized so the Gaussians' mean log step — and so roughly the rate — stays that
+    of one common grid.
+    """
+    from lgi_dictco.lgi_format import MAX_CLASS_EXP
+
+    if curvature is None or k <= 1 or n == 0:
+        return PrecisionClasses(torch.zeros(n, dtype=torch.long), torch.zeros(3, 1, dtype=torch.long))
+    a = curvature.double().clamp_min(1e-30)
+    la = torch.log(a) - torch.log(a).median(0).values
+    score = la.mean(1) / (math.log(4.0) * width)
+    classes = torch.clamp(torch.floor(score + k / 2), 0, k - 1).long()
+    exps = torch.zeros(3, k, dtype=torch.long)
+    present = torch.bincount(classes, minlength=k) > 0
+    for g in range(3):
+        mean = torch.zeros(k, dtype=torch.float64).index_add_(0, classes, a[:, g])
+        mean = mean / torch.bincount(classes, minlength=k).clamp_min(1)
+        log_mean = torch.log2(mean.clamp_min(1e-30))
+        ref = log_mean[classes].mean()
+        e = torch.round(ref - log_mean).clamp(-MAX_CLASS_EXP, MAX_CLASS_EXP).long()
+        exps[g] = torch.where(present, e, torch.zeros_like(e))
+    return PrecisionClasses(classes, exps)
+
+
+def _multiplier(e: int) -> float:
+    from lgi_dictco.lgi_format import class_multiplier
+
+    return float(class_multiplier(int(e)))
 
 
 def shape_features(log_scale: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
@@ -87,23 +147,33 @@ def features_to_shape(feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _Group(nn.Module):
-    """One attribute group during fine-tuning: a codebook plus own values, on one fixed grid."""
+    """One attribute group during fine-tuning: a codebook plus own values, on fixed per-class grids."""
 
     def __init__(self, values: torch.Tensor, weights: torch.Tensor, k: int, step: torch.Tensor,
-                 own_fraction: float, iters: int, generator: torch.Generator):
+                 own_fraction: float, iters: int, generator: torch.Generator,
+                 classes: torch.Tensor | None = None, exps: torch.Tensor | None = None):
         super().__init__()
-        from lgi_dictco.lgi_format import MAX_LEVELS
+        from lgi_dictco.lgi_format import MAX_CLASS_EXP, MAX_LEVELS
 
         n, d = values.shape
+        classes = torch.zeros(n, dtype=torch.long) if classes is None else classes.long()
+        exps = torch.zeros(1, dtype=torch.long) if exps is None else exps.clone().long()
         lo = values.amin(0) if n else torch.zeros(d)
         span = (values.amax(0) - lo) if n else torch.zeros(d)
-        step = torch.maximum(step.float(), span / (MAX_LEVELS - 1) * 1.0001)  # at most 4096 levels
-        # Centre the range on the grid so neither end is clipped by float rounding.
-        levels = torch.floor(span / step).long() + 2
-        lo = lo - (levels.float() - 1 - span / step) * step / 2
+        # Every value of a group has at most 4096 levels in its class: coarsen a class that needs more.
+        step = torch.maximum(step.float(), span / (MAX_LEVELS - 1) * 1.0001)
+        for c in range(exps.numel()):
+            while exps[c] < MAX_CLASS_EXP and bool((span / (step * _multiplier(exps[c])) >= MAX_LEVELS - 1).any()):
+                exps[c] += 1
+        # Exactly the float32 steps the decoder computes (lgi_format.GroupCoding.class_steps).
+        steps = torch.stack([(step * _multiplier(e)).float() for e in exps.tolist()])  # [K, D]
+        levels = (torch.floor(span[None] / steps).long() + 2).clamp(max=MAX_LEVELS)
         self.register_buffer("lo", lo.float())
-        self.register_buffer("step", step.float())
-        self.register_buffer("levels", levels.clamp(max=MAX_LEVELS).float())
+        self.register_buffer("base_step", step.float())
+        self.register_buffer("exps", exps)
+        self.register_buffer("steps", steps)
+        self.register_buffer("levels", levels.float())  # [K, D]
+        self.register_buffer("classes", classes)
         n_own = n if k == 0 else min(n, int(round(own_fraction * n)))
         own = torch.zeros(n, dtype=torch.bool)
         if n_own:
@@ -124,9 +194,15 @@ class _Group(nn.Module):
     def k(self) -> int:
         return self.codebook.shape[0]
 
+    def _grids(self):
+        """(lo, step, levels) for the codebook (class 0's grid) and for the own values (their classes)."""
+        own_cls = self.classes[self.own]
+        return ((self.lo, self.steps[0], self.levels[0]),
+                (self.lo, self.steps[own_cls], self.levels[own_cls]))
+
     def values(self) -> torch.Tensor:
-        grid = (self.lo, self.step, self.levels)
-        full = torch.cat([ste_grid(self.codebook, *grid), ste_grid(self.own_values, *grid)])
+        cb_grid, own_grid = self._grids()
+        full = torch.cat([ste_grid(self.codebook, *cb_grid), ste_grid(self.own_values, *own_grid)])
         gather = self.idx.clone()
         gather[self.own] = self.k + torch.arange(int(self.own.sum()), device=self.idx.device)
         return full[gather]
@@ -134,13 +210,16 @@ class _Group(nn.Module):
     def to_coding(self):
         from lgi_dictco.lgi_format import GroupCoding
 
-        def ints(x: torch.Tensor) -> np.ndarray:
-            q = torch.round((x.detach() - self.lo) / self.step)
-            return torch.minimum(q.clamp(min=0), self.levels - 1).long().cpu().numpy()
+        def ints(x: torch.Tensor, grid) -> np.ndarray:
+            lo, step, levels = grid
+            q = torch.round((x.detach() - lo) / step)
+            return torch.minimum(q.clamp(min=0), levels - 1).long().cpu().numpy()
 
-        return GroupCoding(lo=self.lo.cpu().numpy(), step=self.step.cpu().numpy(),
-                           levels=self.levels.long().cpu().numpy(), codebook=ints(self.codebook),
-                           indices=self.idx.cpu().numpy() if self.k else None, scalars=ints(self.own_values))
+        cb_grid, own_grid = self._grids()
+        return GroupCoding(lo=self.lo.cpu().numpy(), step=self.base_step.cpu().numpy(),
+                           levels=self.levels.long().cpu().numpy(), codebook=ints(self.codebook, cb_grid),
+                           indices=self.idx.cpu().numpy() if self.k else None,
+                           scalars=ints(self.own_values, own_grid), class_exp=self.exps.cpu().numpy())
 
 
 class QuantizedSet(nn.Module):
@@ -152,12 +231,21 @@ class QuantizedSet(nn.Module):
         g = generator or torch.Generator().manual_seed(0)
         self.height, self.width = height, width
         self.render_mode, self.topk, self.backend = model.render_mode, model.topk, model.backend
-        self.bits = (position_bits(width, settings.position_step_px), position_bits(height, settings.position_step_px))
         self.xy = nn.Parameter(model.xy.detach().clamp(0, 1 - 1e-7).clone())
         if importance is None:
             importance = calc_sensitivity(model, height, width)
-        feats = shape_features(model.log_scale.detach(), model.rotation.detach()).cpu()
         s = settings
+        pc = assign_classes(importance.curvature, model.num_gaussians, s.precision_classes, s.class_width)
+        self.register_buffer("classes", pc.classes)
+        # Position grids are powers of two: each class's step, rounded to its grid; the finest class
+        # sets (bx, by) and the others drop bits from it.
+        bits_x = [position_bits(width, s.position_step_px * _multiplier(e)) for e in pc.exps[0].tolist()]
+        bits_y = [position_bits(height, s.position_step_px * _multiplier(e)) for e in pc.exps[0].tolist()]
+        self.bits = (max(bits_x), max(bits_y))
+        self.class_drop = tuple(min(self.bits[0] - b, min(self.bits) - 1) for b in bits_x)
+        drop = torch.tensor(self.class_drop, dtype=torch.long)[pc.classes]
+        self.register_buffer("res", torch.stack([2.0 ** (self.bits[0] - drop), 2.0 ** (self.bits[1] - drop)], 1))
+        feats = shape_features(model.log_scale.detach(), model.rotation.detach()).cpu()
         channels = model.color.shape[1]
         self.color_space = s.color_space if channels == 3 else ("gray" if channels == 1 else "rgb")
         from lgi_dictco.lgi_format import OPPONENT
@@ -166,12 +254,14 @@ class QuantizedSet(nn.Module):
                              torch.eye(channels))
         colors = model.color.detach().cpu() @ self.to_rgb.t()  # rgb → coded space
         self.shape = _Group(feats, importance.shape_importance.detach().cpu(), s.shape_codebook,
-                            torch.tensor(s.shape_step), s.shape_own_fraction, s.kmeans_iters, g)
+                            torch.tensor(s.shape_step), s.shape_own_fraction, s.kmeans_iters, g,
+                            pc.classes, pc.exps[1])
         self.color = _Group(colors, importance.color_importance.detach().cpu(), s.color_codebook,
-                            torch.full((channels,), s.color_step), s.color_own_fraction, s.kmeans_iters, g)
+                            torch.full((channels,), s.color_step), s.color_own_fraction, s.kmeans_iters, g,
+                            pc.classes, pc.exps[2])
 
     def positions(self) -> torch.Tensor:
-        res = torch.tensor([1 << self.bits[0], 1 << self.bits[1]], dtype=self.xy.dtype, device=self.xy.device)
+        res = self.res.to(self.xy)
         with torch.no_grad():
             q = torch.minimum(torch.floor(self.xy.clamp(0, 1) * res), res - 1)
             snapped = (q + 0.5) / res
@@ -191,13 +281,15 @@ class QuantizedSet(nn.Module):
     def to_payload(self):
         from lgi_dictco.lgi_format import LgiHeader, LgiPayload
 
-        res = torch.tensor([1 << self.bits[0], 1 << self.bits[1]], dtype=self.xy.dtype)
+        res = self.res.cpu()
         q = torch.minimum(torch.floor(self.xy.detach().cpu().clamp(0, 1) * res), res - 1).long().numpy()
         channels = self.color.codebook.shape[1]
         header = LgiHeader(width=self.width, height=self.height, channels=channels,
                            color_space=self.color_space, render_mode=self.render_mode,
-                           topk=self.topk, num_gaussians=q.shape[0], pos_bits=self.bits)
-        return LgiPayload(header=header, positions=q, shape=self.shape.to_coding(), color=self.color.to_coding())
+                           topk=self.topk, num_gaussians=q.shape[0], pos_bits=self.bits,
+                           class_drop=self.class_drop)
+        return LgiPayload(header=header, positions=q, shape=self.shape.to_coding(), color=self.color.to_coding(),
+                          classes=self.classes.cpu().numpy() if len(self.class_drop) > 1 else None)
 
 
 def finetune(qset: QuantizedSet, target: torch.Tensor, steps: int, lrs: dict[str, float], loss_fn,

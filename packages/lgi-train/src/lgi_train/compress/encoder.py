@@ -29,6 +29,11 @@ from lgi_train.losses import make_loss
 from lgi_train.model import GaussianModel
 
 QUALITY_PRESETS = {"low": 0.25, "medium": 0.5, "high": 1.0, "max": 1.5}  # bits per pixel
+# Effort: how long the fit and the quantization-aware fine-tuning run (docs/codec.md measures what
+# each buys). The encode time grows about linearly with both.
+EFFORTS = {"fast": {"fit_steps": 500, "finetune_steps": 200},
+           "default": {"fit_steps": 1000, "finetune_steps": 400},
+           "max": {"fit_steps": 3000, "finetune_steps": 1000}}
 MIN_GAUSSIANS = 16
 MAX_GAUSSIANS = 1 << 21
 
@@ -69,6 +74,15 @@ class EncodeResult:
 
 
 Stage = Callable[[str, float], None]  # (stage name, fraction done of that stage)
+
+
+def with_effort(opts: EncodeOptions, effort: str) -> EncodeOptions:
+    """``opts`` with the fit and fine-tuning lengths of an effort level (fast, default, max)."""
+    if effort not in EFFORTS:
+        raise ValueError(f"unknown effort {effort!r}; choose one of {', '.join(EFFORTS)}")
+    e = EFFORTS[effort]
+    return dataclasses.replace(opts, fit_steps=e["fit_steps"],
+                               codec=dataclasses.replace(opts.codec, finetune_steps=e["finetune_steps"]))
 
 
 def step_scale_for(bpp: float) -> float:
@@ -127,27 +141,33 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
 
     # 2. sensitivity, rate search, pruning, re-fit
     t = time.perf_counter()
-    sens = calc_sensitivity(model, h, w)
-    order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
+    fitted = model
+    fitted_sens = calc_sensitivity(fitted, h, w)
+    order = torch.argsort(fitted_sens.importance.cpu(), descending=True, stable=True)
     generator = torch.Generator().manual_seed(cfg.seed)
-    n_final, probed_all = model.num_gaussians, None
-    if budget is not None:
-        n_final, opts, probed_all = _search_count(model, sens, order, h, w, opts, int(budget * opts.size_margin),
-                                                 stage)
-    if n_final < model.num_gaussians:
-        model = _pruned(model, order, n_final)
+
+    def prune_and_refit(n: int):
+        if n >= fitted.num_gaussians:
+            return fitted, fitted_sens
+        pruned = _pruned(fitted, order, n)
         if opts.refit_steps > 0:
-            refit_cfg = cfg.replace(num_gaussians=n_final, steps=opts.refit_steps, progressive=False,
+            refit_cfg = cfg.replace(num_gaussians=n, steps=opts.refit_steps, progressive=False,
                                     coarse_to_fine=False, qat=False, max_seconds=None)
             refitter = Fitter(target, refit_cfg)
-            refitter.model = model
+            refitter.model = pruned
             from lgi_train.model import make_optimizer
 
-            refitter.optimizer = make_optimizer(model, {k: v * 0.5 for k, v in refitter.lrs.items()})
+            refitter.optimizer = make_optimizer(pruned, {k: v * 0.5 for k, v in refitter.lrs.items()})
             refitter.state["best_psnr"] = float("inf")  # no plateau stop: a fixed, short re-fit
-            model = refitter.run().model
-            model.quant = None
-        sens = calc_sensitivity(model, h, w)
+            pruned = refitter.run().model
+            pruned.quant = None
+        return pruned, calc_sensitivity(pruned, h, w)
+
+    n_final, probed_all = fitted.num_gaussians, None
+    if budget is not None:
+        n_final, opts, probed_all = _search_count(fitted, fitted_sens, order, h, w, opts,
+                                                 int(budget * opts.size_margin), stage)
+    model, sens = prune_and_refit(n_final)
     times["prune"] = time.perf_counter() - t
 
     # 3-4. vector quantization and quantization-aware fine-tuning
@@ -177,6 +197,17 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         opts, _ = _refine_steps(model, sens, order, h, w, opts, goal, stage, probed_all)
         qset = quantize_and_finetune(opts)
         data = encode_lgi(qset.to_payload())
+    elif budget is not None and len(data) < 0.95 * budget:
+        # The same when the search pruned: fine-tuning shrank the file below what the probe of this
+        # count measured, so search the count again aimed higher by that shrinkage, and redo.
+        probed = _probe_size(fitted, fitted_sens, order, n_final, h, w, opts)
+        goal = int(budget * opts.size_margin * probed / len(data))
+        n_more, opts_more, _ = _search_count(fitted, fitted_sens, order, h, w, opts, goal, stage)
+        if n_more > n_final:
+            n_final, opts = n_more, opts_more
+            model, sens = prune_and_refit(n_final)
+            qset = quantize_and_finetune(opts)
+            data = encode_lgi(qset.to_payload())
     while budget is not None and len(data) > budget:
         n_now = qset.xy.shape[0]
         n_next = max(MIN_GAUSSIANS, int(n_now * (budget / len(data)) * 0.995))
@@ -194,11 +225,9 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
 
 def _probe_size(model: GaussianModel, sens, order: torch.Tensor, n: int, h: int, w: int, opts: EncodeOptions) -> int:
     from lgi_dictco.lgi_format import encode_lgi
-    from lgi_train.compress.sensitivity import Sensitivity
-
     keep = order[:n]
     sub = _pruned(model, order, n)
-    sub_sens = Sensitivity(color=sens.color[keep], shape=sens.shape[keep], position=sens.position[keep])
+    sub_sens = sens.subset(keep)
     settings = CodecSettings(**{**opts.codec.__dict__, "kmeans_iters": min(8, opts.codec.kmeans_iters)})
     qset = QuantizedSet(sub, h, w, settings, importance=sub_sens, generator=torch.Generator().manual_seed(0))
     return len(encode_lgi(qset.to_payload()))
