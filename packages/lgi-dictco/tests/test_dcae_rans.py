@@ -118,3 +118,19 @@ def test_the_68_byte_file_that_crashed_compressai_fails_with_one_error(model):
     with pytest.raises(LgiFormatError, match="escaped value claims"):
         decode(model, data)
 
+
+
+def test_lgi_dictco_decompress_refuses_the_file_before_loading_the_model(model, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import lgi_dictco.cli as cli
+
+    monkeypatch.setattr(cli, "_load", lambda *a: pytest.fail("the model was loaded for a forged file"))
+    (tmp_path / "bad.dcae").write_bytes(pack(_header_for(model, 1024), b"", b""))
+    res = CliRunner().invoke(cli.dictco, ["decompress", str(tmp_path / "bad.dcae"), "-o", str(tmp_path / "o.png"),
+                                          "--checkpoint", str(tmp_path / "unused.pt")])
+    assert res.exit_code == 1 and "Traceback" not in res.output
+    assert res.output.strip().splitlines() == [
+        f"Error: {tmp_path / 'bad.dcae'}: .dcae z chunk: a rANS stream is a whole number of 32-bit words holding "
+        "at least the 8-byte coder state; this one has 0 bytes (truncated or forged file)"]
+    assert not (tmp_path / "o.png").exists()

@@ -333,9 +333,7 @@ def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, for
     """Decode a .dcae FILE into an image."""
     from pathlib import Path
 
-    from lgi_dictco.dcae.codec import decode
-    from lgi_dictco.dcae.format import MAX_PIXELS
-    from lgi_dictco.dcae.io import save_image
+    from lgi_dictco.dcae.format import MAX_PIXELS, check_file
     from lgi_dictco.errors import LgiFormatError
 
     path = Path(file)
@@ -343,7 +341,14 @@ def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, for
         raise click.ClickException(f"file not found: {file}")
     data = path.read_bytes()
     _preflight(output, force)
+    try:  # the file's own checks first: a forged file is refused before torch and the model load
+        check_file(data, max_pixels=max_pixels or MAX_PIXELS)
+    except LgiFormatError as exc:
+        raise click.ClickException(f"{file}: {exc}") from None
     model, _ = _load(checkpoint, device)
+    from lgi_dictco.dcae.codec import decode
+    from lgi_dictco.dcae.io import save_image
+
     try:
         image, header = decode(model, data, max_pixels=max_pixels or MAX_PIXELS)
     except LgiFormatError as exc:

@@ -193,3 +193,19 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[DcaeHeader, bytes
         model_id, fingerprint, float(f"{lmbda:.7g}"), METRICS[metric], height, width, y_shape, z_shape
     )
     return header, payloads[1], payloads[0]
+
+
+def check_file(data: bytes, max_pixels: int = MAX_PIXELS) -> DcaeHeader:
+    """Every check that needs no model: :func:`unpack`, and both chunks shaped like rANS streams.
+
+    Cheap (no torch): a command runs it before loading a checkpoint.
+
+    Raises:
+        LgiFormatError: as :func:`unpack`, or a chunk that cannot be a rANS stream.
+    """
+    from lgi_dictco.dcae._rans import check_stream
+
+    header, y_string, z_string = unpack(data, max_pixels=max_pixels)
+    check_stream(z_string, ".dcae z chunk")
+    check_stream(y_string, ".dcae y chunk")
+    return header
