@@ -96,3 +96,12 @@ def test_compress_checks_its_output_before_any_work(tmp_path, checkpoint):
     res = CliRunner().invoke(dictco, [*args, "--force"])
     assert res.exit_code == 0, res.output
     assert out.read_bytes()[:4] == b"DCAE" and (out.stat().st_mode & 0o777) == 0o444
+
+
+def test_without_the_loader_reading_an_image_says_what_to_install(tmp_path, monkeypatch):
+    import importlib.metadata
+
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(tmp_path / "in.png")
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group=None: [])
+    with pytest.raises(ValueError, match=r"pip install 'lgi-dictco\[images\]'"):
+        load_image(tmp_path / "in.png")

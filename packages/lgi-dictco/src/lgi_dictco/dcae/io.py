@@ -14,32 +14,38 @@ from lgi_dictco.fileio import atomic_open
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 
+#: Entry-point group through which lgi-preprocess provides the one LGI image loader.
+IMAGE_LOADERS = "lgi.image_loaders"
+
+
 def load_image(path: str | os.PathLike) -> Tensor:
     """Read an image as RGB floats in [0, 1]: [1, 3, H, W].
 
-    The one LGI image loader (``lgi_preprocess.load_image``) does the reading, so ``lgi dictco`` sees
-    an image exactly as ``lgi encode`` and ``lgi fit`` do: EXIF orientation applied, alpha composited
-    on white, 16-bit data at full depth, palette, CMYK and grayscale converted, and images above
-    Pillow's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``) refused in one line before decoding.
-    It is an optional dependency (``lgi-dictco[images]``): decoding never needs it.
+    The reading is done by the one LGI image loader, ``lgi_preprocess.load_image``, so ``lgi dictco``
+    sees an image exactly as ``lgi encode`` and ``lgi fit`` do: EXIF orientation applied, alpha
+    composited on white, 16-bit data at full depth, palette, CMYK and grayscale converted, and images
+    above Pillow's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``) refused in one line. lgi-dictco is a
+    leaf and never imports lgi-preprocess: the loader is found through the entry-point group
+    ``lgi.image_loaders`` (install ``lgi-dictco[images]``). Decoding never needs it.
 
     Raises:
         FileNotFoundError: no such file.
-        ValueError: the file is not an image that can be read, or it is too large.
+        ValueError: the file is not an image that can be read, it is too large, or no loader is installed.
     """
+    from importlib.metadata import entry_points
+
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"image not found: {path}")
-    try:
-        from lgi_preprocess import PreprocessError
-        from lgi_preprocess import load_image as load_rgb
-    except ImportError:
+    found = [ep for ep in entry_points(group=IMAGE_LOADERS) if ep.name == "rgb"]
+    if not found:
         raise ValueError(
-            f"cannot read {path}: reading images needs lgi-preprocess (pip install 'lgi-dictco[images]')"
-        ) from None
+            f"cannot read {path}: reading images needs the LGI image loader of lgi-preprocess "
+            "(pip install 'lgi-dictco[images]')"
+        )
     try:
-        rgb = load_rgb(path)
-    except PreprocessError as exc:
+        rgb = found[0].load()(path)
+    except ValueError as exc:  # lgi-preprocess's PreprocessError: one line naming the file
         raise ValueError(f"cannot read image {exc}") from None
     return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
 
