@@ -123,3 +123,14 @@ def test_render_refuses_a_read_only_output_unless_forced(run_dir, tmp_path):
     result = CliRunner().invoke(render, [str(run_dir), "-o", str(out), "--force"])
     assert result.exit_code == 0, result.output
     assert Image.open(out).size == (52, 36)
+
+
+def test_a_read_only_file_in_the_run_folder_is_one_line(image_path, tmp_path):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "config.yaml").write_text("keep: me\n")
+    (out / "config.yaml").chmod(0o444)
+    result = CliRunner().invoke(fit, [str(image_path), "-o", str(out), "-n", "10", "--steps", "2"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "config.yaml exists and is read-only" in result.output
+    assert (out / "config.yaml").read_text() == "keep: me\n"

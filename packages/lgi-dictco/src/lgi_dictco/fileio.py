@@ -101,7 +101,7 @@ def atomic_open(path: str | os.PathLike, *, force: bool = False) -> Iterator[Bin
     mode = 0o666 & ~_umask()  # mkstemp makes 0600 files; give the usual permissions
     if path.exists() and not path.is_dir():
         if not force and _read_only(path):
-            raise OutputError(f"output {path} exists and is read-only; pass --force to replace it")
+            raise OutputError(f"output {path} exists and is read-only; it was left as it is")
         mode = stat.S_IMODE(path.stat().st_mode)
     path.parent.mkdir(parents=True, exist_ok=True)
     sweep_stale_temporaries(path)

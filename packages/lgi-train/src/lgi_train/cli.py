@@ -69,12 +69,14 @@ def _preflight(output: Path, force: bool = False) -> None:
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flags):
     """Fit Gaussians to IMAGE (Image-GS style) and write a run folder."""
+    from lgi_dictco.fileio import OutputError
     from lgi_train.config import ConfigError, FitConfig
     from lgi_train.runs import ImageError
 
     if not image.is_file():
         _fail(f"image not found: {image}")
-    _preflight(run_dir / "summary.json")
+    # The folder must be writable; a read-only file inside it is refused when it is written (no --force).
+    _preflight(run_dir / "summary.json", force=True)
     try:
         cfg = FitConfig.load(config_file) if config_file else FitConfig()
         if resume is not None and config_file is None:
@@ -94,7 +96,7 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
         cfg = _size_to_budget(image, cfg, quiet or as_json)
     try:
         result, seconds = _fit_with_progress(image, run_dir, cfg, resume, not no_pictures, quiet or as_json)
-    except (ImageError, ConfigError, ValueError, FileNotFoundError) as exc:
+    except (ImageError, ConfigError, ValueError, FileNotFoundError, OutputError) as exc:
         _fail(str(exc))
     summary = json.loads((run_dir / "summary.json").read_text())
     if as_json:

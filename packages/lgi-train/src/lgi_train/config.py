@@ -135,7 +135,9 @@ class FitConfig:
     def save(self, path: str | Path) -> None:
         import yaml
 
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
+        from lgi_dictco.fileio import atomic_write_bytes
+
+        atomic_write_bytes(path, yaml.safe_dump(self.to_dict(), sort_keys=False).encode())
 
     @classmethod
     def load(cls, path: str | Path) -> FitConfig:

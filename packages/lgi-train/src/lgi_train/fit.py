@@ -37,6 +37,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from lgi_dictco.fileio import atomic_open, atomic_write_bytes
 from lgi_train.config import FitConfig
 from lgi_train.init import colors_at, initialize, sample_from_density, scales_from_density
 from lgi_train.losses import make_loss
@@ -266,7 +267,6 @@ class Fitter:
 
     def save_checkpoint(self, path: Path) -> None:
         """Parameters, optimizer, schedule, generator state and config; written atomically."""
-        path.parent.mkdir(parents=True, exist_ok=True)
         model = self.model
         payload = {
             "format": "lgi-train-checkpoint/1",
@@ -279,9 +279,8 @@ class Fitter:
             "config": self.cfg.to_dict(),
             "image_size": list(self.target.shape),
         }
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        torch.save(payload, tmp)
-        tmp.replace(path)
+        with atomic_open(path) as f:
+            torch.save(payload, f)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore everything ``save_checkpoint`` wrote; the config of this Fitter must match."""
@@ -357,11 +356,9 @@ def steps_for_budget(target: torch.Tensor, cfg: FitConfig, seconds: float, probe
 
 def write_metrics(history: list[StepInfo], run_dir: Path) -> None:
     """metrics.jsonl and metrics.csv (step, seconds, N, loss, PSNR, lr scale, stage)."""
-    with open(run_dir / "metrics.jsonl", "w") as f:
-        for h in history:
-            f.write(json.dumps(h.as_dict()) + "\n")
-    with open(run_dir / "metrics.csv", "w") as f:
-        f.write("step,seconds,num_gaussians,loss,psnr,lr_scale,stage\n")
-        for h in history:
-            f.write(f"{h.step},{h.seconds:.4f},{h.num_gaussians},{h.loss:.6g},{h.psnr:.4f},{h.lr_scale:.4g},"
-                    f"{h.stage}\n")
+    jsonl = "".join(json.dumps(h.as_dict()) + "\n" for h in history)
+    atomic_write_bytes(run_dir / "metrics.jsonl", jsonl.encode())
+    rows = ["step,seconds,num_gaussians,loss,psnr,lr_scale,stage\n"]
+    rows += [f"{h.step},{h.seconds:.4f},{h.num_gaussians},{h.loss:.6g},{h.psnr:.4f},{h.lr_scale:.4g},{h.stage}\n"
+             for h in history]
+    atomic_write_bytes(run_dir / "metrics.csv", "".join(rows).encode())
