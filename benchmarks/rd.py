@@ -3,6 +3,9 @@
     python benchmarks/rd.py --subset 6                  # quick: 6 images
     python benchmarks/rd.py                             # all 24 Kodak images
     python benchmarks/rd.py --rates 0.25,0.5,1.0 --device cuda
+    python benchmarks/rd.py --dataset clic --rates 0.25,0.5,1.0 --out benchmarks/results/rd_clic.csv
+    python benchmarks/rd.py --out benchmarks/results/rd_kodak_v2.csv \
+        --reference benchmarks/results/rd_kodak.csv:lgi=lgi-v1   # overlay an earlier LGI run
 
 Writes benchmarks/results/rd_kodak.csv (one row per codec, image and setting; rows already present
 are reused, so an interrupted run resumes), rd_kodak_summary.csv and .md (mean PSNR / MS-SSIM at
@@ -30,6 +33,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 KODAK = ROOT.parent / "shared" / "data" / "kodak"
+DATASETS = {"kodak": (KODAK, "kodim*.png"), "clic": (ROOT.parent / "shared" / "data" / "clic2025", "*.png")}
 RESULTS = ROOT / "benchmarks" / "results"
 FIELDS = ["codec", "image", "setting", "bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "gaussians",
           "device"]
@@ -76,12 +80,13 @@ def run_pillow(name: str, fmt: str, quality: int, kw: dict, img: Image.Image, re
             "gaussians": "", "device": "cpu"}
 
 
-def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, steps: int | None) -> dict:
+def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, steps: int | None,
+            effort: str = "default") -> dict:
     from lgi.decoding import decode
-    from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for
+    from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
     h, w = ref.shape[:2]
-    opts = EncodeOptions(target_bytes=target_bytes_for(bpp, None, h, w))
+    opts = with_effort(EncodeOptions(target_bytes=target_bytes_for(bpp, None, h, w)), effort)
     opts.fit = opts.fit.replace(device=device)
     if steps is not None:
         opts.fit_steps = steps
@@ -135,8 +140,30 @@ def at_rate(rows: list[dict], codec: str, image: str, bpp: float, key: str) -> f
     return float(np.interp(bpp, [p[0] for p in pts], [p[1] for p in pts]))
 
 
+def lgi_codecs(rows: list[dict]) -> list[str]:
+    """"lgi" (this run) first, then any overlaid LGI runs ("lgi-v1", ...)."""
+    names = sorted({r["codec"] for r in rows if r["codec"].startswith("lgi")})
+    return sorted(names, key=lambda c: (c != "lgi", c))
+
+
+def against_jpeg(rows: list[dict], images: list[str]) -> list[str]:
+    """Per LGI target rate: mean LGI bpp and PSNR, and JPEG's PSNR at each image's LGI bpp."""
+    lines = ["| LGI target bpp | LGI bpp | LGI PSNR | JPEG PSNR at that bpp | images where LGI ≥ JPEG |",
+             "|---|---|---|---|---|"]
+    settings = sorted({float(r["setting"]) for r in rows if r["codec"] == "lgi" and r["image"] in images})
+    for b in settings:
+        sel = [r for r in rows if r["codec"] == "lgi" and float(r["setting"]) == b and r["image"] in images]
+        jp = [at_rate(rows, "jpeg", r["image"], float(r["bpp"]), "psnr") for r in sel]
+        ok = [j for j in jp if not math.isnan(j)]
+        wins = sum(1 for r, j in zip(sel, jp) if not math.isnan(j) and float(r["psnr"]) >= j)
+        jtxt = f"{np.mean(ok):.2f} ({len(ok)} images in JPEG's range)" if ok else "— (below JPEG's range)"
+        lines.append(f"| {b:g} | {np.mean([float(r['bpp']) for r in sel]):.3f} | "
+                     f"{np.mean([float(r['psnr']) for r in sel]):.2f} | {jtxt} | {wins} / {len(ok)} |")
+    return lines
+
+
 def summarize(rows: list[dict], images: list[str], out: Path) -> list[str]:
-    codecs = [c for c in ("lgi", "jpeg", "webp", "avif", "jxl") if any(r["codec"] == c for r in rows)]
+    codecs = [c for c in (*lgi_codecs(rows), "jpeg", "webp", "avif", "jxl") if any(r["codec"] == c for r in rows)]
     lines = ["| codec | PSNR @0.25 | @0.5 | @1.0 | MS-SSIM @0.5 | encode (median, 0.3–0.7 bpp) | decode (same) |",
              "|---|---|---|---|---|---|---|"]
     summary = []
@@ -150,16 +177,18 @@ def summarize(rows: list[dict], images: list[str], out: Path) -> list[str]:
                         "ms_ssim_0.5": ms, "encode_s": enc, "decode_s": dec})
         lines.append(f"| {c} | {vals[0.25]:.2f} | {vals[0.5]:.2f} | {vals[1.0]:.2f} | {ms:.4f} | "
                      f"{enc * 1000:.0f} ms | {dec * 1000:.1f} ms |")
-    if "lgi" in codecs:
-        lr, lp, lm = mean_curve(rows, "lgi", images)
+    for lgi in lgi_codecs(rows):
+        lr, lp, lm = mean_curve(rows, lgi, images)
         for peer in ("jpeg", "webp", "avif"):
             if peer in codecs and lr.size >= 4:
                 pr, pp, pm = mean_curve(rows, peer, images)
                 keep = (pr >= lr.min() * 0.5) & (pr <= lr.max() * 2)
                 if keep.sum() >= 4:
-                    lines.append(f"\nBD-rate of LGI against {peer.upper()} (PSNR): "
+                    lines.append(f"\nBD-rate of {lgi.upper()} against {peer.upper()} (PSNR): "
                                  f"{bd_rate(pr[keep], pp[keep], lr, lp):+.1f} %; (MS-SSIM): "
                                  f"{bd_rate(pr[keep], pm[keep], lr, lm):+.1f} %")
+    if "lgi" in codecs and "jpeg" in codecs:
+        lines += ["", *against_jpeg(rows, images)]
     with open(out.with_name(out.stem + "_summary.csv"), "w", newline="") as f:
         wr = csv.DictWriter(f, fieldnames=list(summary[0]))
         wr.writeheader()
@@ -167,14 +196,15 @@ def summarize(rows: list[dict], images: list[str], out: Path) -> list[str]:
     return lines
 
 
-def plot(rows: list[dict], images: list[str], path: Path) -> None:
+def plot(rows: list[dict], images: list[str], path: Path, title: str = "Kodak") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
-    for c, style in (("lgi", "o-"), ("jpeg", "s--"), ("webp", "^--"), ("avif", "v--"), ("jxl", "d--")):
+    styles = [(c, "o-" if c == "lgi" else "o:") for c in lgi_codecs(rows)]
+    for c, style in (*styles, ("jpeg", "s--"), ("webp", "^--"), ("avif", "v--"), ("jxl", "d--")):
         r, p, m = mean_curve(rows, c, images)
         if r.size:
             keep = r <= 2.0
@@ -186,7 +216,7 @@ def plot(rows: list[dict], images: list[str], path: Path) -> None:
         ax.set_xlabel("bits per pixel")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"Kodak ({len(images)} images), mean over images per setting")
+    fig.suptitle(f"{title} ({len(images)} images), mean over images per setting")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -198,11 +228,17 @@ def main() -> int:
     ap.add_argument("--images", help="comma-separated stems, e.g. kodim01,kodim23")
     ap.add_argument("--rates", default="0.125,0.25,0.5,1.0,1.5", help="LGI target bpps")
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--steps", type=int, help="LGI fitting steps (default: the encoder's)")
+    ap.add_argument("--steps", type=int, help="LGI fitting steps (default: the effort's)")
+    ap.add_argument("--effort", default="default", choices=["fast", "default", "max"])
+    ap.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     ap.add_argument("--skip-lgi", action="store_true")
     ap.add_argument("--out", type=Path, default=RESULTS / "rd_kodak.csv")
+    ap.add_argument("--reference", action="append", default=[],
+                    help="CSV:old=new — add the rows of codec `old` from an earlier run's CSV as codec `new` "
+                         "(summaries and plot only; e.g. results/rd_kodak.csv:lgi=lgi-v1)")
     args = ap.parse_args()
-    paths = sorted(KODAK.glob("kodim*.png"))
+    folder, pattern = DATASETS[args.dataset]
+    paths = sorted(folder.glob(pattern))
     if args.images:
         wanted = set(args.images.split(","))
         paths = [p for p in paths if p.stem in wanted]
@@ -233,7 +269,7 @@ def main() -> int:
             if (name, path.stem, str(setting)) in done:
                 continue
             if name == "lgi":
-                row = run_lgi(setting, target, ref, args.device, args.steps)
+                row = run_lgi(setting, target, ref, args.device, args.steps, args.effort)
                 print(f"{path.stem} lgi {setting}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB "
                       f"{row['encode_s']:.1f} s enc, {row['decode_s'] * 1000:.1f} ms dec, N={row['gaussians']}",
                       flush=True)
@@ -245,10 +281,16 @@ def main() -> int:
             new.flush()
             rows.append({k: str(v) for k, v in row.items()})
     new.close()
+    for ref_arg in args.reference:
+        path, _, rename = ref_arg.rpartition(":")
+        old, _, label = rename.partition("=")
+        with open(path) as f:
+            rows += [{**r, "codec": label} for r in csv.DictReader(f) if r["codec"] == old]
+    title = {"kodak": "Kodak", "clic": "CLIC 2025"}[args.dataset]
     lines = summarize(rows, images, args.out)
     (args.out.with_name(args.out.stem + "_summary.md")).write_text(
-        f"Kodak, {len(images)} images: {', '.join(images)}\n\n" + "\n".join(lines) + "\n")
-    plot(rows, images, args.out.with_suffix(".png"))
+        f"{title}, {len(images)} images: {', '.join(images)}\n\n" + "\n".join(lines) + "\n")
+    plot(rows, images, args.out.with_suffix(".png"), title)
     print("\n".join(lines))
     return 0
 

@@ -172,6 +172,8 @@ def _read(path: Path) -> bytes:
 @click.option("--json", "as_json", is_flag=True)
 def info(source, as_json):
     """Header, counts and per-stream sizes of a .lgi file."""
+    import numpy as np
+
     from lgi_dictco import LgiFormatError
     from lgi_dictco.lgi_format import decode_lgi
 
@@ -185,11 +187,13 @@ def info(source, as_json):
     for name, g in (("shape", p.shape), ("color", p.color)):
         k = g.codebook.shape[0]
         groups[name] = {"codebook": k, "own_values": int(g.scalars.shape[0]), "lo": g.lo.tolist(),
-                        "step": g.step.tolist(), "levels": g.levels.tolist()}
+                        "step": g.step.tolist(), "levels": g.levels2d.tolist(), "class_exp": g.exps.tolist()}
+    counts = np.bincount(p.class_ids(), minlength=h.num_classes).tolist()
     report = {"file": str(source), "bytes": len(data), "bpp": len(data) * 8 / (h.width * h.height),
               "width": h.width, "height": h.height, "channels": h.channels, "color_space": h.color_space,
               "render_mode": h.render_mode, "topk": h.topk, "gaussians": h.num_gaussians,
-              "position_bits": list(h.pos_bits), "groups": groups, "chunks": p.chunk_bytes,
+              "position_bits": list(h.pos_bits), "classes": {"position_drop": list(h.class_drop), "counts": counts},
+              "groups": groups, "chunks": p.chunk_bytes,
               "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians)}
     if as_json:
         click.echo(json.dumps(report, indent=2))
@@ -197,9 +201,13 @@ def info(source, as_json):
     click.echo(f"{source}: LGI {h.width}x{h.height}, {h.channels} channel(s) {h.color_space}, "
                f"{h.num_gaussians} Gaussians, {h.render_mode}" + (f" K={h.topk}" if h.render_mode == "topk" else ""))
     click.echo(f"  {len(data)} bytes, {report['bpp']:.4f} bpp, {report['bits_per_gaussian']:.1f} bits per Gaussian")
-    click.echo(f"  positions: {h.pos_bits[0]}x{h.pos_bits[1]}-bit grid")
+    click.echo(f"  positions: {h.pos_bits[0]}x{h.pos_bits[1]}-bit grid (finest class)")
+    if h.num_classes > 1:
+        click.echo(f"  precision classes: {h.num_classes}, Gaussians per class {counts}, position bits dropped "
+                   f"{list(h.class_drop)}")
     for name, g in groups.items():
         kind = f"codebook of {g['codebook']}" if g["codebook"] else "no codebook"
         steps = ", ".join(f"{s:.4g}" for s in g["step"])
-        click.echo(f"  {name}: {kind}, {g['own_values']} own values, steps ({steps}), levels {g['levels']}")
+        exps = f", class step exponents {g['class_exp']} (x2^(e/2))" if h.num_classes > 1 else ""
+        click.echo(f"  {name}: {kind}, {g['own_values']} own values, steps ({steps}){exps}")
     click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in p.chunk_bytes.items()))
