@@ -45,7 +45,13 @@ def _progress(quiet: bool):
 
 def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend, effort="default"):
     """Turn the flags into EncodeOptions (raises click errors for impossible combinations)."""
-    from lgi_train.compress.encoder import QUALITY_PRESETS, EncodeOptions, RateError, target_bytes_for, with_effort
+    from lgi_train.compress.encoder import (
+        QUALITY_PRESETS,
+        EncodeOptions,
+        RateError,
+        target_bytes_for,
+        with_effort,
+    )
     chosen = [name for name, v in (("--bpp", bpp), ("--size", size), ("--quality", quality),
                                    ("--gaussians", gaussians)) if v is not None]
     if len(chosen) > 1:

@@ -110,7 +110,6 @@ def calc_curvature(model: GaussianModel, height: int, width: int, probes: int = 
 
 def _probe_curvature(model: GaussianModel, height: int, width: int, probes: int, seed: int) -> torch.Tensor:
     from lgi_gsplat2d import render
-
     from lgi_train.compress.codec import features_to_shape, shape_features
 
     gen = torch.Generator().manual_seed(seed)
