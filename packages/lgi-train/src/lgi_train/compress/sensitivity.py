@@ -76,7 +76,7 @@ def calc_curvature(model: GaussianModel, height: int, width: int, probes: int = 
     With sum blending every pixel is Σ_i c_i·w_i(p), so Gaussian i's derivatives involve only itself
     and the sums have closed forms (integrals of a Gaussian's square, Σ_px its pixel covariance):
     colour C·π·√det Σ_px; position |c|²·(π/2)·√det Σ_px·tr Σ_px⁻¹; the log-area m |c|²·(π/2)·√det Σ_px
-    (u and v are of the same order), times the share of the Gaussian inside the image. They are free
+    and u, v half of that each (exact at isotropy), times the share of the Gaussian inside the image. They are free
     of sampling noise and cost nothing. Top-k blending couples Gaussians through the normalization:
     there the diagonal is estimated by random-sign probes (E[(Jᵀv)²] = diag JᵀJ for v of independent
     ±1 entries; deterministic for a given ``seed``).
@@ -102,7 +102,7 @@ def calc_curvature(model: GaussianModel, height: int, width: int, probes: int = 
                 z = size * 2 ** 0.5 / var.sqrt()
                 inside = inside * (torch.special.ndtr((1 - xy[:, axis]) * z) - torch.special.ndtr(-xy[:, axis] * z))
             half_pi = torch.pi / 2
-            out = torch.stack([c2 * half_pi * sqrt_det * trace_inv, 3 * c2 * half_pi * sqrt_det,
+            out = torch.stack([c2 * half_pi * sqrt_det * trace_inv, 2 * c2 * half_pi * sqrt_det,
                                model.channels * torch.pi * sqrt_det], 1) * inside[:, None]
         return out.float().cpu()
     return _probe_curvature(model, height, width, probes, seed)
