@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import math
 import platform
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+KODAK = ROOT.parent / "shared" / "data" / "kodak"
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def psnr8(img, target) -> float:
+    """PSNR (dB) of a [C, H, W] render in [0, 1] after 8-bit rounding, against ``target``."""
+    import torch
+
+    mse = float(((torch.round(img.clamp(0, 1) * 255) / 255 - target) ** 2).mean())
+    return 10 * math.log10(1 / mse)
 
 
 def cpu_name() -> str:

@@ -22,21 +22,12 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import math
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
-RESULTS = ROOT / "benchmarks" / "results"
-
-
-def psnr8(img: torch.Tensor, target: torch.Tensor) -> float:
-    mse = float(((torch.round(img.clamp(0, 1) * 255) / 255 - target) ** 2).mean())
-    return 10 * math.log10(1 / mse)
+from _common import KODAK, RESULTS, psnr8
 
 
 def code(model, target, settings, sens):
