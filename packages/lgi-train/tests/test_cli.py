@@ -80,6 +80,17 @@ def test_unknown_init_and_unreadable_image(image_path, tmp_path):
     assert result.exit_code == 1 and "not found" in result.output
 
 
+def test_render_names_the_real_problem(run_dir, tmp_path):
+    """A .lgi given to render, or a zero scale: one line that says what to do, nothing written."""
+    lgi = tmp_path / "photo.lgi"
+    lgi.write_bytes(b"\x89LGI\r\n\x1a\n\x02\x00")
+    for args, message in (([str(lgi)], "is a .lgi file: decode it with `lgi decode"),
+                          ([str(run_dir), "--scale", "0"], "--scale must be > 0")):
+        result = CliRunner().invoke(render, [*args, "-o", str(tmp_path / "o.png")])
+        assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+        assert not (tmp_path / "o.png").exists()
+
+
 def test_render_without_checkpoint(tmp_path):
     result = CliRunner().invoke(render, [str(tmp_path), "-o", str(tmp_path / "o.png")])
     assert result.exit_code == 1 and "no checkpoint" in result.output

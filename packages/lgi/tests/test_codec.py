@@ -154,6 +154,20 @@ def test_cli_bad_requests(files):
     assert res.exit_code != 0 and "choose one of" in res.output
     res = runner.invoke(encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--size", "30", "--steps", "5"])
     assert res.exit_code == 1 and "smallest" in res.output and not (files / "x.lgi").exists()
+    # Mistakes a user makes: one line each, exit != 0, no traceback, nothing written.
+    mistakes = [
+        (encode, [str(files), "-o", str(files / "x.lgi")], "is a directory"),
+        (encode, [str(files / "in.png"), "-o", str(files / "x.png")], "does not end in .lgi"),
+        (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--steps", "0"], "--steps must be >= 1"),
+        (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--device", "gpu"], "is not a device"),
+        (decode, [str(files / "good.lgi"), "-o", str(files / "y.jpg")], "does not end in .png"),
+        (decode, [str(files), "-o", str(files / "y.png")], "is a directory"),
+        (decode, [str(files / "good.lgi"), "-o", str(files / "y.png"), "--scale", "0"], "--scale must be > 0"),
+    ]
+    for cmd, args, message in mistakes:
+        res = runner.invoke(cmd, args)
+        assert res.exit_code != 0 and message in res.output and "Traceback" not in res.output, (args, res.output)
+        assert not any((files / n).exists() for n in ("x.lgi", "x.png", "y.jpg", "y.png")), args
     (files / "text.png").write_text("not an image")
     res = runner.invoke(encode, [str(files / "text.png"), "-o", str(files / "x.lgi")])
     assert res.exit_code == 1 and "Traceback" not in res.output and not (files / "x.lgi").exists()

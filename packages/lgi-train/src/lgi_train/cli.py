@@ -164,8 +164,14 @@ def render(source, output, scale, width, device, backend, force):
     ckpt_path = source / "checkpoints" / "final.pt" if source.is_dir() else source
     if not ckpt_path.is_file():
         _fail(f"no checkpoint at {ckpt_path} (give a run folder of `lgi fit` or a .pt checkpoint)")
+    with open(ckpt_path, "rb") as f:
+        if f.read(5) == b"\x89LGI\r":
+            _fail(f"{ckpt_path} is a .lgi file: decode it with `lgi decode {ckpt_path} -o OUT.png` "
+                  "(`lgi render` draws the fitted sets of `lgi fit`)")
     if scale is not None and width is not None:
         _fail("give --scale or --width, not both")
+    if scale is not None and not scale > 0:
+        _fail(f"--scale must be > 0, got {scale}")
     try:
         ckpt = load_checkpoint(ckpt_path)
     except ValueError as exc:

@@ -27,6 +27,27 @@ def _preflight(output: Path, force: bool) -> None:
 _FORCE = click.option("--force", is_flag=True, help="Replace the output even if it is read-only.")
 
 
+def _check_input_file(path: Path, what: str) -> None:
+    if path.is_dir():
+        raise click.ClickException(f"{path} is a directory; give one {what} file")
+    if not path.is_file():
+        raise click.ClickException(f"{what} not found: {path}")
+
+
+def _check_suffix(output: Path, suffix: str, what: str) -> None:
+    """The output's extension must say what it holds (a .lgi named x.png would fool every viewer)."""
+    if output.suffix.lower() != suffix:
+        raise click.BadParameter(f"{output} does not end in {suffix}: this command writes {what}",
+                                 param_hint="'-o' / '--output'")
+
+
+def _check_device(device: str) -> None:
+    import re
+
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
+        raise click.BadParameter(f"{device!r} is not a device; use cpu, cuda or cuda:N", param_hint="'--device'")
+
+
 def _progress(quiet: bool):
     """A stage callback with a rich progress bar on a terminal, or nothing."""
     if quiet or not sys.stderr.isatty():
@@ -95,8 +116,11 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
 @_FORCE
 def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, seed, backend, as_json, quiet, force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
-    if not image.is_file():
-        raise click.ClickException(f"image not found: {image}")
+    _check_input_file(image, "image")
+    _check_suffix(output, ".lgi", "a .lgi file")
+    _check_device(device)
+    if steps is not None and steps < 1:
+        raise click.BadParameter(f"--steps must be >= 1, got {steps}", param_hint="'--steps'")
     _preflight(output, force)
     import torch
 
@@ -151,6 +175,8 @@ def decode(source, output, scale, width, device, backend, as_json, force):
     from lgi_dictco import LgiFormatError
 
     data = _read(source)
+    _check_suffix(output, ".png", "a PNG image")
+    _check_device(device)
     _preflight(output, force)
     t0 = time.perf_counter()
     try:
@@ -168,8 +194,7 @@ def decode(source, output, scale, width, device, backend, as_json, force):
 
 
 def _read(path: Path) -> bytes:
-    if not path.is_file():
-        raise click.ClickException(f"file not found: {path}")
+    _check_input_file(path, ".lgi")
     return path.read_bytes()
 
 
