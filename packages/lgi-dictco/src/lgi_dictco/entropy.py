@@ -183,7 +183,9 @@ def encode_stream(symbols: np.ndarray, alphabet_size: int | None = None) -> byte
     header = bytes([kind])
     if symbols.size == 0:
         return header + write_varint(0)
-    table = FrequencyTable.from_symbols(coded, alphabet)
+    # The model covers 0..max: symbols above the largest one never occur, so their (zero) codes are
+    # not stored (the decoder's alphabet is the model's own size; values are checked against it).
+    table = FrequencyTable.from_symbols(coded, int(coded.max()) + 1)
     table.write(bw)
     model = bw.getvalue()
     payload = _rans_encode(coded, table)
