@@ -147,18 +147,25 @@ def lgi_codecs(rows: list[dict]) -> list[str]:
 
 
 def against_jpeg(rows: list[dict], images: list[str]) -> list[str]:
-    """Per LGI target rate: mean LGI bpp and PSNR, and JPEG's PSNR at each image's LGI bpp."""
-    lines = ["| LGI target bpp | LGI bpp | LGI PSNR | JPEG PSNR at that bpp | images where LGI ≥ JPEG |",
-             "|---|---|---|---|---|"]
+    """Per LGI target rate: mean LGI bpp and PSNR, and JPEG's (and any overlaid LGI run's) PSNR at each
+    image's LGI bpp, interpolated on that codec's own curve of the image."""
+    others = ["jpeg", *[c for c in lgi_codecs(rows) if c != "lgi"]]
+    lines = ["| LGI target bpp | LGI bpp | LGI PSNR | " + " | ".join(f"{c.upper()} at that bpp" for c in others)
+             + " | images where LGI ≥ JPEG |", "|---" * (4 + len(others)) + "|"]
     settings = sorted({float(r["setting"]) for r in rows if r["codec"] == "lgi" and r["image"] in images})
     for b in settings:
         sel = [r for r in rows if r["codec"] == "lgi" and float(r["setting"]) == b and r["image"] in images]
-        jp = [at_rate(rows, "jpeg", r["image"], float(r["bpp"]), "psnr") for r in sel]
-        ok = [j for j in jp if not math.isnan(j)]
-        wins = sum(1 for r, j in zip(sel, jp) if not math.isnan(j) and float(r["psnr"]) >= j)
-        jtxt = f"{np.mean(ok):.2f} ({len(ok)} images in JPEG's range)" if ok else "— (below JPEG's range)"
+        cells, wins = [], 0
+        for c in others:
+            vals = [at_rate(rows, c, r["image"], float(r["bpp"]), "psnr") for r in sel]
+            ok = [v for v in vals if not math.isnan(v)]
+            mine = [float(r["psnr"]) for r, v in zip(sel, vals) if not math.isnan(v)]
+            if c == "jpeg":
+                wins = sum(1 for m, v in zip(mine, ok) if m >= v)
+                n_jpeg = len(ok)
+            cells.append(f"{np.mean(ok):.2f} (LGI {np.mean(mine):.2f} on these {len(ok)})" if ok else "— (out of range)")
         lines.append(f"| {b:g} | {np.mean([float(r['bpp']) for r in sel]):.3f} | "
-                     f"{np.mean([float(r['psnr']) for r in sel]):.2f} | {jtxt} | {wins} / {len(ok)} |")
+                     f"{np.mean([float(r['psnr']) for r in sel]):.2f} | " + " | ".join(cells) + f" | {wins} / {n_jpeg} |")
     return lines
 
 
