@@ -167,7 +167,6 @@ def encode_stream(symbols: np.ndarray, alphabet_size: int | None = None) -> byte
         if symbols.size and symbols.max() >= alphabet_size:
             raise ValueError(f"symbol {symbols.max()} >= alphabet size {alphabet_size}")
         kind, coded, raw = KIND_DIRECT, symbols, None
-        alphabet = alphabet_size
     else:
         kind = KIND_BUCKETED
         if symbols.size and symbols.max() >= 1 << MAX_BIT_LENGTH:
@@ -179,7 +178,6 @@ def encode_stream(symbols: np.ndarray, alphabet_size: int | None = None) -> byte
         coded[nz] += (symbols[nz] >> coded[nz]) > 0
         coded[nz] -= (symbols[nz] >> (coded[nz] - 1)) == 0
         raw = (symbols - np.where(nz, 1 << np.maximum(coded - 1, 0), 0), np.maximum(coded - 1, 0))
-        alphabet = int(coded.max(initial=0)) + 1
     header = bytes([kind])
     if symbols.size == 0:
         return header + write_varint(0)
