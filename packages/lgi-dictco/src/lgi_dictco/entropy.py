@@ -153,7 +153,8 @@ def encode_stream(symbols: np.ndarray, alphabet_size: int | None = None) -> byte
 
     Args:
         symbols: [n] non-negative integers.
-        alphabet_size: if given and <= 4096, a direct model over ``0 .. alphabet_size - 1``;
+        alphabet_size: if given and <= 4096, a direct model (symbols must be < alphabet_size; the
+            stored model covers 0 .. the largest symbol);
             otherwise (or if None) the bucketed model, valid for any value < 2**48.
 
     Returns:
