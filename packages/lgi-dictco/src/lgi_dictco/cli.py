@@ -14,6 +14,8 @@ import sys
 
 import click
 
+from lgi_dictco.clitools import FORCE, preflight
+
 _CHECKPOINT_HELP = "Local DCAE checkpoint (.pt); pretrained weights cannot be downloaded here."
 _CHECKPOINT_ENV = "LGI_DICTCO_CHECKPOINT"
 
@@ -53,17 +55,6 @@ def _load(checkpoint: str, device_name: str):
         raise _fail(exc) from None
 
 
-def _preflight(output: str, force: bool) -> None:
-    """Refuse an output that cannot be written before loading a model or coding anything."""
-    from lgi_dictco.fileio import OutputError, check_output
-
-    try:
-        check_output(output, force=force)
-    except OutputError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-_FORCE = click.option("--force", is_flag=True, help="Replace the output even if it is read-only.")
 
 
 def _checkpoint_option(required: bool = True):
@@ -291,14 +282,14 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
 )
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-@_FORCE
+@FORCE
 def compress(image, output, checkpoint, device, as_json, quiet, force) -> None:
     """Code IMAGE into a .dcae file."""
     from lgi_dictco.dcae.codec import encode
     from lgi_dictco.dcae.io import load_image
     from lgi_dictco.fileio import atomic_write_bytes
 
-    _preflight(output, force)
+    preflight(output, force)
     try:
         x = load_image(image)
     except (FileNotFoundError, ValueError) as exc:
@@ -328,7 +319,7 @@ def compress(image, output, checkpoint, device, as_json, quiet, force) -> None:
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 2**28).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
-@_FORCE
+@FORCE
 def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, force) -> None:
     """Decode a .dcae FILE into an image."""
     from pathlib import Path
@@ -340,7 +331,7 @@ def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, for
     if not path.is_file():
         raise click.ClickException(f"file not found: {file}")
     data = path.read_bytes()
-    _preflight(output, force)
+    preflight(output, force)
     try:  # the file's own checks first: a forged file is refused before torch and the model load
         check_file(data, max_pixels=max_pixels or MAX_PIXELS)
     except LgiFormatError as exc:

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from lgi_dictco.clitools import FORCE, preflight
+
 # Flags that map one-to-one onto FitConfig fields (the flag is the field name with dashes).
 _FLAG_FIELDS = {
     "gaussians": "num_gaussians", "init": "init", "steps": "steps", "max_seconds": "max_seconds",
@@ -23,14 +25,6 @@ def _fail(msg: str) -> None:
     raise click.ClickException(msg)
 
 
-def _preflight(output: Path, force: bool = False) -> None:
-    """Refuse an output that cannot be written before any work (a fit runs for minutes)."""
-    from lgi_dictco.fileio import OutputError, check_output
-
-    try:
-        check_output(output, force=force)
-    except OutputError as exc:
-        _fail(str(exc))
 
 
 @click.command()
@@ -76,7 +70,7 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
     if not image.is_file():
         _fail(f"image not found: {image}")
     # The folder must be writable; a read-only file inside it is refused when it is written (no --force).
-    _preflight(run_dir / "summary.json", force=True)
+    preflight(run_dir / "summary.json", force=True)
     try:
         cfg = FitConfig.load(config_file) if config_file else FitConfig()
         if resume is not None and config_file is None:
@@ -152,10 +146,10 @@ def _fit_with_progress(image, run_dir, cfg, resume, pictures, quiet):
 @click.option("--width", type=int, default=None, help="Output width in pixels (height follows the aspect).")
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
-@click.option("--force", is_flag=True, help="Replace the output even if it is read-only.")
+@FORCE
 def render(source, output, scale, width, device, backend, force):
     """Render a fitted set (a run folder or a checkpoint) at any resolution."""
-    _preflight(output, force)
+    preflight(output, force)
     import torch
 
     from lgi_train.fit import load_checkpoint, model_from_checkpoint

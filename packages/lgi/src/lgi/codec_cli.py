@@ -9,22 +9,12 @@ from pathlib import Path
 
 import click
 
+from lgi_dictco.clitools import FORCE, preflight
 from lgi_dictco.fileio import atomic_write_bytes as atomic_write
 
 QUALITIES = ("low", "medium", "high", "max")
 
 
-def _preflight(output: Path, force: bool) -> None:
-    """Refuse an output that cannot be written before any work (an encode can fit for minutes)."""
-    from lgi_dictco.fileio import OutputError, check_output
-
-    try:
-        check_output(output, force=force)
-    except OutputError as exc:
-        raise click.ClickException(str(exc)) from None
-
-
-_FORCE = click.option("--force", is_flag=True, help="Replace the output even if it is read-only.")
 
 
 def _check_input_file(path: Path, what: str) -> None:
@@ -113,7 +103,7 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-@_FORCE
+@FORCE
 def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, seed, backend, as_json, quiet, force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
     _check_input_file(image, "image")
@@ -121,7 +111,7 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, 
     _check_device(device)
     if steps is not None and steps < 1:
         raise click.BadParameter(f"--steps must be >= 1, got {steps}", param_hint="'--steps'")
-    _preflight(output, force)
+    preflight(output, force)
     import torch
 
     from lgi_train.compress.encoder import RateError, encode_image
@@ -167,7 +157,7 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, 
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
-@_FORCE
+@FORCE
 def decode(source, output, scale, width, device, backend, as_json, force):
     """Decode a .lgi file to a PNG, at any resolution."""
     from lgi.decoding import DecodeError, to_png_bytes
@@ -177,7 +167,7 @@ def decode(source, output, scale, width, device, backend, as_json, force):
     data = _read(source)
     _check_suffix(output, ".png", "a PNG image")
     _check_device(device)
-    _preflight(output, force)
+    preflight(output, force)
     t0 = time.perf_counter()
     try:
         decoded = decode_bytes(data, scale=scale, width=width, device=device, backend=backend)
