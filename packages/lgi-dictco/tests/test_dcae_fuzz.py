@@ -14,7 +14,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from lgi_dictco.dcae import build_model, decode
+from lgi_dictco.dcae import decode
 from lgi_dictco.dcae.format import DcaeHeader, latent_shapes, pack
 from lgi_dictco.dcae.registry import model_id, name_of_config
 from lgi_dictco.errors import LgiFormatError
@@ -24,11 +24,8 @@ _SETTINGS = settings(max_examples=20, deadline=None, derandomize=True,
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = build_model("dcae-tiny").eval()
-    m.update()
-    return m
+def model(tiny_model):
+    return tiny_model
 
 
 def _outcome(model, data, max_pixels):

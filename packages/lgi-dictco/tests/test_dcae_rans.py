@@ -6,10 +6,9 @@ import time
 
 import numpy as np
 import pytest
-import torch
 
 from lgi_dictco._compressai import ans
-from lgi_dictco.dcae import build_model, decode
+from lgi_dictco.dcae import decode
 from lgi_dictco.dcae._rans import BoundedRansDecoder, _PythonRans
 from lgi_dictco.dcae.format import DcaeHeader, latent_shapes, pack
 from lgi_dictco.dcae.registry import model_id, name_of_config
@@ -17,11 +16,8 @@ from lgi_dictco.errors import LgiFormatError
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    m = build_model("dcae-tiny").eval()
-    m.update()
-    return m
+def model(tiny_model):
+    return tiny_model
 
 
 @pytest.fixture(scope="module")
