@@ -448,7 +448,6 @@ def encode_lgi(payload: LgiPayload) -> bytes:
     mask = (np.int64(1) << refine) - 1
     bw = BitWriter()
     bw.write_array(np.stack([cells[:, 0] & mask, cells[:, 1] & mask], 1).ravel(), np.repeat(refine, 2))
-    n = h.num_gaussians
     chunks = [(b"HEAD", _encode_header(h, payload.shape, payload.color)),
               (b"POSN", encode_stream(np.diff(coarse, prepend=0)))]
     if h.num_classes > 1:
@@ -457,7 +456,6 @@ def encode_lgi(payload: LgiPayload) -> bytes:
         chunks.append((b"PREF", bw.getvalue()))
     chunks += [(b"SHAP", _encode_group(_reorder(payload.shape, order), cls)),
                (b"COLR", _encode_group(_reorder(payload.color, order), cls))]
-    assert n == cls.size
     return write_container(MAGIC, VERSION, chunks)
 
 

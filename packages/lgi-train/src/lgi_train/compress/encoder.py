@@ -31,8 +31,9 @@ from lgi_train.model import GaussianModel
 QUALITY_PRESETS = {"low": 0.25, "medium": 0.5, "high": 1.0, "max": 1.5}  # bits per pixel
 # Effort: how long the fit and the quantization-aware fine-tuning run (docs/codec.md measures what
 # each buys). The encode time grows about linearly with both.
+# "default" is what EncodeOptions and CodecSettings give when no effort is named.
 EFFORTS = {"fast": {"fit_steps": 500, "finetune_steps": 200},
-           "default": {"fit_steps": 1000, "finetune_steps": 400},
+           "default": {"fit_steps": 1000, "finetune_steps": CodecSettings.finetune_steps},
            "max": {"fit_steps": 3000, "finetune_steps": 1000}}
 MIN_GAUSSIANS = 16
 MAX_GAUSSIANS = 1 << 21
@@ -55,7 +56,7 @@ class EncodeOptions:
     fit: FitConfig = field(default_factory=lambda: FitConfig(render_mode="sum", loss="l2", schedule="cosine",
                                                              coarse_to_fine=True, coarse_fraction=0.5))
     codec: CodecSettings = field(default_factory=CodecSettings)
-    fit_steps: int = 1000
+    fit_steps: int = EFFORTS["default"]["fit_steps"]
     refit_steps: int = 60
     overshoot: float = 1.05         # Gaussians fitted beyond the first estimate, to prune back
     bits_per_gaussian_guess: float = 34.0  # measured on Kodak at the default steps (docs/codec.md)
