@@ -32,6 +32,21 @@ def load_target(path: str | Path) -> torch.Tensor:
         rgb = load_image(path)
     except PreprocessError as exc:
         raise ImageError(str(exc)) from None
+    return _as_target(rgb)
+
+
+def decode_target(data: bytes, name: str) -> torch.Tensor:
+    """:func:`load_target` from an image file's bytes (``name`` for messages): what a batch worker gets."""
+    from lgi_preprocess import PreprocessError, decode_image
+
+    try:
+        rgb = decode_image(data, name)
+    except PreprocessError as exc:
+        raise ImageError(str(exc)) from None
+    return _as_target(rgb)
+
+
+def _as_target(rgb: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).contiguous()
 
 

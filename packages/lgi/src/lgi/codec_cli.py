@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -87,6 +88,39 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
     return opts
 
 
+def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, steps=None, device="cpu", seed=0,
+                  backend="auto", effort="default", on_stage=None) -> tuple[bytes, dict]:
+    """Encode a loaded image as `lgi encode` does (shared with `lgi batch encode`).
+
+    Args:
+        target: [3, H, W] float32 in [0, 1] (``lgi_train.runs.load_target``).
+        bpp, size, quality, gaussians, steps, device, seed, backend, effort: the command's flags.
+        on_stage: progress callback ``(stage, fraction)``.
+
+    Returns:
+        (the .lgi bytes, the report that ``lgi encode --json`` prints, less the file names).
+
+    Raises:
+        click.ClickException: impossible flags or a target the encoder cannot reach.
+    """
+    from lgi_train.compress.encoder import RateError, encode_image
+    from lgi_train.metrics import psnr, quantize_8bit
+
+    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort)
+    try:
+        result = encode_image(target.to(device), opts, on_stage)
+    except RateError as exc:
+        raise click.ClickException(str(exc)) from None
+    h, w = target.shape[1:]
+    report = {
+        "width": w, "height": h, "bytes": len(result.data),
+        "bpp": len(result.data) * 8 / (w * h), "target_bytes": opts.target_bytes,
+        "psnr": psnr(quantize_8bit(result.image.cpu()), target), "gaussians": result.num_gaussians,
+        "seconds": round(result.seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
+    }
+    return result.data, report
+
+
 @click.command()
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output .lgi file.")
@@ -114,8 +148,6 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, 
     preflight(output, force)
     import torch
 
-    from lgi_train.compress.encoder import RateError, encode_image
-    from lgi_train.metrics import psnr, quantize_8bit
     from lgi_train.runs import ImageError, load_target
 
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -124,24 +156,12 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, 
         target = load_target(image)
     except ImageError as exc:
         raise click.ClickException(str(exc)) from None
-    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort)
     progress, on_stage = _progress(quiet or as_json)
-    try:
-        if progress is not None:
-            with progress:
-                result = encode_image(target.to(device), opts, on_stage)
-        else:
-            result = encode_image(target.to(device), opts)
-    except RateError as exc:
-        raise click.ClickException(str(exc)) from None
-    atomic_write(output, result.data, force=force)
-    h, w = target.shape[1:]
-    report = {
-        "input": str(image), "output": str(output), "width": w, "height": h, "bytes": len(result.data),
-        "bpp": len(result.data) * 8 / (w * h), "target_bytes": opts.target_bytes,
-        "psnr": psnr(quantize_8bit(result.image.cpu()), target), "gaussians": result.num_gaussians,
-        "seconds": round(result.seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
-    }
+    with progress if progress is not None else contextlib.nullcontext():
+        data, report = encode_target(target, bpp=bpp, size=size, quality=quality, gaussians=gaussians, steps=steps,
+                                     device=device, seed=seed, backend=backend, effort=effort, on_stage=on_stage)
+    atomic_write(output, data, force=force)
+    report = {"input": str(image), "output": str(output), **report}
     if as_json:
         click.echo(json.dumps(report, indent=2))
     else:
@@ -193,42 +213,29 @@ def _read(path: Path) -> bytes:
 @click.option("--json", "as_json", is_flag=True)
 def info(source, as_json):
     """Header, counts and per-stream sizes of a .lgi file."""
-    import numpy as np
-
+    from lgi.decoding import info_report
     from lgi_dictco import LgiFormatError
-    from lgi_dictco.lgi_format import decode_lgi
 
     data = _read(source)
     try:
-        p = decode_lgi(data)
+        report = {"file": str(source), **info_report(data)}
     except LgiFormatError as exc:
         raise click.ClickException(f"{source}: {exc}") from None
-    h = p.header
-    groups = {}
-    for name, g in (("shape", p.shape), ("color", p.color)):
-        k = g.codebook.shape[0]
-        groups[name] = {"codebook": k, "own_values": int(g.scalars.shape[0]), "lo": g.lo.tolist(),
-                        "step": g.step.tolist(), "levels": g.levels2d.tolist(), "class_exp": g.exps.tolist()}
-    counts = np.bincount(p.class_ids(), minlength=h.num_classes).tolist()
-    report = {"file": str(source), "bytes": len(data), "bpp": len(data) * 8 / (h.width * h.height),
-              "width": h.width, "height": h.height, "channels": h.channels, "color_space": h.color_space,
-              "render_mode": h.render_mode, "topk": h.topk, "gaussians": h.num_gaussians,
-              "position_bits": list(h.pos_bits), "classes": {"position_drop": list(h.class_drop), "counts": counts},
-              "groups": groups, "chunks": p.chunk_bytes,
-              "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians)}
+    r = report
+    groups, counts = r["groups"], r["classes"]["counts"]
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{source}: LGI {h.width}x{h.height}, {h.channels} channel(s) {h.color_space}, "
-               f"{h.num_gaussians} Gaussians, {h.render_mode}" + (f" K={h.topk}" if h.render_mode == "topk" else ""))
+    click.echo(f"{source}: LGI {r['width']}x{r['height']}, {r['channels']} channel(s) {r['color_space']}, "
+               f"{r['gaussians']} Gaussians, {r['render_mode']}" + (f" K={r['topk']}" if r["render_mode"] == "topk" else ""))
     click.echo(f"  {len(data)} bytes, {report['bpp']:.4f} bpp, {report['bits_per_gaussian']:.1f} bits per Gaussian")
-    click.echo(f"  positions: {h.pos_bits[0]}x{h.pos_bits[1]}-bit grid (finest class)")
-    if h.num_classes > 1:
-        click.echo(f"  precision classes: {h.num_classes}, Gaussians per class {counts}, position bits dropped "
-                   f"{list(h.class_drop)}")
+    click.echo(f"  positions: {r['position_bits'][0]}x{r['position_bits'][1]}-bit grid (finest class)")
+    if len(counts) > 1:
+        click.echo(f"  precision classes: {len(counts)}, Gaussians per class {counts}, position bits dropped "
+                   f"{r['classes']['position_drop']}")
     for name, g in groups.items():
         kind = f"codebook of {g['codebook']}" if g["codebook"] else "no codebook"
         steps = ", ".join(f"{s:.4g}" for s in g["step"])
-        exps = f", class step exponents {g['class_exp']} (x2^(e/2))" if h.num_classes > 1 else ""
+        exps = f", class step exponents {g['class_exp']} (x2^(e/2))" if len(counts) > 1 else ""
         click.echo(f"  {name}: {kind}, {g['own_values']} own values, steps ({steps}){exps}")
-    click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in p.chunk_bytes.items()))
+    click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in report["chunks"].items()))

@@ -14,24 +14,9 @@ SAMPLE = Path(__file__).with_name("data") / "sample.png"
 
 def jpeg_at_most(image_u8, max_bytes: int) -> tuple[bytes, int]:
     """The highest-quality baseline JPEG (Pillow, 4:2:0) no larger than ``max_bytes``; (bytes, quality)."""
-    from PIL import Image
+    from lgi.peers import peer_at_most
 
-    pil = Image.fromarray(image_u8)
-    best: tuple[bytes, int] | None = None
-    lo, hi = 1, 95
-    while lo <= hi:
-        q = (lo + hi) // 2
-        buf = io.BytesIO()
-        pil.save(buf, format="JPEG", quality=q)
-        if buf.tell() <= max_bytes:
-            best, lo = (buf.getvalue(), q), q + 1
-        else:
-            hi = q - 1
-    if best is None:
-        buf = io.BytesIO()
-        pil.save(buf, format="JPEG", quality=1)
-        best = (buf.getvalue(), 1)
-    return best
+    return peer_at_most(image_u8, max_bytes, "jpeg")
 
 
 def side_by_side(panels: list[tuple[str, object]], path: Path) -> None:
