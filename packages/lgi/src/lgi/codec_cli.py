@@ -213,42 +213,29 @@ def _read(path: Path) -> bytes:
 @click.option("--json", "as_json", is_flag=True)
 def info(source, as_json):
     """Header, counts and per-stream sizes of a .lgi file."""
-    import numpy as np
-
+    from lgi.decoding import info_report
     from lgi_dictco import LgiFormatError
-    from lgi_dictco.lgi_format import decode_lgi
 
     data = _read(source)
     try:
-        p = decode_lgi(data)
+        report = {"file": str(source), **info_report(data)}
     except LgiFormatError as exc:
         raise click.ClickException(f"{source}: {exc}") from None
-    h = p.header
-    groups = {}
-    for name, g in (("shape", p.shape), ("color", p.color)):
-        k = g.codebook.shape[0]
-        groups[name] = {"codebook": k, "own_values": int(g.scalars.shape[0]), "lo": g.lo.tolist(),
-                        "step": g.step.tolist(), "levels": g.levels2d.tolist(), "class_exp": g.exps.tolist()}
-    counts = np.bincount(p.class_ids(), minlength=h.num_classes).tolist()
-    report = {"file": str(source), "bytes": len(data), "bpp": len(data) * 8 / (h.width * h.height),
-              "width": h.width, "height": h.height, "channels": h.channels, "color_space": h.color_space,
-              "render_mode": h.render_mode, "topk": h.topk, "gaussians": h.num_gaussians,
-              "position_bits": list(h.pos_bits), "classes": {"position_drop": list(h.class_drop), "counts": counts},
-              "groups": groups, "chunks": p.chunk_bytes,
-              "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians)}
+    r = report
+    groups, counts = r["groups"], r["classes"]["counts"]
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
-    click.echo(f"{source}: LGI {h.width}x{h.height}, {h.channels} channel(s) {h.color_space}, "
-               f"{h.num_gaussians} Gaussians, {h.render_mode}" + (f" K={h.topk}" if h.render_mode == "topk" else ""))
+    click.echo(f"{source}: LGI {r['width']}x{r['height']}, {r['channels']} channel(s) {r['color_space']}, "
+               f"{r['gaussians']} Gaussians, {r['render_mode']}" + (f" K={r['topk']}" if r["render_mode"] == "topk" else ""))
     click.echo(f"  {len(data)} bytes, {report['bpp']:.4f} bpp, {report['bits_per_gaussian']:.1f} bits per Gaussian")
-    click.echo(f"  positions: {h.pos_bits[0]}x{h.pos_bits[1]}-bit grid (finest class)")
-    if h.num_classes > 1:
-        click.echo(f"  precision classes: {h.num_classes}, Gaussians per class {counts}, position bits dropped "
-                   f"{list(h.class_drop)}")
+    click.echo(f"  positions: {r['position_bits'][0]}x{r['position_bits'][1]}-bit grid (finest class)")
+    if len(counts) > 1:
+        click.echo(f"  precision classes: {len(counts)}, Gaussians per class {counts}, position bits dropped "
+                   f"{r['classes']['position_drop']}")
     for name, g in groups.items():
         kind = f"codebook of {g['codebook']}" if g["codebook"] else "no codebook"
         steps = ", ".join(f"{s:.4g}" for s in g["step"])
-        exps = f", class step exponents {g['class_exp']} (x2^(e/2))" if h.num_classes > 1 else ""
+        exps = f", class step exponents {g['class_exp']} (x2^(e/2))" if len(counts) > 1 else ""
         click.echo(f"  {name}: {kind}, {g['own_values']} own values, steps ({steps}){exps}")
-    click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in p.chunk_bytes.items()))
+    click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in report["chunks"].items()))

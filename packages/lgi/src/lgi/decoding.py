@@ -16,6 +16,7 @@ class Decoded:
     image: object        # torch.Tensor [C, H, W] in [0, 1]
     header: object       # lgi_dictco.lgi_format.LgiHeader
     chunk_bytes: dict
+    params: dict | None = None  # the dequantized Gaussians (numpy, unit square), from decode_window
 
 
 def output_size(width: int, height: int, scale: float | None, out_width: int | None) -> tuple[int, int]:
@@ -38,22 +39,75 @@ def output_size(width: int, height: int, scale: float | None, out_width: int | N
 def decode(data: bytes, scale: float | None = None, width: int | None = None, device: str = "cpu",
            backend: str = "auto") -> Decoded:
     """Bytes → image. Raises lgi_dictco.LgiFormatError for a bad file, DecodeError for a bad request."""
-    import torch
-
     from lgi_dictco.lgi_format import decode_lgi, dequantize
-    from lgi_gsplat2d import render
 
     payload = decode_lgi(data)
     h = payload.header
     out_w, out_h = output_size(h.width, h.height, scale, width)
-    params = {k: torch.from_numpy(v).to(device) for k, v in dequantize(payload).items()}
-    if params["means"].shape[0] == 0:
-        image = torch.zeros(h.channels, out_h, out_w, device=device)
-    else:
-        with torch.no_grad():
-            image = render(params["means"], params["scales"], params["rotations"], params["colors"], out_h, out_w,
-                           mode=h.render_mode, k=h.topk, backend=backend).permute(2, 0, 1).clamp(0, 1)
+    params = dequantize(payload)
+    image = _render(params, h, out_w, out_h, device, backend)
     return Decoded(image=image, header=h, chunk_bytes=payload.chunk_bytes)
+
+
+def decode_window(data: bytes, x0: float, y0: float, zoom: float, width: int, height: int, device: str = "cpu",
+                  backend: str = "auto") -> Decoded:
+    """Render one window of a ``.lgi`` file at ``width`` x ``height``: the part of the image whose unit-square
+    coordinates are [x0, x0 + 1/zoom] x [y0, y0 + 1/zoom], as a crop of the image decoded at the scale
+    ``zoom * width / stored width`` would show it, without rendering the rest.
+
+    ``width / height`` should keep the stored aspect ratio: the window is the same fraction of both axes, so
+    the Gaussians' shapes map to the view by one uniform scale. Raises as :func:`decode`.
+    """
+    import numpy as np
+
+    from lgi_dictco.lgi_format import decode_lgi, dequantize
+
+    if not zoom > 0:
+        raise DecodeError(f"zoom must be > 0, got {zoom}")
+    output_size(width, height, 1.0, None)
+    payload = decode_lgi(data)
+    params = dequantize(payload)
+    offset = np.array([x0, y0], np.float32)
+    shifted = dict(params, means=((params["means"] - offset) * np.float32(zoom)).astype(np.float32),
+                   scales=(params["scales"] * np.float32(zoom)).astype(np.float32))
+    image = _render(shifted, payload.header, width, height, device, backend)
+    return Decoded(image=image, header=payload.header, chunk_bytes=payload.chunk_bytes, params=params)
+
+
+def _render(params: dict, h, out_w: int, out_h: int, device: str, backend: str):
+    """[C, out_h, out_w] in [0, 1] from dequantized unit-square parameters (numpy)."""
+    import torch
+
+    from lgi_gsplat2d import render
+
+    p = {k: torch.from_numpy(v).to(device) for k, v in params.items()}
+    if p["means"].shape[0] == 0:
+        return torch.zeros(h.channels, out_h, out_w, device=device)
+    with torch.no_grad():
+        return render(p["means"], p["scales"], p["rotations"], p["colors"], out_h, out_w,
+                      mode=h.render_mode, k=h.topk, backend=backend).permute(2, 0, 1).clamp(0, 1)
+
+
+def info_report(data: bytes) -> dict:
+    """What `lgi info` shows of a ``.lgi`` file (less the file name). Raises lgi_dictco.LgiFormatError."""
+    import numpy as np
+
+    from lgi_dictco.lgi_format import decode_lgi
+
+    p = decode_lgi(data)
+    h = p.header
+    groups = {}
+    for name, g in (("shape", p.shape), ("color", p.color)):
+        k = g.codebook.shape[0]
+        groups[name] = {"codebook": k, "own_values": int(g.scalars.shape[0]), "lo": g.lo.tolist(),
+                        "step": g.step.tolist(), "levels": g.levels2d.tolist(), "class_exp": g.exps.tolist()}
+    counts = np.bincount(p.class_ids(), minlength=h.num_classes).tolist()
+    return {"bytes": len(data), "bpp": len(data) * 8 / (h.width * h.height),
+            "width": h.width, "height": h.height, "channels": h.channels, "color_space": h.color_space,
+            "render_mode": h.render_mode, "topk": h.topk, "gaussians": h.num_gaussians,
+            "position_bits": list(h.pos_bits), "classes": {"position_drop": list(h.class_drop), "counts": counts},
+            "groups": groups, "chunks": p.chunk_bytes,
+            "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians)}
 
 
 def to_png_bytes(image) -> bytes:
