@@ -40,19 +40,16 @@ FIELDS = ["codec", "image", "setting", "bytes", "bpp", "psnr", "ms_ssim", "encod
 
 
 def metrics(decoded: np.ndarray, ref: np.ndarray) -> tuple[float, float]:
-    from pytorch_msssim import ms_ssim
+    from lgi.peers import rgb_metrics  # the metrics `lgi batch eval` and `lgi demo` report
 
-    mse = float(((decoded.astype(np.float64) - ref.astype(np.float64)) ** 2).mean())
-    psnr = 10 * math.log10(255.0 ** 2 / mse) if mse > 0 else 99.0
-    a = torch.from_numpy(np.array(decoded)).permute(2, 0, 1)[None].float()
-    b = torch.from_numpy(np.array(ref)).permute(2, 0, 1)[None].float()
-    return psnr, float(ms_ssim(a, b, data_range=255.0))
+    return rgb_metrics(decoded, ref)
 
 
 def pillow_codecs() -> dict[str, tuple[str, list[int], dict]]:
-    codecs = {"jpeg": ("JPEG", list(range(5, 96, 5)), {}),
-              "webp": ("WEBP", list(range(0, 101, 5)), {"method": 6}),
-              "avif": ("AVIF", list(range(0, 101, 5)), {"speed": 6})}
+    from lgi.peers import PEERS  # the same codecs and options as `lgi batch eval`'s peers
+
+    sweeps = {"jpeg": list(range(5, 96, 5)), "webp": list(range(0, 101, 5)), "avif": list(range(0, 101, 5))}
+    codecs = {name: (PEERS[name].format, qualities, PEERS[name].options) for name, qualities in sweeps.items()}
     try:
         import pillow_jxl  # noqa: F401 - registers the JXL plugin
 
