@@ -198,6 +198,59 @@ def test_kill_9_mid_batch_loses_nothing_finished(tmp_path):
         assert rec["output_sha256"] == sha(out / Path(name).with_suffix(".lgi"))
 
 
+def _descendants(pid: int) -> set[int]:
+    out = set()
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return out
+    for child in map(int, children):
+        out |= {child} | _descendants(child)
+    return out
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _running(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigterm_to_the_driver_stops_its_workers(tmp_path):
+    names = [f"img{i}.png" for i in range(4)]
+    src, out = make_tree(tmp_path / "in", names), tmp_path / "out"
+    proc = subprocess.Popen([sys.executable, "-c", "import sys; from lgi.cli import main; sys.exit(main())",
+                             "batch", "encode", str(src), "-o", str(out), "-j", "2", *FLAGS],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 120
+        workers: set[int] = set()
+        while time.monotonic() < deadline and proc.poll() is None and len(workers) < 2:
+            workers = {p for p in _descendants(proc.pid) if b"spawn_main" in _cmdline(p)}
+            time.sleep(0.05)
+        assert proc.poll() is None and len(workers) == 2
+        time.sleep(2.0)   # into their imports or their first encode
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+        assert proc.returncode == 143 and "Traceback" not in err
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and any(_running(p) for p in workers):
+            time.sleep(0.1)
+        assert not any(_running(p) for p in workers)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    assert not list(out.glob("*.lgi.*.tmp")) and not list(out.glob(".*.tmp"))
+
+
 def test_decode_folder_writes_what_lgi_decode_writes(encoded, tmp_path):
     _, out = encoded
     res = run("decode", out, "-o", tmp_path / "png", "-j", "1", "-q")

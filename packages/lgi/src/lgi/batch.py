@@ -294,9 +294,13 @@ def _call(task, threads: int, name: str, inputs: dict, settings: dict) -> dict:
 def run_inline(calls: Iterator[Call], task, settings: dict, threads: int) -> Iterator[tuple[int, dict]]:
     import torch
 
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
-    for key, name, inputs in calls:
-        yield key, task(name, inputs, settings)
+    try:
+        for key, name, inputs in calls:
+            yield key, task(name, inputs, settings)
+    finally:
+        torch.set_num_threads(before)
 
 
 def run_pool(calls: Iterator[Call], task, settings: dict, jobs: int, threads: int) -> Iterator[tuple[int, dict]]:
@@ -353,13 +357,13 @@ def run_pool(calls: Iterator[Call], task, settings: dict, jobs: int, threads: in
         if clean:
             pool.shutdown(wait=True)
         else:   # interrupted: do not wait minutes for encodes whose results nobody will record
-            pool.shutdown(wait=False, cancel_futures=True)
-            kill = getattr(pool, "kill_workers", None)  # Python 3.14+
+            kill = getattr(pool, "kill_workers", None)  # Python 3.14+; before, the pool's own table
             procs = [] if kill else list((getattr(pool, "_processes", None) or {}).values())
             if kill:
                 kill()
             for proc in procs:
                 proc.kill()
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
 def run_ray(calls: Iterator[Call], task, settings: dict, address: str, threads: int, gpus: float,
@@ -373,7 +377,11 @@ def run_ray(calls: Iterator[Call], task, settings: dict, address: str, threads: 
     started = not ray.is_initialized()
     if started:
         kw = {"num_cpus": local_cpus} if address == "local" else {"address": address}
-        ray.init(include_dashboard=False, log_to_driver=False, **kw)
+        try:
+            ray.init(include_dashboard=False, log_to_driver=False, **kw)
+        except (ConnectionError, ValueError, RuntimeError) as exc:
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise BatchError(f"--ray {address}: cannot start or join a Ray cluster: {first}") from None
     try:
         remote = ray.remote(_call).options(num_cpus=threads, num_gpus=gpus, max_retries=3)
         window = max(2, 2 * int(ray.cluster_resources().get("CPU", 1) // max(1, threads)))

@@ -78,11 +78,9 @@ class _Progress:
                 from rich.markup import escape
 
                 self.bar.console.print(f"[red]failed[/red] {escape(_message(record))}", highlight=False)
-        elif not self.quiet:
-            what = {"skip": "skipped (" + ("done" if record["status"] == "ok" else "failed earlier") + ")",
-                    "done": f"{record.get('seconds') or 0:.1f} s", "failed": "FAILED"}[kind]
-            line = f"[{self.seen}/{self.total}] " + (_message(record) if kind == "failed" else f"{item.name}: {what}")
-            click.echo(line + (f"  ({speed}, ETA {eta_text})" if kind != "skip" and speed else ""), err=True)
+        elif not self.quiet and kind != "skip":   # a rerun of 10 000 done items prints only its summary
+            what = f"FAILED {_message(record)}" if kind == "failed" else f"{item.name}: {record.get('seconds') or 0:.1f} s"
+            click.echo(f"[{self.seen}/{self.total}] {what}  ({speed}, ETA {eta_text})", err=True)
 
 
 def _workers(device: str, jobs, threads, ray_address):
@@ -107,15 +105,19 @@ def _workers(device: str, jobs, threads, ray_address):
 
 def _run(op: str, items, out: Path, settings: dict, *, options=None, device: str, jobs, threads, ray_address,
          retry_failed, force, quiet, as_json, verb: str):
-    from lgi.batch import MANIFEST, run_batch
+    from lgi.batch import MANIFEST, BatchError, run_batch
     from lgi_dictco.clitools import preflight
 
     preflight(out / MANIFEST)
     jobs, threads = _workers(device, jobs, threads, ray_address)
     gpus = 1 if device.startswith("cuda") else 0
     with _Progress(len(items), verb, quiet or as_json) as progress:
-        outcome = run_batch(op, items, out / MANIFEST, settings, options=options, jobs=jobs, threads=threads,
-                            ray=ray_address, gpus=gpus, retry_failed=retry_failed, force=force, on_event=progress)
+        try:
+            outcome = run_batch(op, items, out / MANIFEST, settings, options=options, jobs=jobs, threads=threads,
+                                ray=ray_address, gpus=gpus, retry_failed=retry_failed, force=force,
+                                on_event=progress)
+        except BatchError as exc:
+            raise click.ClickException(str(exc)) from None
     return outcome, jobs, threads
 
 
