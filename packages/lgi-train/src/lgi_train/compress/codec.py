@@ -44,6 +44,7 @@ class CodecSettings:
             quantizer steps, finer where an error costs more (docs/codec.md).
         class_width: width of a class in powers of 4 of the curvature (1: a step ratio of 2).
         finetune_steps: quantization-aware fine-tuning steps (0: none).
+        rate_db: the rate term's price λ in dB per bit per pixel (:mod:`.rate`; 0: distortion only).
         finetune_lr_scale: multiplies the fit's learning rates during fine-tuning.
     """
 
@@ -58,6 +59,7 @@ class CodecSettings:
     precision_classes: int = 4
     class_width: float = 1.0
     finetune_steps: int = 400
+    rate_db: float = 0.0
     finetune_lr_scale: float = 0.5
     kmeans_iters: int = 25
     extra: dict = field(default_factory=dict)
@@ -293,10 +295,17 @@ class QuantizedSet(nn.Module):
 
 
 def finetune(qset: QuantizedSet, target: torch.Tensor, steps: int, lrs: dict[str, float], loss_fn,
-             on_step=None) -> None:
-    """Quantization-aware fine-tuning of positions, codebooks and own values."""
+             on_step=None, rate_db: float = 0.0) -> None:
+    """Quantization-aware fine-tuning of positions, codebooks and own values.
+
+    ``rate_db`` > 0 adds the rate term (:mod:`.rate`): a bit per pixel of shape and colour values is
+    kept only where it buys at least that many dB.
+    """
     if steps <= 0:
         return
+    from lgi_train.compress.rate import SetRate, rate_weighted
+
+    rate = SetRate(qset) if rate_db > 0 else None
     groups = [{"params": [qset.xy], "lr": lrs["xy"]},
               {"params": [qset.shape.codebook, qset.shape.own_values], "lr": lrs["shape"]},
               {"params": [qset.color.codebook, qset.color.own_values], "lr": lrs["color"]}]
@@ -306,6 +315,8 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, steps: int, lrs: dict[str
         for grp, base in zip(opt.param_groups, (lrs["xy"], lrs["shape"], lrs["color"])):
             grp["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / steps))
         loss = loss_fn(qset.render(), target)
+        if rate is not None:
+            loss = rate_weighted(loss, rate.bpp(), rate_db)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

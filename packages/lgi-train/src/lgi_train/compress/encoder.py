@@ -181,7 +181,8 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     def quantize_and_finetune(options: EncodeOptions) -> QuantizedSet:
         qs = QuantizedSet(model, h, w, options.codec, importance=sens, generator=generator)
         finetune(qs, target, options.codec.finetune_steps, lrs, loss_fn,
-                 on_step=lambda k, _: stage("finetune", k / max(1, options.codec.finetune_steps)))
+                 on_step=lambda k, _: stage("finetune", k / max(1, options.codec.finetune_steps)),
+                 rate_db=options.codec.rate_db)
         return qs
 
     qset = quantize_and_finetune(opts)
@@ -297,7 +298,7 @@ def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, 
     order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
     small = _pruned(model, order, n)
     new = QuantizedSet(small, h, w, opts.codec, generator=generator)
-    finetune(new, target, max(10, opts.codec.finetune_steps // 4), lrs, loss_fn)
+    finetune(new, target, max(10, opts.codec.finetune_steps // 4), lrs, loss_fn, rate_db=opts.codec.rate_db)
     return new
 
 

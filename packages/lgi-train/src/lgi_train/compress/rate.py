@@ -1,0 +1,93 @@
+"""A differentiable estimate of the bits of a fitted set's values, for fine-tuning on D + λ·R.
+
+The ``.lgi`` file codes every own value of a group (shape, colour) as an integer symbol in one rANS
+stream per (dimension, precision class), under a frequency table of that stream's symbols
+(:mod:`lgi_dictco.lgi_format`). The rate model here is that coder's own model, made differentiable:
+
+- the tables are the streams' current symbol histograms (a half count added to every symbol of the
+  alphabet, so an unused symbol costs a finite, large number of bits), refreshed every few steps and
+  held constant in between (no gradient flows through the counts);
+- a value's cost is the table's −log2 p interpolated linearly between the two symbols around its
+  continuous grid coordinate, so its gradient points to the cheaper neighbour: a value whose error
+  costs little drifts onto the more frequent symbol, and the histogram sharpens as it does.
+
+The distortion keeps its exact straight-through rounding (:func:`~lgi_train.compress.codec.ste_grid`);
+only the rate sees the continuous coordinate. Positions are not in the estimate: their Morton deltas
+cost what the density of Gaussians dictates, which fine-tuning barely moves. Codebook entries (off by
+default) are not either: the file stores them in fixed-width bits.
+
+The weight λ is a price in decibels: the fine-tuning loss is ``D·(1 + λ·ln10/10 · R/npx)`` with D
+held constant inside the bracket, whose gradient is that of ``log D + λ·ln10/10 · bpp``, i.e. of
+``−PSNR + λ·bpp`` up to a factor. A bit per pixel is given up wherever it buys less than λ dB.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+DB_PER_LOG = 10.0 / math.log(10.0)  # d PSNR / d log(MSE), in dB
+
+
+class GroupRate:
+    """Bits of one :class:`~lgi_train.compress.codec._Group`'s own values under per-stream tables."""
+
+    def __init__(self, group, refresh_every: int = 20):
+        self.group = group
+        self.refresh_every = refresh_every
+        self._bits: torch.Tensor | None = None  # [K, D, L] −log2 p per (class, dimension, symbol)
+        self._calls = 0
+
+    def _coordinates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        g = self.group
+        cls = g.classes[g.own]
+        levels = g.levels[cls]
+        u = ((g.own_values - g.lo) / g.steps[cls]).clamp(min=0)
+        return torch.minimum(u, levels - 1), cls, levels
+
+    @torch.no_grad()
+    def refresh(self) -> None:
+        """Rebuild the tables from the symbols the values round to now."""
+        g = self.group
+        u, cls, levels = self._coordinates()
+        k, d = g.steps.shape
+        size = int(g.levels.max().item()) if g.levels.numel() else 1
+        q = torch.minimum(torch.round(u), levels - 1).long()
+        key = (cls[:, None] * d + torch.arange(d, device=q.device)[None]) * size + q
+        counts = torch.bincount(key.flatten(), minlength=k * d * size).view(k, d, size).double()
+        alphabet = g.levels.double()[:, :, None]
+        p = (counts + 0.5) / (counts.sum(2, keepdim=True) + 0.5 * alphabet)
+        self._bits = (-torch.log2(p)).float()
+
+    def bits(self) -> torch.Tensor:
+        """Estimated bits of the group's own values (scalar, differentiable in them)."""
+        if self.group.own_values.shape[0] == 0:
+            return self.group.own_values.sum() * 0
+        if self._bits is None or self._calls % self.refresh_every == 0:
+            self.refresh()
+        self._calls += 1
+        u, cls, _ = self._coordinates()
+        table = self._bits
+        i0 = torch.floor(u.detach()).long().clamp(max=table.shape[2] - 1)
+        i1 = (i0 + 1).clamp(max=table.shape[2] - 1)
+        frac = u - i0
+        c = cls[:, None].expand_as(i0)
+        d = torch.arange(u.shape[1], device=u.device)[None].expand_as(i0)
+        return ((1 - frac) * table[c, d, i0] + frac * table[c, d, i1]).sum()
+
+
+class SetRate:
+    """The rate term of a :class:`~lgi_train.compress.codec.QuantizedSet`: shape and colour values."""
+
+    def __init__(self, qset, refresh_every: int = 20):
+        self.groups = [GroupRate(qset.shape, refresh_every), GroupRate(qset.color, refresh_every)]
+        self.pixels = qset.height * qset.width
+
+    def bpp(self) -> torch.Tensor:
+        return sum(g.bits() for g in self.groups) / self.pixels
+
+
+def rate_weighted(loss: torch.Tensor, bpp: torch.Tensor, lam_db: float) -> torch.Tensor:
+    """``loss·(1 + λ/DB_PER_LOG·bpp)`` with ``loss`` constant in the bracket (module docstring)."""
+    return loss + loss.detach() * (lam_db / DB_PER_LOG) * bpp
