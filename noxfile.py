@@ -25,7 +25,8 @@ import nox
 ROOT = Path(__file__).resolve().parent
 PACKAGES = ["lgi-preprocess", "lgi-gsplat2d", "lgi-fused-ssim", "lgi-dictco", "lgi-train", "lgi"]
 SHARED_ENV = ROOT / ".nox" / "_shared-torch"
-TEST_TOOLS = ["pytest", "hypothesis", "hatchling", "pillow-jxl-plugin", "flip-evaluator"]
+# gradio (lgi[app]) and playwright: the browser test of `lgi app` (it drives the system's Chromium).
+TEST_TOOLS = ["pytest", "hypothesis", "hatchling", "pillow-jxl-plugin", "flip-evaluator", "gradio", "playwright"]
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"

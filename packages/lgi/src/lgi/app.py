@@ -36,6 +36,11 @@ TARGETS = ("bits per pixel", "quality preset")
 ZOOMS = (1, 2, 4, 8)
 
 
+def _user_error(message: str) -> gr.Error:
+    """A message for the page; the server's console gets no traceback for a user's mistake."""
+    return gr.Error(message, print_exception=False)
+
+
 def results_html(c) -> str:
     """The results table (id ``lgi-results``; one row per codec, ``data-codec`` naming it)."""
     head = "".join(f"<th>{h}</th>" for h in ("codec", "bytes", "bpp", "PSNR (dB)", "MS-SSIM", "setting"))
@@ -82,7 +87,7 @@ def build_app(device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS, steps: 
                         steps=int(steps_value) if steps_value else None, effort=effort, device=device,
                         backend=backend, on_stage=on_stage)
         except AppInputError as exc:
-            raise gr.Error(str(exc)) from None
+            raise _user_error(str(exc)) from None
         out = Path(tempfile.mkdtemp(dir=workdir)) / f"{Path(path).stem}.lgi"  # one folder per encode
         out.write_bytes(c.lgi.data)
         r = c.report
@@ -113,7 +118,7 @@ def build_app(device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS, steps: 
         from lgi_train.runs import to_uint8
 
         if path is None:
-            raise gr.Error("upload a .lgi file first")
+            raise _user_error("upload a .lgi file first")
         name = Path(path).name
         data = Path(path).read_bytes()
         try:
@@ -124,7 +129,7 @@ def build_app(device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS, steps: 
                                   "(lgi app --max-pixels; lgi decode has no such limit)")
             decoded = decode(data, scale=float(scale), device=device, backend=backend)
         except (LgiFormatError, DecodeError) as exc:
-            raise gr.Error(f"{name}: {exc}") from None
+            raise _user_error(f"{name}: {exc}") from None
         text = (f"**{name}**: LGI {info['width']}x{info['height']}, {info['gaussians']} Gaussians, "
                 f"{info['bytes']} bytes ({info['bpp']:.4f} bpp, {info['bits_per_gaussian']:.1f} bits per Gaussian); "
                 f"shown at {w}x{h}")

@@ -249,6 +249,6 @@ def rd_figure(c: Comparison | None = None, path: Path = RD_CURVES):
         ax.set_xlabel("bits per pixel")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7, ncol=2)
-    fig.suptitle(rd_source(path), fontsize=8)
+    fig.suptitle(rd_source(path).split(";")[0] + ("; stars: this image" if c is not None else ""), fontsize=9)
     fig.tight_layout()
     return fig
