@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import math
 import platform
@@ -78,7 +79,7 @@ def run_pillow(name: str, fmt: str, quality: int, kw: dict, img: Image.Image, re
 
 
 def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, steps: int | None,
-            effort: str = "default") -> dict:
+            effort: str = "default", lam: float | None = None, step_scale: float = 1.0, codec: str = "lgi") -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -87,6 +88,9 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
     opts.fit = opts.fit.replace(device=device)
     if steps is not None:
         opts.fit_steps = steps
+    c = opts.codec
+    opts.codec = dataclasses.replace(c, rate_db=c.rate_db if lam is None else lam, color_step=c.color_step * step_scale,
+                                     shape_step=tuple(v * step_scale for v in c.shape_step))
     t0 = time.perf_counter()
     result = encode_image(target.to(device), opts)
     encode_s = time.perf_counter() - t0
@@ -99,7 +103,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         dec_times.append(time.perf_counter() - t0)
     dec = (out.image.cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
     psnr, msssim = metrics(dec, ref)
-    return {"codec": "lgi", "setting": bpp, "bytes": len(result.data), "bpp": len(result.data) * 8 / (h * w),
+    return {"codec": codec, "setting": bpp, "bytes": len(result.data), "bpp": len(result.data) * 8 / (h * w),
             "psnr": psnr, "ms_ssim": msssim, "encode_s": encode_s, "decode_s": float(np.median(dec_times)),
             "gaussians": result.num_gaussians, "device": device}
 
@@ -236,6 +240,10 @@ def main() -> int:
     ap.add_argument("--effort", default="default", choices=["fast", "default", "max"])
     ap.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     ap.add_argument("--skip-lgi", action="store_true")
+    ap.add_argument("--lambda", dest="lam", type=float, help="LGI's rate term in dB per bpp (default: the codec's)")
+    ap.add_argument("--step-scale", type=float, default=1.0, help="multiply LGI's default value steps (research)")
+    ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
+    ap.add_argument("--skip-peers", action="store_true", help="only LGI (peers already in --out)")
     ap.add_argument("--out", type=Path, default=RESULTS / "rd_kodak.csv")
     ap.add_argument("--reference", action="append", default=[],
                     help="CSV:old=new — add the rows of codec `old` from an earlier run's CSV as codec `new` "
@@ -266,15 +274,16 @@ def main() -> int:
         img = Image.open(path).convert("RGB")
         ref = np.asarray(img)
         target = torch.from_numpy(ref.astype(np.float32) / 255).permute(2, 0, 1).contiguous()
-        jobs = [(name, q) for name, (_, qs, _) in codecs.items() for q in qs]
+        jobs = [] if args.skip_peers else [(name, q) for name, (_, qs, _) in codecs.items() for q in qs]
         if not args.skip_lgi:
-            jobs += [("lgi", float(b)) for b in args.rates.split(",")]
+            jobs += [(args.codec_name, float(b)) for b in args.rates.split(",")]
         for name, setting in jobs:
             if (name, path.stem, str(setting)) in done:
                 continue
-            if name == "lgi":
-                row = run_lgi(setting, target, ref, args.device, args.steps, args.effort)
-                print(f"{path.stem} lgi {setting}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB "
+            if name == args.codec_name:
+                row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
+                              args.step_scale, args.codec_name)
+                print(f"{path.stem} {name} {setting}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB "
                       f"{row['encode_s']:.1f} s enc, {row['decode_s'] * 1000:.1f} ms dec, N={row['gaussians']}",
                       flush=True)
             else:

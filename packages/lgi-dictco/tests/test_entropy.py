@@ -26,6 +26,24 @@ def test_bitio_round_trip():
         br.read(16)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=24), st.integers(0, 40))
+def test_many_exp_golomb_codes_read_as_one_at_a_time(data, n):
+    """read_se_many is read_se n times: same values, same position, same error on any bytes."""
+    one, many = BitReader(data), BitReader(data)
+    expected, error = [], None
+    try:
+        for _ in range(n):
+            expected.append(one.read_se())
+    except LgiFormatError as exc:
+        error = "longer than" if "longer than" in str(exc) else "truncated"
+    if error is None:
+        assert many.read_se_many(n) == expected and many.remaining == one.remaining
+    else:
+        with pytest.raises(LgiFormatError, match=error):
+            many.read_se_many(n)
+
+
 def test_varint_limits():
     for v in (0, 1, 127, 128, 2**35):
         assert read_varint(write_varint(v), 0, "x") == (v, len(write_varint(v)))

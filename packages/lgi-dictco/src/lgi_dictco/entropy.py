@@ -19,6 +19,7 @@ bit length b with the frequency model and its b − 1 low bits raw.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from itertools import accumulate
 from math import isqrt
 
 import numpy as np
@@ -114,11 +115,11 @@ class FrequencyTable:
         size = br.read_ue() + 1
         if size > max_alphabet:
             raise LgiFormatError(f"entropy model alphabet {size} exceeds the limit {max_alphabet}")
-        codes = [br.read(6)]
-        for _ in range(size - 1):
-            codes.append(codes[-1] + br.read_se())
-            if not 0 <= codes[-1] <= MAX_CODE:
-                raise LgiFormatError(f"entropy model code {codes[-1]} outside 0..{MAX_CODE}")
+        first = br.read(6)
+        codes = list(accumulate(br.read_se_many(size - 1), initial=first))
+        if not 0 <= min(codes) <= max(codes) <= MAX_CODE:
+            bad = next(c for c in codes if not 0 <= c <= MAX_CODE)
+            raise LgiFormatError(f"entropy model code {bad} outside 0..{MAX_CODE}")
         return cls(tuple(codes))
 
 
