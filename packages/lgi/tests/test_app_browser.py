@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import socket
 import time
@@ -99,6 +100,12 @@ def _upload(pg, elem_id: str, path: Path) -> None:
     sync_api.expect(pg.locator(f"#{elem_id}")).to_contain_text(path.stem, timeout=30_000)
 
 
+def _wait_new_src(pg, elem_id: str, old: str) -> None:
+    """Wait until a gr.Image shows another picture than ``old`` (its src)."""
+    pg.wait_for_function("([id, old]) => { const i = document.querySelector('#' + id + ' img');"
+                         " return i && i.src && i.getAttribute('src') !== old; }", arg=[elem_id, old], timeout=60_000)
+
+
 def _set_number(pg, elem_id: str, value: str) -> None:
     box = pg.locator(f"#{elem_id} input[type=number]")
     box.fill(value)
@@ -145,6 +152,9 @@ def test_encode_compare_zoom_download_decode(page, tiny_png, tmp_path):
     _set_number(page, "steps", "50")
     t0 = time.perf_counter()
     page.locator("#encode").click()
+    # the live progress bar names the encoder's stage as it goes
+    sync_api.expect(page.locator("#results [data-testid='status-tracker']")).to_contain_text(
+        re.compile(r"(fit|rate-search|quantize|finetune|entropy-code) - \d+\.\d%"), timeout=60_000)
     page.locator("#lgi-results tr[data-codec='lgi']").wait_for(timeout=ENCODE_TIMEOUT_MS)
     print(f"encode in the page: {time.perf_counter() - t0:.1f} s")
 
@@ -177,9 +187,9 @@ def test_encode_compare_zoom_download_decode(page, tiny_png, tmp_path):
     assert shown.shape == (out_h, out_w, 3)
     np.testing.assert_array_equal(shown, lgi_view(data, 0, 0, 1, out_w, out_h))
     before = shown
+    src_before = page.locator("#view-lgi img").first.get_attribute("src")   # read before the click: no race
     page.locator("#zoom").get_by_label("4", exact=True).check()
-    page.wait_for_function("(b) => document.querySelector('#view-lgi img')?.src !== b",
-                           arg=page.locator("#view-lgi img").first.get_attribute("src"), timeout=60_000)
+    _wait_new_src(page, "view-lgi", src_before)
     zoomed = _image_of(page, "view-lgi")
     x0, y0 = window(0.5, 0.5, 4)
     np.testing.assert_array_equal(zoomed, lgi_view(data, x0, y0, 4, out_w, out_h))
@@ -188,8 +198,7 @@ def test_encode_compare_zoom_download_decode(page, tiny_png, tmp_path):
     assert len(np.unique(original_zoom.reshape(-1, 3), axis=0)) <= 16 * 16
     src_before = page.locator("#view-lgi img").first.get_attribute("src")
     page.locator("#overlay input[type=checkbox]").check()
-    page.wait_for_function("(b) => document.querySelector('#view-lgi img')?.src !== b", arg=src_before,
-                           timeout=60_000)
+    _wait_new_src(page, "view-lgi", src_before)
     np.testing.assert_array_equal(_image_of(page, "view-lgi"),
                                   lgi_view(data, x0, y0, 4, out_w, out_h, overlay=True))
 

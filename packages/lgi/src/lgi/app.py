@@ -31,7 +31,8 @@ from lgi.compare import (
 
 TITLE = "LGI: a Gaussian image codec"
 VIEWS = ("Original", "LGI", "JPEG", "WebP", "AVIF")
-STAGES = ("fit", "prune", "quantize", "entropy-code", "peers")
+# the stages encode_image reports (lgi_train.compress.encoder), then the peers; "done" ends the encode
+STAGES = ("fit", "rate-search", "quantize", "finetune", "entropy-code", "done", "peers")
 TARGETS = ("bits per pixel", "quality preset")
 ZOOMS = (1, 2, 4, 8)
 
@@ -79,7 +80,7 @@ def build_app(device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS, steps: 
             target = load_image(path, max_pixels)
 
             def on_stage(name: str, frac: float) -> None:
-                i = STAGES.index(name) if name in STAGES else len(STAGES) - 1
+                i = STAGES.index(name) if name in STAGES else STAGES.index("done")
                 progress((i + min(1.0, frac)) / len(STAGES), desc=name)
 
             by_bpp = target_kind == TARGETS[0]
