@@ -150,6 +150,7 @@ def test_encode_compare_zoom_download_decode(page, tiny_png, tmp_path):
     page.locator("#effort").get_by_label("fast", exact=True).check()
     page.get_by_text("Advanced").click()
     _set_number(page, "steps", "50")
+    sync_api.expect(page.locator("#bpp input[type=number]")).to_have_value("2")
     t0 = time.perf_counter()
     page.locator("#encode").click()
     # the live progress bar names the encoder's stage as it goes
@@ -158,6 +159,7 @@ def test_encode_compare_zoom_download_decode(page, tiny_png, tmp_path):
     page.locator("#lgi-results tr[data-codec='lgi']").wait_for(timeout=ENCODE_TIMEOUT_MS)
     print(f"encode in the page: {time.perf_counter() - t0:.1f} s")
 
+    assert "(2 bpp, effort fast, 50 fitting steps)" in page.locator("#status").inner_text()
     rows = _rows(page)
     assert list(rows) == ["original", "LGI", "JPEG", "WebP", "AVIF"]
     assert rows["original"][5] == "64x64"

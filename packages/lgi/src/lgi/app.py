@@ -92,7 +92,9 @@ def build_app(device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS, steps: 
         out = Path(tempfile.mkdtemp(dir=workdir)) / f"{Path(path).stem}.lgi"  # one folder per encode
         out.write_bytes(c.lgi.data)
         r = c.report
-        status = (f"**{Path(path).name}**: {c.width}x{c.height}, LGI {r['bytes']} bytes ({r['bpp']:.4f} bpp), "
+        asked = (f"{float(bpp):g} bpp" if by_bpp else f"quality {quality}") + f", effort {effort}, " + (
+            f"{int(steps_value)} fitting steps" if steps_value else "the effort's fitting steps")
+        status = (f"**{Path(path).name}** ({asked}): {c.width}x{c.height}, LGI {r['bytes']} bytes ({r['bpp']:.4f} bpp), "
                   f"PSNR {r['psnr']:.2f} dB, {r['gaussians']} Gaussians; encoded in {r['seconds']:.1f} s "
                   f"({', '.join(f'{k} {v:.1f} s' for k, v in r['stage_seconds'].items())}). Peers at the largest "
                   f"quality not above LGI's size.")
