@@ -167,3 +167,14 @@ def test_app_command_without_gradio_says_how_to_install(monkeypatch):
 def test_app_command_rejects_bad_flags(args, message):
     res = CliRunner().invoke(cli, ["app", *args])
     assert res.exit_code == 2 and message in res.output
+
+
+def test_encodes_and_decodes_share_one_queue_slot():
+    """Two users never run two encodes (or an encode and a decode) at once on the machine's cores."""
+    pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'lgi[app]')")
+    from lgi.app import build_app
+
+    demo = build_app()
+    fns = {f.name: f for f in demo.fns.values()}
+    assert fns["on_encode"].concurrency_limit == fns["on_decode"].concurrency_limit == 1
+    assert fns["on_encode"].concurrency_id == fns["on_decode"].concurrency_id
