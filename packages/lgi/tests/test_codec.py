@@ -160,6 +160,7 @@ def test_cli_bad_requests(files):
         (encode, [str(files / "in.png"), "-o", str(files / "x.png")], "does not end in .lgi"),
         (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--steps", "0"], "--steps must be >= 1"),
         (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--device", "gpu"], "is not a device"),
+        (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--lambda", "-1"], "--lambda must be >= 0"),
         (decode, [str(files / "good.lgi"), "-o", str(files / "y.jpg")], "does not end in .png"),
         (decode, [str(files), "-o", str(files / "y.png")], "is a directory"),
         (decode, [str(files / "good.lgi"), "-o", str(files / "y.png"), "--scale", "0"], "--scale must be > 0"),
@@ -199,3 +200,12 @@ def test_rate_control_refines_steps_when_every_gaussian_fits():
     size = _probe_size(model, sens, order, 40, 48, 64, refined)
     assert full < size <= goal
     assert probed == size  # the search reports the size of what it chose
+
+
+def test_lambda_reaches_the_codec_settings():
+    """--lambda sets the fine-tuning's rate price (its effect: lgi-train's test_rate.py); absent, the default."""
+    from lgi.codec_cli import encode_options
+
+    args = ((48, 72), 0.5, None, None, None, None, "cpu", 0, "auto", "default")
+    assert encode_options(*args, lam=12.5).codec.rate_db == 12.5
+    assert encode_options(*args).codec.rate_db == CodecSettings().rate_db

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import sys
 import time
@@ -55,7 +56,8 @@ def _progress(quiet: bool):
     return progress, on_stage
 
 
-def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend, effort="default"):
+def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend, effort="default",
+                   lam=None):
     """Turn the flags into EncodeOptions (raises click errors for impossible combinations)."""
     from lgi_train.compress.encoder import (
         QUALITY_PRESETS,
@@ -85,16 +87,21 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
     opts.fit = opts.fit.replace(device=device, seed=seed, backend=backend)
     if steps is not None:
         opts.fit_steps = steps
+    if lam is not None:
+        if not lam >= 0:
+            raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
+        opts.codec = dataclasses.replace(opts.codec, rate_db=lam)
     return opts
 
 
 def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, steps=None, device="cpu", seed=0,
-                  backend="auto", effort="default", on_stage=None) -> tuple[bytes, dict]:
+                  backend="auto", effort="default", lam=None, on_stage=None) -> tuple[bytes, dict]:
     """Encode a loaded image as `lgi encode` does (shared with `lgi batch encode`).
 
     Args:
         target: [3, H, W] float32 in [0, 1] (``lgi_train.runs.load_target``).
-        bpp, size, quality, gaussians, steps, device, seed, backend, effort: the command's flags.
+        bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam: the command's flags
+            (``lam``: ``--lambda``).
         on_stage: progress callback ``(stage, fraction)``.
 
     Returns:
@@ -106,7 +113,7 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
     from lgi_train.compress.encoder import RateError, encode_image
     from lgi_train.metrics import psnr, quantize_8bit
 
-    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort)
+    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam)
     try:
         result = encode_image(target.to(device), opts, on_stage)
     except RateError as exc:
@@ -132,13 +139,17 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
               help="Encoding effort: fit and fine-tuning length (fast 500/200 steps, default 1000/400, "
                    "max 3000/1000); more effort, better quality at the same size.")
 @click.option("--steps", type=int, help="Fitting steps (overrides the effort's); more steps, better quality.")
+@click.option("--lambda", "lam", type=float, metavar="DB",
+              help="Research: the rate term's price in dB per bit per pixel during fine-tuning (0: off; "
+                   "default: the codec's). The target size still holds.")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 @FORCE
-def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, seed, backend, as_json, quiet, force):
+def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, device, seed, backend, as_json, quiet,
+           force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
     _check_input_file(image, "image")
     _check_suffix(output, ".lgi", "a .lgi file")
@@ -159,7 +170,8 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, device, 
     progress, on_stage = _progress(quiet or as_json)
     with progress if progress is not None else contextlib.nullcontext():
         data, report = encode_target(target, bpp=bpp, size=size, quality=quality, gaussians=gaussians, steps=steps,
-                                     device=device, seed=seed, backend=backend, effort=effort, on_stage=on_stage)
+                                     device=device, seed=seed, backend=backend, effort=effort, lam=lam,
+                                     on_stage=on_stage)
     atomic_write(output, data, force=force)
     report = {"input": str(image), "output": str(output), **report}
     if as_json:
