@@ -5,7 +5,10 @@ from __future__ import annotations
 import hashlib
 
 import numpy as np
+import torch
 
+from lgi_dictco import lgi_format
+from lgi_dictco.gauss import decode, encode, render
 from lgi_dictco.lgi_format import GroupCoding, LgiHeader, LgiPayload, decode_lgi, dequantize, encode_lgi
 
 # Recorded from the encoder before the codec moved into lgi_dictco.gauss (format 2.0).
@@ -48,3 +51,33 @@ def test_golden_bytes_and_params():
     data = encode_lgi(golden_payload())
     assert hashlib.sha256(data).hexdigest() == BYTES_SHA256
     assert _params_digest(dequantize(decode_lgi(data))) == PARAMS_SHA256
+
+
+def test_old_import_path_is_the_same_codec():
+    data = encode(golden_payload())
+    assert data == lgi_format.encode_lgi(golden_payload())
+    d = decode(data)
+    old = lgi_format.dequantize(lgi_format.decode_lgi(data))
+    assert d.header == d.payload.header and d.chunk_bytes == d.payload.chunk_bytes
+    for k in ("means", "scales", "rotations", "colors"):
+        assert np.array_equal(d.params[k], old[k])
+
+
+def test_render_passes_the_header_and_clamps():
+    d = decode(encode(golden_payload()))
+    calls = []
+
+    def rasterize(means, scales, rotations, colors, h, w, mode, k, backend):
+        calls.append((means, h, w, mode, k, backend))
+        return torch.full((h, w, colors.shape[1]), 2.0) - torch.arange(w)[None, :, None].float()
+
+    img = render(d.params, d.header, 9, 5, rasterize=rasterize, backend="torch")
+    assert img.shape == (3, 5, 9) and float(img.max()) == 1.0 and float(img.min()) == 0.0
+    means, h, w, mode, k, backend = calls[0]
+    assert (h, w, mode, k, backend) == (5, 9, "topk", 7, "torch")
+    assert isinstance(means, torch.Tensor) and np.array_equal(means.numpy(), d.params["means"])
+    # Tensors pass through; an empty set draws black without calling the renderer.
+    tensors = {k: torch.from_numpy(v) for k, v in d.params.items()}
+    assert torch.equal(render(tensors, d.header, 9, 5, rasterize=rasterize), img)
+    empty = {k: v[:0] for k, v in d.params.items()}
+    assert torch.equal(render(empty, d.header, 4, 3, rasterize=None), torch.zeros(3, 3, 4))

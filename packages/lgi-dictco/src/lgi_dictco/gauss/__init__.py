@@ -1,0 +1,52 @@
+"""The ``.lgi`` codec of 2D Gaussians (docs/format.md), in one place, laid out like :mod:`lgi_dictco.dcae`.
+
+- :mod:`.format`: the container, header and chunks; quantized integers in and out.
+- :mod:`.quant`: the quantization transforms in numpy (grids, shape features, opponent colour).
+- :mod:`.torch_quant`: their torch twins for quantization-aware fitting (imports torch).
+- :mod:`.decoder`: bytes → float32 Gaussian parameters → an image.
+
+The public pair::
+
+    from lgi_dictco.gauss import encode, decode
+
+    data = encode(payload)          # LgiPayload (quantized integers) -> .lgi bytes
+    decoded = decode(data)          # -> DecodedSet: .payload, .header, .params (float32, unit square)
+    image = render(decoded.params, decoded.header, w, h, rasterize=lgi_gsplat2d.render)
+
+Importing this subpackage needs numpy only; torch loads in :func:`render` and :mod:`.torch_quant`.
+"""
+
+from lgi_dictco.gauss.decoder import DecodedSet, decode, dequantize, render, window
+from lgi_dictco.gauss.format import (
+    COLOR_SPACES,
+    MAGIC,
+    RENDER_MODES,
+    VERSION,
+    GroupCoding,
+    LgiHeader,
+    LgiPayload,
+    decode_lgi,
+    encode_lgi,
+)
+from lgi_dictco.gauss.quant import OPPONENT
+
+encode = encode_lgi
+
+__all__ = [
+    "COLOR_SPACES",
+    "MAGIC",
+    "OPPONENT",
+    "RENDER_MODES",
+    "VERSION",
+    "DecodedSet",
+    "GroupCoding",
+    "LgiHeader",
+    "LgiPayload",
+    "decode",
+    "decode_lgi",
+    "dequantize",
+    "encode",
+    "encode_lgi",
+    "render",
+    "window",
+]
