@@ -89,7 +89,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
     if steps is not None:
         opts.fit_steps = steps
     c = opts.codec
-    opts.codec = dataclasses.replace(c, rate_db=c.rate_db if lam is None else lam, color_step=c.color_step * step_scale,
+    opts.rate_db = lam
+    opts.codec = dataclasses.replace(c, color_step=c.color_step * step_scale,
                                      shape_step=tuple(v * step_scale for v in c.shape_step))
     t0 = time.perf_counter()
     result = encode_image(target.to(device), opts)
@@ -240,7 +241,7 @@ def main() -> int:
     ap.add_argument("--effort", default="default", choices=["fast", "default", "max"])
     ap.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     ap.add_argument("--skip-lgi", action="store_true")
-    ap.add_argument("--lambda", dest="lam", type=float, help="LGI's rate term in dB per bpp (default: the codec's)")
+    ap.add_argument("--lambda", dest="lam", type=float, help="LGI's rate term in dB per bpp (default: the encoder's, priced by the target)")
     ap.add_argument("--step-scale", type=float, default=1.0, help="multiply LGI's default value steps (research)")
     ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
     ap.add_argument("--skip-peers", action="store_true", help="only LGI (peers already in --out)")

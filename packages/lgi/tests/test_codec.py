@@ -207,5 +207,5 @@ def test_lambda_reaches_the_codec_settings():
     from lgi.codec_cli import encode_options
 
     args = ((48, 72), 0.5, None, None, None, None, "cpu", 0, "auto", "default")
-    assert encode_options(*args, lam=12.5).codec.rate_db == 12.5
-    assert encode_options(*args).codec.rate_db == CodecSettings().rate_db
+    assert encode_options(*args, lam=12.5).rate_db == 12.5
+    assert encode_options(*args).rate_db is None  # the encoder's default, priced by the target rate

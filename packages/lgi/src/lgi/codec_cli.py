@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import sys
 import time
@@ -90,7 +89,7 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
     if lam is not None:
         if not lam >= 0:
             raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
-        opts.codec = dataclasses.replace(opts.codec, rate_db=lam)
+        opts.rate_db = lam
     return opts
 
 

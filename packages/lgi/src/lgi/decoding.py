@@ -1,4 +1,8 @@
-"""Decoding a ``.lgi`` file: needs only lgi-dictco (bitstream) and lgi-gsplat2d (renderer)."""
+"""Decoding a ``.lgi`` file for the CLI and the app: needs only lgi-dictco and lgi-gsplat2d.
+
+The decoder itself is :mod:`lgi_dictco.gauss.decoder`; this module adds the user-level requests (output
+size, windows) and their errors.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ class DecodeError(ValueError):
 @dataclass
 class Decoded:
     image: object        # torch.Tensor [C, H, W] in [0, 1]
-    header: object       # lgi_dictco.lgi_format.LgiHeader
+    header: object       # lgi_dictco.gauss.LgiHeader
     chunk_bytes: dict
     params: dict | None = None  # the dequantized Gaussians (numpy, unit square), from decode_window
 
@@ -39,13 +43,12 @@ def output_size(width: int, height: int, scale: float | None, out_width: int | N
 def decode(data: bytes, scale: float | None = None, width: int | None = None, device: str = "cpu",
            backend: str = "auto") -> Decoded:
     """Bytes → image. Raises lgi_dictco.LgiFormatError for a bad file, DecodeError for a bad request."""
-    from lgi_dictco.lgi_format import decode_lgi, dequantize
+    from lgi_dictco.gauss import decode_lgi, dequantize
 
     payload = decode_lgi(data)
     h = payload.header
-    out_w, out_h = output_size(h.width, h.height, scale, width)
-    params = dequantize(payload)
-    image = _render(params, h, out_w, out_h, device, backend)
+    out_w, out_h = output_size(h.width, h.height, scale, width)  # refuse a bad request before dequantizing
+    image = _render(dequantize(payload), h, out_w, out_h, device, backend)
     return Decoded(image=image, header=h, chunk_bytes=payload.chunk_bytes)
 
 
@@ -58,43 +61,32 @@ def decode_window(data: bytes, x0: float, y0: float, zoom: float, width: int, he
     ``width / height`` should keep the stored aspect ratio: the window is the same fraction of both axes, so
     the Gaussians' shapes map to the view by one uniform scale. Raises as :func:`decode`.
     """
-    import numpy as np
-
-    from lgi_dictco.lgi_format import decode_lgi, dequantize
+    from lgi_dictco.gauss import decode as decode_set
+    from lgi_dictco.gauss import window
 
     if not zoom > 0:
         raise DecodeError(f"zoom must be > 0, got {zoom}")
     output_size(width, height, 1.0, None)
-    payload = decode_lgi(data)
-    params = dequantize(payload)
-    offset = np.array([x0, y0], np.float32)
-    shifted = dict(params, means=((params["means"] - offset) * np.float32(zoom)).astype(np.float32),
-                   scales=(params["scales"] * np.float32(zoom)).astype(np.float32))
-    image = _render(shifted, payload.header, width, height, device, backend)
-    return Decoded(image=image, header=payload.header, chunk_bytes=payload.chunk_bytes, params=params)
+    d = decode_set(data)
+    image = _render(window(d.params, x0, y0, zoom), d.header, width, height, device, backend)
+    return Decoded(image=image, header=d.header, chunk_bytes=d.chunk_bytes, params=d.params)
 
 
 def _render(params: dict, h, out_w: int, out_h: int, device: str, backend: str):
     """[C, out_h, out_w] in [0, 1] from dequantized unit-square parameters (numpy)."""
-    import torch
+    from lgi_dictco.gauss import render
+    from lgi_gsplat2d import render as rasterize
 
-    from lgi_gsplat2d import render
-
-    p = {k: torch.from_numpy(v).to(device) for k, v in params.items()}
-    if p["means"].shape[0] == 0:
-        return torch.zeros(h.channels, out_h, out_w, device=device)
-    with torch.no_grad():
-        return render(p["means"], p["scales"], p["rotations"], p["colors"], out_h, out_w,
-                      mode=h.render_mode, k=h.topk, backend=backend).permute(2, 0, 1).clamp(0, 1)
+    return render(params, h, out_w, out_h, rasterize=rasterize, device=device, backend=backend)
 
 
 def info_report(data: bytes) -> dict:
     """What `lgi info` shows of a ``.lgi`` file (less the file name). Raises lgi_dictco.LgiFormatError."""
     import numpy as np
 
-    from lgi_dictco.lgi_format import decode_lgi
+    from lgi_dictco.gauss import decode_lgi
 
-    p = decode_lgi(data)
+    p = decode_lgi(data)  # the container only: `lgi info` reports files whose values would not decode
     h = p.header
     groups = {}
     for name, g in (("shape", p.shape), ("color", p.color)):

@@ -3,11 +3,11 @@
 1. sensitivity of every parameter (:mod:`.sensitivity`);
 2. pruning of the least important Gaussians (optional), then a short re-fit;
 3. sensitivity-aware vector quantization: importance-weighted K-means codebooks for shape — in the
-   log-Euclidean features (m, u, v) of lgi_dictco.lgi_format — and for colour; the most important
+   log-Euclidean features (m, u, v) of lgi_dictco.gauss.quant — and for colour; the most important
    Gaussians may keep their own, scalar-quantized values;
 4. quantization-aware fine-tuning: positions on the fixed-point grid, codebook entries and own
    values on their grids, all with the straight-through estimator, codebook entries learned;
-5. Morton ordering and entropy coding (lgi_dictco.lgi_format).
+5. Morton ordering and entropy coding (lgi_dictco.gauss).
 
 The encoder's final image is rendered from its own decoded bytes, so it is exactly what a decoder
 on the same device shows.
@@ -22,6 +22,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from lgi_dictco.gauss.torch_quant import class_multiplier as _multiplier
+from lgi_dictco.gauss.torch_quant import class_steps, features_to_shape, opponent, shape_features
 from lgi_train.compress.sensitivity import calc_sensitivity
 from lgi_train.compress.vq import weighted_kmeans
 from lgi_train.model import GaussianModel, _RoundThrough
@@ -50,8 +52,8 @@ class CodecSettings:
 
     position_step_px: float = 0.5
     color_space: str = "opp"
-    color_step: float = 0.03
-    shape_step: tuple[float, float, float] = (0.2, 0.2, 0.2)
+    color_step: float = 0.024
+    shape_step: tuple[float, float, float] = (0.16, 0.16, 0.16)
     shape_codebook: int = 0
     color_codebook: int = 0
     shape_own_fraction: float = 0.0
@@ -105,7 +107,7 @@ def assign_classes(curvature: torch.Tensor | None, n: int, k: int, width: float 
     its members, normalized so the Gaussians' mean log step — and so roughly the rate — stays that
     of one common grid.
     """
-    from lgi_dictco.lgi_format import MAX_CLASS_EXP
+    from lgi_dictco.gauss.format import MAX_CLASS_EXP
 
     if curvature is None or k <= 1 or n == 0:
         return PrecisionClasses(torch.zeros(n, dtype=torch.long), torch.zeros(3, 1, dtype=torch.long))
@@ -125,29 +127,6 @@ def assign_classes(curvature: torch.Tensor | None, n: int, k: int, width: float 
     return PrecisionClasses(classes, exps)
 
 
-def _multiplier(e: int) -> float:
-    from lgi_dictco.lgi_format import class_multiplier
-
-    return float(class_multiplier(int(e)))
-
-
-def shape_features(log_scale: torch.Tensor, rotation: torch.Tensor) -> torch.Tensor:
-    """(log σ₁, log σ₂, θ) → log-Euclidean features (m, u, v), differentiable."""
-    m = log_scale[:, 0] + log_scale[:, 1]
-    a = log_scale[:, 0] - log_scale[:, 1]
-    return torch.stack([m, a * torch.cos(2 * rotation), a * torch.sin(2 * rotation)], 1)
-
-
-def features_to_shape(feat: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(m, u, v) → (scales [N, 2], rotations [N]); safe gradients at isotropy (u = v = 0)."""
-    m, u, v = feat[:, 0], feat[:, 1], feat[:, 2]
-    a2 = u * u + v * v
-    iso = a2 < 1e-20
-    a = torch.sqrt(torch.where(iso, torch.ones_like(a2), a2)) * (~iso)
-    theta = 0.5 * torch.atan2(v, torch.where(iso, torch.ones_like(u), u))
-    return torch.exp(torch.stack([(m + a) * 0.5, (m - a) * 0.5], 1)), theta
-
-
 class _Group(nn.Module):
     """One attribute group during fine-tuning: a codebook plus own values, on fixed per-class grids."""
 
@@ -155,7 +134,7 @@ class _Group(nn.Module):
                  own_fraction: float, iters: int, generator: torch.Generator,
                  classes: torch.Tensor | None = None, exps: torch.Tensor | None = None):
         super().__init__()
-        from lgi_dictco.lgi_format import MAX_CLASS_EXP, MAX_LEVELS
+        from lgi_dictco.gauss.format import MAX_CLASS_EXP, MAX_LEVELS
 
         n, d = values.shape
         classes = torch.zeros(n, dtype=torch.long) if classes is None else classes.long()
@@ -167,8 +146,7 @@ class _Group(nn.Module):
         for c in range(exps.numel()):
             while exps[c] < MAX_CLASS_EXP and bool((span / (step * _multiplier(exps[c])) >= MAX_LEVELS - 1).any()):
                 exps[c] += 1
-        # Exactly the float32 steps the decoder computes (lgi_format.GroupCoding.class_steps).
-        steps = torch.stack([(step * _multiplier(e)).float() for e in exps.tolist()])  # [K, D]
+        steps = class_steps(step, exps)  # [K, D]: exactly the float32 steps the decoder computes
         levels = (torch.floor(span[None] / steps).long() + 2).clamp(max=MAX_LEVELS)
         self.register_buffer("lo", lo.float())
         self.register_buffer("base_step", step.float())
@@ -210,7 +188,7 @@ class _Group(nn.Module):
         return full[gather]
 
     def to_coding(self):
-        from lgi_dictco.lgi_format import GroupCoding
+        from lgi_dictco.gauss.format import GroupCoding
 
         def ints(x: torch.Tensor, grid) -> np.ndarray:
             lo, step, levels = grid
@@ -250,10 +228,7 @@ class QuantizedSet(nn.Module):
         feats = shape_features(model.log_scale.detach(), model.rotation.detach()).cpu()
         channels = model.color.shape[1]
         self.color_space = s.color_space if channels == 3 else ("gray" if channels == 1 else "rgb")
-        from lgi_dictco.lgi_format import OPPONENT
-
-        self.register_buffer("to_rgb", torch.from_numpy(OPPONENT.copy()) if self.color_space == "opp" else
-                             torch.eye(channels))
+        self.register_buffer("to_rgb", opponent() if self.color_space == "opp" else torch.eye(channels))
         colors = model.color.detach().cpu() @ self.to_rgb.t()  # rgb → coded space
         self.shape = _Group(feats, importance.shape_importance.detach().cpu(), s.shape_codebook,
                             torch.tensor(s.shape_step), s.shape_own_fraction, s.kmeans_iters, g,
@@ -281,7 +256,7 @@ class QuantizedSet(nn.Module):
         return self.color.values() @ self.to_rgb
 
     def to_payload(self):
-        from lgi_dictco.lgi_format import LgiHeader, LgiPayload
+        from lgi_dictco.gauss.format import LgiHeader, LgiPayload
 
         res = self.res.cpu()
         q = torch.minimum(torch.floor(self.xy.detach().cpu().clamp(0, 1) * res), res - 1).long().numpy()
@@ -325,21 +300,17 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, steps: int, lrs: dict[str
 
 
 def decode_to_tensors(data: bytes, device: str | torch.device = "cpu") -> tuple[object, dict[str, torch.Tensor]]:
-    """Bytes → (payload, float32 parameters on ``device``): the decoder's view, used by the encoder too."""
-    from lgi_dictco.lgi_format import decode_lgi, dequantize
+    """Bytes → (payload, float32 parameters on ``device``) through the one decoder, :func:`lgi_dictco.gauss.decode`."""
+    from lgi_dictco.gauss import decode
 
-    payload = decode_lgi(data)
-    params = {k: torch.from_numpy(v).to(device) for k, v in dequantize(payload).items()}
-    return payload, params
+    decoded = decode(data)
+    return decoded.payload, {k: torch.from_numpy(v).to(device) for k, v in decoded.params.items()}
 
 
 def render_decoded(header, params: dict[str, torch.Tensor], height: int, width: int,
                    backend: str = "auto") -> torch.Tensor:
-    """[C, H, W] in [0, 1] (clamped), exactly as `lgi decode` draws it."""
-    from lgi_gsplat2d import render
+    """[C, H, W] in [0, 1] (clamped), exactly as `lgi decode` draws it (:func:`lgi_dictco.gauss.render`)."""
+    from lgi_dictco.gauss import render
+    from lgi_gsplat2d import render as rasterize
 
-    if params["means"].shape[0] == 0:
-        return torch.zeros(header.channels, height, width)
-    img = render(params["means"], params["scales"], params["rotations"], params["colors"], height, width,
-                 mode=header.render_mode, k=header.topk, backend=backend)
-    return img.permute(2, 0, 1).clamp(0, 1)
+    return render(params, header, width, height, rasterize=rasterize, device=params["means"].device, backend=backend)

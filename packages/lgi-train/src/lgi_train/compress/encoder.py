@@ -36,6 +36,9 @@ EFFORTS = {"fast": {"fit_steps": 500, "finetune_steps": 200},
            "default": {"fit_steps": 1000, "finetune_steps": CodecSettings.finetune_steps},
            "max": {"fit_steps": 3000, "finetune_steps": 1000}}
 MIN_GAUSSIANS = 16
+# What a bit per pixel buys by adding Gaussians near 0.5 bpp on Kodak (10 % fewer Gaussians cost about
+# 0.3 dB, docs/codec.md): the fine-tuning gives up value bits that buy less (benchmarks/bench_rate.py).
+RATE_DB_AT_HALF_BPP = 6.0
 MAX_GAUSSIANS = 1 << 21
 
 
@@ -61,6 +64,9 @@ class EncodeOptions:
     overshoot: float = 1.05         # Gaussians fitted beyond the first estimate, to prune back
     bits_per_gaussian_guess: float = 34.0  # measured on Kodak at the default steps (docs/codec.md)
     size_margin: float = 0.985      # the search aims this far under the target
+    # The fine-tuning's rate price in dB per bpp (compress/rate.py); None: RATE_DB_AT_HALF_BPP, scaled
+    # as 1/bpp with the target (the step scale squared), following the slope of LGI's RD curve.
+    rate_db: float | None = None
 
 
 @dataclass
@@ -112,7 +118,7 @@ def _pruned(model: GaussianModel, order: torch.Tensor, n: int) -> GaussianModel:
 
 def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | None = None) -> EncodeResult:
     """Encode ``target`` [C, H, W] in [0, 1]."""
-    from lgi_dictco.lgi_format import encode_lgi
+    from lgi_dictco.gauss.format import encode_lgi
 
     stage = on_stage or (lambda name, frac: None)
     t0 = time.perf_counter()
@@ -122,15 +128,19 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     budget = opts.target_bytes
     if budget is not None and budget < 64:
         raise RateError(f"a target of {budget} bytes is below the smallest .lgi file (about 64 bytes)")
+    rate_db = opts.rate_db
     if opts.num_gaussians is not None:
         n_fit = opts.num_gaussians
+        rate_db = RATE_DB_AT_HALF_BPP if rate_db is None else rate_db
     else:
         scale = step_scale_for(budget * 8 / (h * w))
+        rate_db = RATE_DB_AT_HALF_BPP * scale ** 2 if rate_db is None else rate_db
         opts = dataclasses.replace(opts, codec=scaled_codec(opts.codec, scale))
         # About 6 values per Gaussian are quantized: each halving of the steps costs ~6 bits more.
         guess = opts.bits_per_gaussian_guess + 6 * math.log2(1 / scale)
         n_fit = int(_count_for_bytes(budget, guess) * opts.overshoot)
     n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
+    opts = dataclasses.replace(opts, codec=dataclasses.replace(opts.codec, rate_db=rate_db))
 
     # 1. fit
     t = time.perf_counter()
@@ -226,7 +236,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
 
 
 def _probe_size(model: GaussianModel, sens, order: torch.Tensor, n: int, h: int, w: int, opts: EncodeOptions) -> int:
-    from lgi_dictco.lgi_format import encode_lgi
+    from lgi_dictco.gauss.format import encode_lgi
     keep = order[:n]
     sub = _pruned(model, order, n)
     sub_sens = sens.subset(keep)
@@ -287,7 +297,7 @@ def _refine_steps(model, sens, order, h, w, opts: EncodeOptions, goal: int, stag
 
 def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, loss_fn, lrs) -> QuantizedSet:
     """Drop the least important coded Gaussians down to n and re-code (after a short fine-tune)."""
-    from lgi_train.compress.codec import features_to_shape
+    from lgi_dictco.gauss.torch_quant import features_to_shape
 
     with torch.no_grad():
         scales, rot = features_to_shape(qset.shape.values())

@@ -109,8 +109,8 @@ def calc_curvature(model: GaussianModel, height: int, width: int, probes: int = 
 
 
 def _probe_curvature(model: GaussianModel, height: int, width: int, probes: int, seed: int) -> torch.Tensor:
+    from lgi_dictco.gauss.torch_quant import features_to_shape, shape_features
     from lgi_gsplat2d import render
-    from lgi_train.compress.codec import features_to_shape, shape_features
 
     gen = torch.Generator().manual_seed(seed)
     xy = model.xy.detach().clone().requires_grad_(True)
