@@ -2,7 +2,7 @@
 
 The ``.lgi`` file codes every own value of a group (shape, colour) as an integer symbol in one rANS
 stream per (dimension, precision class), under a frequency table of that stream's symbols
-(:mod:`lgi_dictco.lgi_format`). The rate model here is that coder's own model, made differentiable:
+(:mod:`lgi_dictco.gauss.format`). The rate model here is that coder's own model, made differentiable:
 
 - the tables are the streams' current symbol histograms (a half count added to every symbol of the
   alphabet, so an unused symbol costs a finite, large number of bits), refreshed every few steps and
