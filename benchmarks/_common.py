@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import math
 import platform
 from pathlib import Path
@@ -28,3 +29,37 @@ def cpu_name() -> str:
     except OSError:
         pass
     return platform.processor() or platform.machine()
+
+
+def write_csv(path: Path, rows: list[dict], fields: list[str] | None = None) -> None:
+    """``rows`` as a CSV at ``path`` (folders created); columns ``fields`` or the first row's keys."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields or list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def plot_points_per_image(rows: list[dict], images: list[str], label, path: Path, title, color=None) -> None:
+    """One (bpp, PSNR) panel per image: every row of that image a labelled point; PNG at ``path``.
+
+    ``label(row)`` names a point (None: not drawn), ``title(image)`` a panel, ``color(row)`` a colour.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(images), figsize=(5 * len(images), 4), squeeze=False)
+    for ax, stem in zip(axes[0], images):
+        for r in rows:
+            if r["image"] == stem and label(r) is not None:
+                ax.plot(r["bpp"], r["psnr"], "o", color=color(r) if color else None)
+                ax.annotate(label(r), (r["bpp"], r["psnr"]), fontsize=8)
+        ax.set_title(title(stem))
+        ax.set_xlabel("bpp")
+        ax.set_ylabel("PSNR (dB)")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

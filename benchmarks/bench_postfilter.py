@@ -16,14 +16,13 @@ from __future__ import annotations
 
 import argparse
 import copy
-import csv
 import math
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from _common import KODAK, RESULTS, psnr8
+from _common import KODAK, RESULTS, psnr8, write_csv
 from torch import nn
 
 FILTERS = {"c8": dict(channels=8, mid=True), "c8-nomid": dict(channels=8, mid=False),
@@ -118,11 +117,7 @@ def main() -> int:
                    "train_s": round(train_s, 1)}
             rows.append(row)
             print(row, flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
+    write_csv(args.out, rows)
     import matplotlib
 
     matplotlib.use("Agg")

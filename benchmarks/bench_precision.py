@@ -22,14 +22,13 @@ Gaussian), precision_curvature.csv and precision_classes.png.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
-from _common import KODAK, RESULTS, psnr8
+from _common import KODAK, RESULTS, plot_points_per_image, psnr8, write_csv
 
 
 def entropy_bits(sym: np.ndarray) -> float:
@@ -195,19 +194,10 @@ def main() -> int:
         mine = np.argsort(morton_encode(q[:, 0], q[:, 1], *bits), kind="stable")
         log_area = model.log_scale.detach().sum(1).numpy()
         ctx_rows += context_rows(stem, k1_payload, (classes[mine], log_area[mine]))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=["image", "variant", "bytes", "bpp", "psnr", "chunks"])
-        wr.writeheader()
-        wr.writerows(rows)
-    with open(args.out.with_name("precision_context.csv"), "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=["image", "stream", "model", "bits_per_gaussian", "table_entries"])
-        wr.writeheader()
-        wr.writerows(ctx_rows)
-    with open(args.out.with_name("precision_curvature.csv"), "w", newline="") as f:
-        wr = csv.DictWriter(f, fieldnames=list(curv_rows[0]))
-        wr.writeheader()
-        wr.writerows(curv_rows)
+    write_csv(args.out, rows, ["image", "variant", "bytes", "bpp", "psnr", "chunks"])
+    write_csv(args.out.with_name("precision_context.csv"), ctx_rows,
+              ["image", "stream", "model", "bits_per_gaussian", "table_entries"])
+    write_csv(args.out.with_name("precision_curvature.csv"), curv_rows)
     print("\ncurvature spread and predicted quantization MSE (high-rate model, no fine-tuning):")
     for r in curv_rows:
         print(f"  {r['image']} {r['group']:8s} AM/GM {r['am_over_gm']:.2f}  one grid {r['mse_one_grid'] * 1e5:.2f}e-5"
@@ -217,24 +207,8 @@ def main() -> int:
         for model in dict.fromkeys(r["model"] for r in ctx_rows if r["stream"] == stream):
             v = np.mean([r["bits_per_gaussian"] for r in ctx_rows if r["stream"] == stream and r["model"] == model])
             print(f"  {stream:13s} {model:38s} {v:.3f}")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    images = args.images.split(",")
-    fig, axes = plt.subplots(1, len(images), figsize=(5 * len(images), 4), squeeze=False)
-    for ax, stem in zip(axes[0], images):
-        for r in rows:
-            if r["image"] == stem and r["variant"] != "float":
-                ax.plot(r["bpp"], r["psnr"], "o")
-                ax.annotate(r["variant"], (r["bpp"], r["psnr"]), fontsize=8)
-        ax.set_title(f"{stem}, {args.gaussians} Gaussians")
-        ax.set_xlabel("bpp")
-        ax.set_ylabel("PSNR (dB)")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    plot_points_per_image(rows, args.images.split(","), lambda r: None if r["variant"] == "float" else r["variant"],
+                          args.out.with_suffix(".png"), lambda stem: f"{stem}, {args.gaussians} Gaussians")
     return 0
 
 

@@ -15,13 +15,12 @@ Writes benchmarks/results/rate_term.csv and .png.
 from __future__ import annotations
 
 import argparse
-import csv
 import dataclasses
 import time
 from pathlib import Path
 
 import torch
-from _common import KODAK, RESULTS, psnr8
+from _common import KODAK, RESULTS, plot_points_per_image, psnr8, write_csv
 
 
 def main() -> int:
@@ -86,28 +85,11 @@ def main() -> int:
                    "seconds": round(time.perf_counter() - t0, 1)}
             rows.append(row)
             print(row, flush=True)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with open(args.out, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    stems = args.images.split(",")
-    fig, axes = plt.subplots(1, len(stems), figsize=(5 * len(stems), 4), squeeze=False)
-    for ax, stem in zip(axes[0], stems):
-        for r in (r for r in rows if r["image"] == stem):
-            ax.scatter(r["bpp"], r["psnr"], color="C0" if r["lambda_db"] == 0 else "C3")
-            ax.annotate(f"{r['step_scale']}:{r['lambda_db']:g}", (r["bpp"], r["psnr"]), fontsize=8)
-        ax.set_title(f"{stem}, {args.gaussians} Gaussians (step scale : λ dB/bpp)")
-        ax.set_xlabel("bpp")
-        ax.set_ylabel("PSNR (dB)")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(args.out.with_suffix(".png"), dpi=120)
+    write_csv(args.out, rows)
+    plot_points_per_image(rows, args.images.split(","), lambda r: f"{r['step_scale']}:{r['lambda_db']:g}",
+                          args.out.with_suffix(".png"),
+                          lambda stem: f"{stem}, {args.gaussians} Gaussians (step scale : λ dB/bpp)",
+                          color=lambda r: "C0" if r["lambda_db"] == 0 else "C3")
     return 0
 
 
