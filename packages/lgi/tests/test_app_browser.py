@@ -149,7 +149,12 @@ def test_encode_compare_zoom_download_decode(page, tiny_png, tmp_path):
     _set_number(page, "bpp", "2")
     page.locator("#effort").get_by_label("fast", exact=True).check()
     page.get_by_text("Advanced").click()
+    # The accordion mounts its fields as it opens: fill the field once it is there, and check it kept
+    # the value (a fill during the opening was lost once, and the encode ran with the effort's steps).
+    steps = page.locator("#steps input[type=number]")
+    steps.wait_for(state="visible")
     _set_number(page, "steps", "50")
+    sync_api.expect(steps).to_have_value("50")
     sync_api.expect(page.locator("#bpp input[type=number]")).to_have_value("2")
     t0 = time.perf_counter()
     page.locator("#encode").click()

@@ -6,5 +6,5 @@ imported.
 
 from lgi_dictco.errors import LgiFormatError
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 __all__ = ["LgiFormatError", "__version__"]
