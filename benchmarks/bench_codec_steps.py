@@ -31,7 +31,7 @@ from _common import KODAK, RESULTS, psnr8
 
 
 def code(model, target, settings, sens):
-    from lgi_dictco.lgi_format import decode_lgi, encode_lgi
+    from lgi_dictco.gauss.format import decode_lgi, encode_lgi
     from lgi_train.compress.codec import QuantizedSet, decode_to_tensors, finetune, render_decoded
     from lgi_train.compress.encoder import EncodeOptions
     from lgi_train.losses import make_loss

@@ -132,7 +132,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS / "precision_classes.csv")
     args = ap.parse_args()
 
-    from lgi_dictco.lgi_format import decode_lgi, encode_lgi, morton_encode
+    from lgi_dictco.gauss.format import decode_lgi, encode_lgi, morton_encode
     from lgi_train.compress.codec import (
         CodecSettings,
         QuantizedSet,

@@ -33,7 +33,7 @@ def main() -> int:
     ap.add_argument("--cache", type=Path, default=Path("/tmp/lgi-bench-fits"))
     ap.add_argument("--out", type=Path, default=RESULTS / "rate_term.csv")
     args = ap.parse_args()
-    from lgi_dictco.lgi_format import encode_lgi
+    from lgi_dictco.gauss.format import encode_lgi
     from lgi_train.compress.codec import (
         CodecSettings,
         QuantizedSet,

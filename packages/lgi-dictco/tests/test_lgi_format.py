@@ -11,19 +11,18 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from lgi_dictco import LgiFormatError
-from lgi_dictco.lgi_format import (
+from lgi_dictco.gauss.decoder import dequantize
+from lgi_dictco.gauss.format import (
     MAGIC,
     GroupCoding,
     LgiHeader,
     LgiPayload,
     decode_lgi,
-    dequantize,
     encode_lgi,
     morton_decode,
     morton_encode,
-    params_to_shape_features,
-    shape_features_to_params,
 )
+from lgi_dictco.gauss.quant import params_to_shape_features, shape_features_to_params
 
 
 def make_payload(n=300, k_shape=16, k_color=32, channels=3, seed=0, own_fraction=0.1,
@@ -118,7 +117,7 @@ def test_precision_classes_round_trip(drops, k_shape):
     cells = means[:, 0] * (1 << (11 - d)) - 0.5
     np.testing.assert_array_equal(cells, np.round(cells))
     # Colour values are lo + q·step·2^(e/2) for their own class (float32, exact).
-    from lgi_dictco.lgi_format import class_multiplier
+    from lgi_dictco.gauss.quant import class_multiplier
 
     g = q.color
     cls = q.class_ids()
@@ -155,7 +154,7 @@ def test_deterministic_bytes_and_single_channel_and_empty():
     o = make_payload(n=80, color_space="opp")
     back = decode_lgi(encode_lgi(o))
     assert back.header.color_space == "opp" and _as_set(back) == _as_set(o)
-    from lgi_dictco.lgi_format import OPPONENT
+    from lgi_dictco.gauss.quant import OPPONENT
 
     np.testing.assert_allclose(OPPONENT @ OPPONENT.T, np.eye(3), atol=1e-6)
     np.testing.assert_allclose(dequantize(back)["colors"], back.color.dequantize() @ OPPONENT, rtol=1e-6)

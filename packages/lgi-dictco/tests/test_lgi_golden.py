@@ -7,9 +7,9 @@ import hashlib
 import numpy as np
 import torch
 
-from lgi_dictco import lgi_format
 from lgi_dictco.gauss import decode, encode, render
-from lgi_dictco.lgi_format import GroupCoding, LgiHeader, LgiPayload, decode_lgi, dequantize, encode_lgi
+from lgi_dictco.gauss.decoder import dequantize
+from lgi_dictco.gauss.format import GroupCoding, LgiHeader, LgiPayload, decode_lgi, encode_lgi
 
 # Recorded from the encoder before the codec moved into lgi_dictco.gauss (format 2.0).
 BYTES_SHA256 = "2d0bb8f140b3cffe18b87cf1f77aed1e0bceea45f6a83c25f306254e54a513a7"
@@ -66,11 +66,11 @@ def test_golden_bytes_and_params():
     _check_params(dequantize(decode_lgi(data)))
 
 
-def test_old_import_path_is_the_same_codec():
+def test_public_pair_is_the_container_and_the_dequantizer():
     data = encode(golden_payload())
-    assert data == lgi_format.encode_lgi(golden_payload())
+    assert data == encode_lgi(golden_payload())
     d = decode(data)
-    old = lgi_format.dequantize(lgi_format.decode_lgi(data))
+    old = dequantize(decode_lgi(data))
     assert d.header == d.payload.header and d.chunk_bytes == d.payload.chunk_bytes
     for k in ("means", "scales", "rotations", "colors"):
         assert np.array_equal(d.params[k], old[k])

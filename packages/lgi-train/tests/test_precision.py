@@ -60,7 +60,8 @@ def test_classes_follow_curvature_and_keep_the_mean_step():
 
 def test_quantized_set_uses_its_class_grids():
     """The encoder's coded values sit on the grid of their class, as the decoder reads them."""
-    from lgi_dictco.lgi_format import decode_lgi, dequantize, encode_lgi
+    from lgi_dictco.gauss.decoder import dequantize
+    from lgi_dictco.gauss.format import decode_lgi, encode_lgi
 
     model = _model(n=200)
     sens = calc_sensitivity(model, 48, 64)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from lgi_dictco.entropy import encode_stream
-from lgi_dictco.lgi_format import encode_lgi
+from lgi_dictco.gauss.format import encode_lgi
 from lgi_train.compress.codec import CodecSettings, QuantizedSet, finetune
 from lgi_train.compress.rate import GroupRate, SetRate
 from lgi_train.model import GaussianModel

@@ -24,7 +24,7 @@ from lgi.batch_cli import batch
 from lgi.codec_cli import decode as decode_cmd
 from lgi.codec_cli import encode as encode_cmd
 from lgi.decoding import decode as decode_bytes
-from lgi_dictco.lgi_format import decode_lgi
+from lgi_dictco.gauss.format import decode_lgi
 
 # Tiny and quick: about 1.5 s an image on one core (the fine-tuning of --effort fast dominates).
 FLAGS = ["--gaussians", "16", "--steps", "20", "--effort", "fast", "--threads", "1", "-q"]

@@ -81,7 +81,8 @@ def test_impossible_target_is_a_rate_error():
 
 
 def test_resolution_independence(encoded):
-    from lgi_dictco.lgi_format import decode_lgi, dequantize
+    from lgi_dictco.gauss.decoder import dequantize
+    from lgi_dictco.gauss.format import decode_lgi
     from lgi_gsplat2d import render
 
     _, result = encoded
