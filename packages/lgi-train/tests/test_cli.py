@@ -101,7 +101,7 @@ def test_cosine_schedule_is_sized_to_the_time_budget(image_path, tmp_path):
     result = CliRunner().invoke(fit, [str(image_path), "-o", str(out), "-n", "30", "--schedule", "cosine",
                                       "--max-seconds", "2", "--no-pictures", "--json"])
     assert result.exit_code == 0, result.output
-    summary = json.loads(result.output)
+    summary = json.loads(result.stdout)  # progress goes to stderr, also under --json
     saved = (out / "config.yaml").read_text()
     assert "schedule: cosine" in saved
     planned = int(next(line for line in saved.splitlines() if line.startswith("steps:")).split(":")[1])

@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import click
 
-from lgi_dictco.clitools import FORCE, preflight
+from lgi_dictco.clitools import (
+    FORCE,
+    check_count,
+    check_device,
+    check_input_file,
+    check_suffix,
+    preflight,
+    root_flags,
+)
 
 # Flags that map one-to-one onto FitConfig fields (the flag is the field name with dashes).
 _FLAG_FIELDS = {
@@ -25,13 +32,28 @@ def _fail(msg: str) -> None:
     raise click.ClickException(msg)
 
 
+def _read_checkpoint(path: Path, option: str | None = None) -> dict:
+    """An lgi-train checkpoint, or one line saying what the file is instead (a .lgi, an image, junk)."""
+    from lgi_dictco.clitools import check_torch_file
+    from lgi_train.fit import load_checkpoint
+
+    name = f"{option} {path}" if option else str(path)
+    check_torch_file(path, "a checkpoint of `lgi fit`, e.g. RUN/checkpoints/final.pt", option)
+    try:
+        return load_checkpoint(path)
+    except ValueError as exc:
+        _fail(f"{option + ' ' if option else ''}{exc}")
+    except Exception as exc:  # noqa: BLE001 - torch.load's unpickling and zip errors: the file is not one
+        first = (str(exc).strip().splitlines() or [""])[0].split(". ")[0]  # torch's first sentence
+        _fail(f"{name} is not a checkpoint of `lgi fit`: torch cannot read it ({type(exc).__name__}: {first})")
+    raise AssertionError("unreachable")
 
 
 @click.command()
-@click.argument("image", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("-o", "--output", "run_dir", type=click.Path(file_okay=False, path_type=Path), required=True,
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("-o", "--output", "run_dir", type=click.Path(path_type=Path), required=True,
               help="Run folder (created): config, metrics, renders, checkpoints.")
-@click.option("--config", "config_file", type=click.Path(dir_okay=False, path_type=Path),
+@click.option("--config", "config_file", type=click.Path(path_type=Path),
               help="YAML config; flags given on the command line override it.")
 @click.option("-n", "--gaussians", type=int, help="Number of Gaussians N [10000].")
 @click.option("--init", type=click.Choice(["gradient", "placement", "slic", "saliency", "random"]),
@@ -57,39 +79,51 @@ def _fail(msg: str) -> None:
 @click.option("--bits-color", type=int)
 @click.option("--checkpoint-every", type=int, help="Write a checkpoint every M steps [only at the end].")
 @click.option("--saliency-weights", help="TorchScript saliency model for --init saliency.")
-@click.option("--resume", type=click.Path(dir_okay=False, path_type=Path), help="Checkpoint to continue from.")
+@click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from.")
 @click.option("--no-pictures", is_flag=True, help="Skip the Gaussian and growth pictures.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (progress stays on stderr).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress; only errors and the result.")
 def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flags):
-    """Fit Gaussians to IMAGE (Image-GS style) and write a run folder."""
+    """Fit Gaussians to IMAGE (Image-GS style) and write a run folder.
+
+    Progress goes to stderr: one bar over the whole run (stage, ETA) on a terminal, a line per stage
+    and every 10 s elsewhere; -q turns it off.
+    """
     from lgi_dictco.fileio import OutputError
     from lgi_train.config import ConfigError, FitConfig
     from lgi_train.runs import ImageError
 
-    if not image.is_file():
-        _fail(f"image not found: {image}")
+    quiet = quiet or root_flags()[1]
+    # Every check that needs no work runs first: a mistake costs no time and writes nothing.
+    check_input_file(image, "image")
+    if run_dir.exists() and not run_dir.is_dir():
+        _fail(f"-o {run_dir} is a file; give a folder for the run (it is created)")
+    if config_file is not None:
+        check_input_file(config_file, "YAML config", "--config")
+    if resume is not None:
+        check_input_file(resume, "checkpoint", "--resume")
+    check_count(flags.get("steps"), "--steps")
+    check_count(flags.get("checkpoint_every"), "--checkpoint-every")
+    if flags.get("device") is not None:
+        check_device(flags["device"])
+    ckpt = _read_checkpoint(resume, "--resume") if resume is not None else None
     # The folder must be writable; a read-only file inside it is refused when it is written (no --force).
     preflight(run_dir / "summary.json", force=True)
     try:
         cfg = FitConfig.load(config_file) if config_file else FitConfig()
-        if resume is not None and config_file is None:
-            from lgi_train.fit import load_checkpoint
-
-            cfg = FitConfig.from_dict(load_checkpoint(resume)["config"])
+        if ckpt is not None and config_file is None:
+            cfg = FitConfig.from_dict(ckpt["config"])
         changes = {_FLAG_FIELDS[k]: v for k, v in flags.items() if v is not None}
         cfg = cfg.replace(**changes)
     except (ConfigError, ValueError, FileNotFoundError) as exc:
         _fail(str(exc))
-    if cfg.device.startswith("cuda"):
-        import torch
-
-        if not torch.cuda.is_available():
-            _fail(f"--device {cfg.device}: no CUDA GPU is available on this machine")
+    if cfg.steps < 1:
+        _fail(f"steps must be >= 1, got {cfg.steps} (from {config_file or 'the checkpoint'})")
+    check_device(cfg.device)
     if cfg.schedule == "cosine" and cfg.max_seconds and flags.get("steps") is None and resume is None:
-        cfg = _size_to_budget(image, cfg, quiet or as_json)
+        cfg = _size_to_budget(image, cfg, quiet)
     try:
-        result, seconds = _fit_with_progress(image, run_dir, cfg, resume, not no_pictures, quiet or as_json)
+        _fit_with_progress(image, run_dir, cfg, resume, not no_pictures, quiet)
     except (ImageError, ConfigError, ValueError, FileNotFoundError, OutputError) as exc:
         _fail(str(exc))
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -118,67 +152,86 @@ def _size_to_budget(image, cfg, quiet):
     return cfg.replace(steps=steps, max_seconds=max(1e-3, cfg.max_seconds - probe))
 
 
-def _fit_with_progress(image, run_dir, cfg, resume, pictures, quiet):
+#: Expected shares of a fit's time, for the overall bar (measured on small and Kodak-sized fits: the
+#: steps dominate; writing the pictures is a few percent).
+FIT_STAGES = (("load", 0.02), ("init", 0.03), ("fit", 0.90), ("write", 0.05))
+
+
+def _fit_with_progress(image, run_dir, cfg, resume, pictures, quiet, stream=None):
+    """Run the fit under one overall progress display (stderr; nothing when ``quiet``)."""
+    from lgi_dictco.progress import StageProgress
     from lgi_train.runs import fit_image
 
-    if quiet or not sys.stderr.isatty():
-        return fit_image(image, run_dir, cfg, resume=resume, pictures=pictures), None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+    progress = StageProgress("lgi fit", FIT_STAGES, quiet=quiet, stream=stream)
 
-    columns = (TextColumn("[bold]fit"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TextColumn("N={task.fields[n]} PSNR={task.fields[psnr]:.2f} dB {task.fields[rate]:.1f} it/s"),
-               TimeElapsedColumn())
-    with Progress(*columns, transient=False) as progress:
-        task = progress.add_task("fit", total=cfg.steps, n=0, psnr=0.0, rate=0.0)
+    def on_step(info):
+        done = info.step / cfg.steps
+        if cfg.max_seconds:  # a time budget can end the fit before its last step
+            done = max(done, info.seconds / cfg.max_seconds)
+        phase = "" if info.stage in ("fine", "final") else f"{info.stage}, "
+        progress.update("fit", done, f"{phase}step {info.step}/{cfg.steps}, N {info.num_gaussians}, "
+                                     f"{info.psnr:.2f} dB")
 
-        def on_step(info):
-            rate = info.step / info.seconds if info.seconds > 0 else 0.0
-            progress.update(task, completed=info.step, n=info.num_gaussians, psnr=info.psnr, rate=rate)
-
-        return fit_image(image, run_dir, cfg, resume=resume, on_step=on_step, pictures=pictures), None
+    with progress:
+        result = fit_image(image, run_dir, cfg, resume=resume, on_step=on_step, pictures=pictures,
+                           on_stage=progress.update)
+        progress.finish(f"lgi fit: done in {progress.elapsed:.1f} s ({result.steps} steps, {result.stop_reason})")
+    return result
 
 
 @click.command()
 @click.argument("source", type=click.Path(path_type=Path))
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True,
-              help="Output PNG.")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output PNG.")
 @click.option("--scale", type=float, default=None, help="Output size relative to the fitted image [1.0].")
 @click.option("--width", type=int, default=None, help="Output width in pixels (height follows the aspect).")
-@click.option("--device", default="cpu", show_default=True)
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda or cuda:N.")
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @FORCE
-def render(source, output, scale, width, device, backend, force):
-    """Render a fitted set (a run folder or a checkpoint) at any resolution."""
-    preflight(output, force)
-    import torch
+def render(source, output, scale, width, device, backend, as_json, quiet, force):
+    """Render a fitted set (a run folder or a checkpoint) at any resolution.
 
-    from lgi_train.fit import load_checkpoint, model_from_checkpoint
-    from lgi_train.runs import save_png
-
-    ckpt_path = source / "checkpoints" / "final.pt" if source.is_dir() else source
-    if not ckpt_path.is_file():
-        _fail(f"no checkpoint at {ckpt_path} (give a run folder of `lgi fit` or a .pt checkpoint)")
-    with open(ckpt_path, "rb") as f:
-        if f.read(5) == b"\x89LGI\r":
-            _fail(f"{ckpt_path} is a .lgi file: decode it with `lgi decode {ckpt_path} -o OUT.png` "
-                  "(`lgi render` draws the fitted sets of `lgi fit`)")
+    A grayscale fit renders as a grayscale PNG.
+    """
+    quiet = quiet or root_flags()[1]
+    if source.is_dir():
+        ckpt_path = source / "checkpoints" / "final.pt"
+        if not ckpt_path.is_file():
+            _fail(f"no checkpoint at {ckpt_path}: {source} is a folder but not a run folder of `lgi fit` "
+                  "(give a run folder or a .pt checkpoint)")
+    else:
+        ckpt_path = check_input_file(source, "checkpoint")
+    check_suffix(output, (".png",), "a PNG image")
     if scale is not None and width is not None:
         _fail("give --scale or --width, not both")
     if scale is not None and not scale > 0:
         _fail(f"--scale must be > 0, got {scale}")
-    try:
-        ckpt = load_checkpoint(ckpt_path)
-    except ValueError as exc:
-        _fail(str(exc))
+    check_count(width, "--width")
+    check_device(device)
+    ckpt = _read_checkpoint(ckpt_path)  # before the output check: a wrong input is named first
+    preflight(output, force)
+    import torch
+
+    from lgi_train.fit import model_from_checkpoint
+    from lgi_train.runs import save_png
+
     _, h, w = ckpt["image_size"]
     if width is not None:
         scale = width / w
     scale = 1.0 if scale is None else scale
     out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
-    if scale <= 0 or out_h * out_w > 1 << 28:
-        _fail(f"output size {out_w}x{out_h} is out of range")
+    if out_h * out_w > 1 << 28:
+        _fail(f"--scale {scale:g} of a {w}x{h} fit gives {out_w}x{out_h} pixels, more than the limit of "
+              f"{1 << 28} (2**28)")
     model = model_from_checkpoint(ckpt_path, backend=backend, device=device)
+    gray = ckpt.get("channels", 3) == 1
     with torch.no_grad():
         img = model.render(out_h, out_w)
-    save_png(img, output, force=force)
-    click.echo(f"{output}: {out_w}x{out_h} from {model.num_gaussians} Gaussians")
+    save_png(img, output, force=force, gray=gray)
+    result = {"input": str(source), "output": str(output), "width": out_w, "height": out_h,
+              "channels": 1 if gray else 3, "num_gaussians": model.num_gaussians}
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    elif not quiet:
+        click.echo(f"{output}: {out_w}x{out_h}{' grayscale' if gray else ''} from {model.num_gaussians} Gaussians")

@@ -69,6 +69,12 @@ class FitResult:
     added: list[tuple[int, torch.Tensor]] = field(default_factory=list)
 
 
+def is_grayscale(target: torch.Tensor) -> bool:
+    """Whether a [C, H, W] image is gray: one channel, or three equal ones (what a grayscale file
+    loads as; an RGB file whose pixels are all gray is one too)."""
+    return target.shape[0] == 1 or bool(torch.equal(target[0], target[1]) and torch.equal(target[1], target[2]))
+
+
 def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
     """[H, W] Gaussian blur with a separable kernel (replicate padding)."""
     if sigma <= 0:
@@ -278,6 +284,7 @@ class Fitter:
             "added": self.added,
             "config": self.cfg.to_dict(),
             "image_size": list(self.target.shape),
+            "channels": 1 if is_grayscale(self.target) else 3,  # `lgi render` keeps a gray input gray
         }
         with atomic_open(path) as f:
             torch.save(payload, f)

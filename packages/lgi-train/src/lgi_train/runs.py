@@ -1,7 +1,7 @@
 """Image files in and out, and the run folder of `lgi fit`.
 
 A run folder holds: ``config.yaml``, ``metrics.jsonl`` / ``metrics.csv``, ``render.png`` (the final
-render), ``error.png``, ``gaussians.png`` (ellipses over the image), ``added.png`` (where growth added
+render; grayscale when the input is), ``error.png``, ``gaussians.png`` (ellipses over the image), ``added.png`` (where growth added
 Gaussians), ``summary.json``, and ``checkpoints/`` (``final.pt`` always, ``step_*.pt`` every
 ``checkpoint_every`` steps). Every file is written atomically.
 """
@@ -17,7 +17,7 @@ import torch
 
 from lgi_dictco.fileio import atomic_write_bytes
 from lgi_train.config import FitConfig
-from lgi_train.fit import FitResult, Fitter, StepInfo, write_metrics
+from lgi_train.fit import FitResult, Fitter, StepInfo, is_grayscale, write_metrics
 
 
 class ImageError(ValueError):
@@ -58,41 +58,74 @@ def to_uint8(image: torch.Tensor) -> np.ndarray:
     return (arr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 
 
-def save_png(image: torch.Tensor | np.ndarray, path: Path, force: bool = False) -> None:
+def to_gray(image: torch.Tensor) -> torch.Tensor:
+    """[C, H, W] → [1, H, W]: the mean of the channels. A fit of a gray image renders channels that
+    differ by fitting noise only; their mean is the best gray estimate (not a luma weighting, which
+    would favour green's noise)."""
+    return image.mean(0, keepdim=True)
+
+
+def save_png(image: torch.Tensor | np.ndarray, path: Path, force: bool = False, gray: bool = False) -> None:
+    """Write an image as PNG atomically; ``gray``: a one-channel (mode L) PNG of the channels' mean."""
     import io
 
     from PIL import Image
 
-    arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
+    if gray and isinstance(image, torch.Tensor):
+        arr = (to_gray(image.detach().clamp(0, 1)).cpu()[0].numpy() * 255).round().astype(np.uint8)
+    elif gray:
+        arr = np.asarray(image)
+        arr = arr.mean(axis=2).round().astype(np.uint8) if arr.ndim == 3 else arr
+    else:
+        arr = to_uint8(image) if isinstance(image, torch.Tensor) else image
     buf = io.BytesIO()
     Image.fromarray(arr).save(buf, format="PNG")
     atomic_write_bytes(path, buf.getvalue(), force=force)
 
 
 def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resume: str | Path | None = None,
-              on_step: Callable[[StepInfo], None] | None = None, pictures: bool = True) -> FitResult:
-    """Fit one image into ``run_dir`` (created), resuming from a checkpoint if given."""
+              on_step: Callable[[StepInfo], None] | None = None, pictures: bool = True,
+              on_stage: Callable[[str], None] | None = None) -> FitResult:
+    """Fit one image into ``run_dir`` (created), resuming from a checkpoint if given.
+
+    Args:
+        on_step: called by the fitter every ``cfg.log_every`` steps (see :class:`Fitter`).
+        on_stage: called with each stage's name as it starts: ``load`` (the image, a checkpoint),
+            ``init`` (the initial Gaussians), ``fit`` (the steps; ``on_step`` follows them) and
+            ``write`` (the final render, metrics and pictures).
+    """
     from lgi_train.metrics import evaluate
     from lgi_train.viz import error_map, visualize_added_gaussians, visualize_gaussians
 
+    def stage(name: str) -> None:
+        if on_stage is not None:
+            on_stage(name)
+
     run_dir = Path(run_dir)
     # Everything that can fail on bad input (image, config, checkpoint) runs before the folder exists.
+    stage("load")
     target = load_target(image_path)
+    gray = is_grayscale(target)
     torch.manual_seed(cfg.seed)
     fitter = Fitter(target, cfg, on_step=on_step, checkpoint_dir=run_dir / "checkpoints")
     if resume is not None:
         fitter.load_checkpoint(Path(resume))
     else:
+        stage("init")
         fitter.setup()
     initial_xy = fitter.model.xy.detach().cpu().clone() if resume is None else None
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg.save(run_dir / "config.yaml")
+    stage("fit")
     result = fitter.run()
+    stage("write")
     fitter.save_checkpoint(run_dir / "checkpoints" / "final.pt")
     write_metrics(result.history, run_dir)
     with torch.no_grad():
         render = result.model.render(*target.shape[1:]).clamp(0, 1).cpu()
-    save_png(render, run_dir / "render.png")
+    if gray:  # a grayscale input gives a grayscale render, and the metrics describe that file
+        render = to_gray(render).expand(3, -1, -1)
+    save_png(render, run_dir / "render.png", gray=gray)
     rendered8, target8 = to_uint8(render), to_uint8(target)
     save_png(error_map(rendered8 / 255.0, target8 / 255.0), run_dir / "error.png")
     metrics = evaluate(torch.from_numpy(rendered8).permute(2, 0, 1) / 255.0,
@@ -104,7 +137,7 @@ def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resum
         if initial_xy is not None:
             visualize_added_gaussians(target8 / 255.0, initial_xy, result.added, run_dir / "added.png")
     summary = {"image": str(image_path), "width": int(target.shape[2]), "height": int(target.shape[1]),
-               "num_gaussians": result.model.num_gaussians, "steps": result.steps,
+               "channels": 1 if gray else 3, "num_gaussians": result.model.num_gaussians, "steps": result.steps,
                "seconds": round(result.seconds, 3), "stop_reason": result.stop_reason,
                "metrics_8bit": metrics, "psnr_float": result.psnr}
     atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())

@@ -120,7 +120,8 @@ def cli(ctx: click.Context, verbose: int, quiet: bool) -> None:
 
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def versions(as_json: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only the report (this command shows no progress).")
+def versions(as_json: bool, quiet: bool) -> None:
     """Installed LGI packages, Python, torch, CUDA and native kernels."""
     from lgi._versions import collect, format_report
 
@@ -164,6 +165,9 @@ def _run(args: list[str]) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
+    except click.UsageError as exc:
+        click.echo(usage_line(exc), err=True)
+        return exc.exit_code
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
@@ -171,12 +175,22 @@ def _run(args: list[str]) -> int:
         click.echo("Interrupted.", err=True)
         return 130
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, not a traceback
-        if any(a in ("-v", "-vv", "--verbose") for a in args):
+        verbose = any(a in ("-v", "-vv", "--verbose") for a in args)
+        if verbose:
             traceback.print_exc()
-        click.echo(f"lgi: error: {type(exc).__name__}: {exc}", err=True)
-        click.echo("Run with `lgi -v ...` for the traceback.", err=True)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        hint = "" if verbose else " (run `lgi -v ...` for the traceback)"
+        click.echo(f"lgi: error: {type(exc).__name__}: {first}{hint}", err=True)
         return 1
     return rv if isinstance(rv, int) else 0
+
+
+def usage_line(exc: click.UsageError) -> str:
+    """A usage error as one line: click's message and where the help is (not three lines of usage)."""
+    command = exc.ctx.command_path if exc.ctx is not None else "lgi"
+    message = " ".join(exc.format_message().split())
+    end = "" if message.endswith((".", "?", "!")) else "."
+    return f"Error: {message}{end} See `{command} --help`."
 
 
 if __name__ == "__main__":  # pragma: no cover
