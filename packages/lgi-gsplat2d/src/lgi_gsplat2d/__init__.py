@@ -9,6 +9,9 @@ and the package README. Importing this package never compiles: native kernels bu
 
 from ._backend import BackendUnavailable, kernel_status
 from .functional import (
+    MAX_INTERSECTIONS,
+    MAX_PIXEL_SLOTS,
+    RenderLimitError,
     project_gaussians_2d_scale_rot,
     rasterize_gaussians_no_tiles,
     rasterize_gaussians_sum,
@@ -18,7 +21,10 @@ from .functional import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "MAX_INTERSECTIONS",
+    "MAX_PIXEL_SLOTS",
     "BackendUnavailable",
+    "RenderLimitError",
     "kernel_status",
     "project_gaussians_2d_scale_rot",
     "rasterize_gaussians_no_tiles",

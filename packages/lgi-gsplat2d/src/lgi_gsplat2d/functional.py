@@ -17,6 +17,12 @@ Conventions (the same everywhere in LGI):
   I(p) = sum c_i w_i / (sum w_i + 1e-4); gradients flow through the selected K. K is 1..32.
 * A zero scale culls a Gaussian (radius 0: it draws nothing, its gradients are 0).
 
+Limits of the native rasterizers (their buffers are indexed with 32-bit integers): height x width x k
+<= 2^31 - 1 (:data:`MAX_PIXEL_SLOTS`; k counts in both modes) and at most 2^31 - 1 Gaussian-tile
+intersections per call (:data:`MAX_INTERSECTIONS`, the sum of ``num_tiles_hit``). A call beyond them
+raises :class:`RenderLimitError` (a ``ValueError``) before any image buffer is allocated; render a
+large image in bands of rows instead (``lgi_dictco.gauss.render_bands`` does).
+
 ``backend``: ``"auto"`` (CUDA tensors -> CUDA kernels, CPU tensors -> C++/OpenMP kernels, a failed build
 -> one warning and the PyTorch reference), ``"cpu"``, ``"cuda"`` or ``"torch"`` (the reference). The
 native CPU backend takes float32 and float64, the CUDA one float32; ``"auto"`` sends float64 CUDA tensors
@@ -32,9 +38,39 @@ from . import _reference
 from ._autograd import ProjectGaussians, RasterizeNoTiles, RasterizeTiles
 from ._backend import resolve
 
-__all__ = ["project_gaussians_2d_scale_rot", "rasterize_gaussians_sum", "rasterize_gaussians_no_tiles", "render"]
+__all__ = ["MAX_INTERSECTIONS", "MAX_PIXEL_SLOTS", "RenderLimitError", "project_gaussians_2d_scale_rot",
+           "rasterize_gaussians_sum", "rasterize_gaussians_no_tiles", "render"]
 
 _MAX_K = 32
+MAX_PIXEL_SLOTS = (1 << 31) - 1     # height * width * k, the top-K buffers' 32-bit index space
+MAX_INTERSECTIONS = (1 << 31) - 1   # Gaussian-tile pairs of one call, the tile lists' 32-bit offsets
+
+
+class RenderLimitError(ValueError):
+    """A render request beyond the rasterizer's documented limits (see the module docstring)."""
+
+
+def _check_limits(height: int, width: int, k: int, num_tiles_hit: torch.Tensor | None = None) -> None:
+    """Refuse, before any buffer exists, what the native kernels would refuse (or could not index)."""
+    slots = height * width * k
+    if slots > MAX_PIXEL_SLOTS:
+        raise RenderLimitError(f"image too large for one render call: {height} x {width} x k={k} = {slots} "
+                               f"> 2^31 - 1; render it in bands of rows")
+    # Counted on the host only where that costs no device sync; the CUDA extension checks the same
+    # total itself and its error is translated below.
+    if num_tiles_hit is not None and num_tiles_hit.device.type == "cpu" and num_tiles_hit.numel():
+        total = int(num_tiles_hit.sum(dtype=torch.int64))
+        if total > MAX_INTERSECTIONS:
+            raise RenderLimitError(f"{total} Gaussian-tile intersections exceed the rasterizer's limit of "
+                                   f"2^31 - 1 per call; render at a lower resolution or in bands of rows")
+
+
+def _translate_limit(exc: ValueError) -> ValueError:
+    """The native kernels' own 2^31 checks (TORCH_CHECK_VALUE, std::length_error) as RenderLimitError."""
+    msg = str(exc)
+    if "2^31" in msg:
+        return RenderLimitError(msg.splitlines()[0])
+    return exc
 
 
 def _check_size(height, width) -> tuple[int, int]:
@@ -174,6 +210,9 @@ def rasterize_gaussians_sum(xys, radii, conics, num_tiles_hit, colors, height, w
 
     Returns:
         [H, W, C] image, differentiable with respect to xys, conics, colors and opacities.
+
+    Raises:
+        RenderLimitError: height x width x k or the sum of ``num_tiles_hit`` beyond 2^31 - 1.
     """
     height, width = _check_size(height, width)
     _check_mode(mode, k)
@@ -184,11 +223,15 @@ def rasterize_gaussians_sum(xys, radii, conics, num_tiles_hit, colors, height, w
 
 
 def _rasterize(kind, ext, xys, radii, conics, num_tiles_hit, colors, height, width, mode, k, opacities):
+    _check_limits(height, width, k, num_tiles_hit)
     if kind == "torch":
         return _reference.rasterize_gaussians_sum(xys, radii, conics, num_tiles_hit, colors, height, width,
                                                   mode, k, opacities)
-    return RasterizeTiles.apply(xys, conics, colors, opacities, radii, num_tiles_hit, height, width, mode, k,
-                                ext, torch.get_num_threads())
+    try:
+        return RasterizeTiles.apply(xys, conics, colors, opacities, radii, num_tiles_hit, height, width, mode, k,
+                                    ext, torch.get_num_threads())
+    except ValueError as exc:
+        raise _translate_limit(exc) from exc
 
 
 def rasterize_gaussians_no_tiles(xys, radii, conics, colors, height, width, mode="topk", k=10, opacities=None,
@@ -202,11 +245,15 @@ def rasterize_gaussians_no_tiles(xys, radii, conics, colors, height, width, mode
     xys, radii, conics, _ = _check_projected(xys, radii, conics, None)
     colors, opacities = _check_appearance(colors, opacities, xys, mode)
     kind, ext = resolve(backend, xys.device, xys.dtype)
+    _check_limits(height, width, k)
     if kind == "torch":
         return _reference.rasterize_gaussians_no_tiles(xys, radii, conics, colors, height, width, mode, k,
                                                        opacities)
-    return RasterizeNoTiles.apply(xys, conics, colors, opacities, radii, height, width, mode, k, ext,
-                                  torch.get_num_threads())
+    try:
+        return RasterizeNoTiles.apply(xys, conics, colors, opacities, radii, height, width, mode, k, ext,
+                                      torch.get_num_threads())
+    except ValueError as exc:
+        raise _translate_limit(exc) from exc
 
 
 def render(means, scales, rotations, colors, height, width, mode="topk", k=10, backend="auto", opacities=None):
@@ -226,9 +273,13 @@ def render(means, scales, rotations, colors, height, width, mode="topk", k=10, b
     Returns:
         [H, W, C] image of the inputs' dtype, differentiable with respect to means, scales, rotations,
         colors and opacities.
+
+    Raises:
+        RenderLimitError: height x width x k or the tile intersections beyond 2^31 - 1 (module docstring).
     """
     height, width = _check_size(height, width)
     _check_mode(mode, k)
+    _check_limits(height, width, k)
     means, scales, rotations = _check_gaussians(means, scales, rotations)
     colors, opacities = _check_appearance(colors, opacities, means, mode)
     kind, ext = resolve(backend, means.device, means.dtype)
