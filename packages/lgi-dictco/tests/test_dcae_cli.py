@@ -174,7 +174,7 @@ def test_eval_writes_csv(files, tmp_path):
         "--json",
     )
     assert res.exit_code == 0, res.output
-    out = json.loads(res.output)
+    out = json.loads(res.stdout)  # the progress bar goes to stderr, also under --json
     with open(tmp_path / "r.csv") as f:
         rows = list(csv.DictReader(f))
     assert [r["file"] for r in rows] == ["img0.png", "img1.png"]

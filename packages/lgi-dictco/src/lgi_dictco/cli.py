@@ -14,15 +14,33 @@ import sys
 
 import click
 
-from lgi_dictco.clitools import FORCE, preflight
+from lgi_dictco.clitools import (
+    FORCE,
+    check_count,
+    check_device,
+    check_input_file,
+    check_suffix,
+    check_torch_file,
+    preflight,
+    root_flags,
+)
 
 _CHECKPOINT_HELP = "Local DCAE checkpoint (.pt); pretrained weights cannot be downloaded here."
 _CHECKPOINT_ENV = "LGI_DICTCO_CHECKPOINT"
+#: What ``decompress -o`` can write: the format follows the extension (``lgi_dictco.dcae.io.save_image``).
+_IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tiff", ".ppm")
 
 
 def _fail(exc: BaseException) -> click.ClickException:
-    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0].strip("'\"")
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    if isinstance(exc, KeyError) and len(first) > 1 and first[0] == first[-1] and first[0] in "'\"":
+        first = first[1:-1]  # a KeyError's message is the repr of its key
     return click.ClickException(first)
+
+
+def _quiet(quiet: bool) -> bool:
+    """-q given to the command or to ``lgi`` itself."""
+    return quiet or root_flags()[1]
 
 
 def _emit(result: dict, as_json: bool, quiet: bool, text: str) -> None:
@@ -33,35 +51,40 @@ def _emit(result: dict, as_json: bool, quiet: bool, text: str) -> None:
 
 
 def _device(name: str):
+    """A torch device from ``--device`` (auto, cpu, cuda, cuda:N); one line for anything else."""
     import torch
 
+    check_device(name, auto=True)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError as exc:
-        raise click.BadParameter(f"not a torch device: {name!r} ({exc})", param_hint="--device") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise click.BadParameter(f"{name!r}: no CUDA device is available here", param_hint="--device")
-    return device
+    return torch.device(name)
+
+
+def _check_checkpoint(checkpoint: str) -> None:
+    """The checkpoint exists and is a file torch.save wrote, before any other work (no torch needed)."""
+    from pathlib import Path
+
+    if Path(checkpoint).is_dir():
+        raise click.ClickException(f"--checkpoint {checkpoint} is a folder; give one DCAE checkpoint (.pt) file")
+    if Path(checkpoint).is_file():  # a missing one is load_model's message (it says where weights come from)
+        check_torch_file(checkpoint, "a DCAE checkpoint (.pt)", "--checkpoint")
 
 
 def _load(checkpoint: str, device_name: str):
     from lgi_dictco.dcae.checkpoint import CheckpointError, load_model
 
+    _check_checkpoint(checkpoint)
     try:
         return load_model(checkpoint, _device(device_name))
     except CheckpointError as exc:
         raise _fail(exc) from None
 
 
-
-
 def _checkpoint_option(required: bool = True):
     return click.option(
         "--checkpoint",
         "checkpoint",
-        type=click.Path(dir_okay=False),
+        type=click.Path(),
         required=required,
         envvar=_CHECKPOINT_ENV,
         show_envvar=True,
@@ -79,7 +102,8 @@ def dictco() -> None:
 
 @dictco.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def models(as_json: bool) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only the list (this command shows no progress).")
+def models(as_json: bool, quiet: bool) -> None:
     """List the model presets with their frozen ids and parameter counts."""
     from lgi_dictco.dcae.registry import build_model, list_models, model_id
 
@@ -142,7 +166,7 @@ def models(as_json: bool) -> None:
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--resume", help="Checkpoint to continue from, or 'auto' for OUTPUT/last.pt.")
 @click.option("--log-every", type=int, default=10, show_default=True)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end.")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end (progress stays on stderr).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
 def train(
     data,
@@ -172,6 +196,16 @@ def train(
     quiet,
 ) -> None:
     """Train a DCAE model on random crops of an image folder (under torchrun: DDP)."""
+    quiet = _quiet(quiet)
+    for value, option in ((epochs, "--epochs"), (max_steps, "--max-steps"), (batch_size, "--batch-size"),
+                          (patch_size, "--patch-size"), (repeats, "--repeats"), (log_every, "--log-every"),
+                          (threads, "--threads")):
+        check_count(value, option)
+    check_count(workers, "--workers", 0)
+    check_device(device, auto=True)
+    if resume not in (None, "auto"):
+        check_input_file(resume, "checkpoint", "--resume")
+        check_torch_file(resume, "a DCAE checkpoint (.pt)", "--resume")
     from lgi_dictco.dcae.checkpoint import CheckpointError
     from lgi_dictco.dcae.registry import get_config
     from lgi_dictco.dcae.train import TrainConfig
@@ -230,14 +264,22 @@ def train(
 @_checkpoint_option()
 @click.option("--data", required=True, type=click.Path(exists=True), help="Image folder or a single image.")
 @click.option("--real", is_flag=True, help="Also code real .dcae bitstreams: file size, encode/decode times.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), help="Write per-image rows as CSV here.")
+@click.option("-o", "--output", type=click.Path(), help="Write per-image rows as CSV here (.csv).")
 @click.option("--limit", type=int, help="Evaluate only the first N images.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--threads", type=int, help="CPU threads for torch.")
-@click.option("--json", "as_json", is_flag=True, help="Print rows and means as JSON.")
+@click.option("--json", "as_json", is_flag=True, help="Print rows and means as JSON (progress stays on stderr).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar; only the results.")
 def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, quiet) -> None:
     """PSNR, MS-SSIM and bits per pixel of a checkpoint on an image folder (CSV out)."""
+    quiet = _quiet(quiet)
+    check_count(limit, "--limit")
+    check_count(threads, "--threads")
+    if output is not None:
+        check_suffix(output, (".csv",), "CSV rows")
+        preflight(output)
+    check_device(device, auto=True)
+    _check_checkpoint(checkpoint)
     import torch
 
     from lgi_dictco.dcae.evaluate import evaluate as run
@@ -255,7 +297,7 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
             real=real,
             lmbda=float(meta.get("lmbda", 0.0)),
             metric=str(meta.get("metric", "unknown")),
-            progress=not quiet and not as_json,
+            progress=not quiet,  # on stderr: --json output on stdout stays clean
         )
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None
@@ -269,10 +311,8 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
 
 
 @dictco.command()
-@click.argument("image", type=click.Path(dir_okay=False))
-@click.option(
-    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="The .dcae file to write."
-)
+@click.argument("image", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(), help="The .dcae file to write.")
 @_checkpoint_option()
 @click.option(
     "--device",
@@ -285,6 +325,11 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
 @FORCE
 def compress(image, output, checkpoint, device, as_json, quiet, force) -> None:
     """Code IMAGE into a .dcae file."""
+    quiet = _quiet(quiet)
+    check_input_file(image, "image")
+    check_suffix(output, (".dcae",), "a .dcae file")
+    check_device(device, auto=True)
+    _check_checkpoint(checkpoint)
     from lgi_dictco.dcae.codec import encode
     from lgi_dictco.dcae.io import load_image
     from lgi_dictco.fileio import atomic_write_bytes
@@ -312,8 +357,9 @@ def compress(image, output, checkpoint, device, as_json, quiet, force) -> None:
 
 
 @dictco.command()
-@click.argument("file", type=click.Path(dir_okay=False))
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="Image to write (PNG).")
+@click.argument("file", type=click.Path())
+@click.option("-o", "--output", required=True, type=click.Path(),
+              help="Image to write; the format follows the extension (.png, .jpg, .webp, ...).")
 @_checkpoint_option()
 @click.option("--device", default="cpu", show_default=True, help="The kind of device that encoded the file.")
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 2**28).")
@@ -327,9 +373,16 @@ def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, for
     from lgi_dictco.dcae.format import MAX_PIXELS, check_file
     from lgi_dictco.errors import LgiFormatError
 
+    quiet = _quiet(quiet)
     path = Path(file)
+    if path.is_dir():
+        check_input_file(path, ".dcae")
     if not path.is_file():
         raise click.ClickException(f"file not found: {file}")
+    check_suffix(output, _IMAGE_OUTPUTS, "an image in the format its extension names")
+    check_count(max_pixels, "--max-pixels")
+    check_device(device, auto=True)
+    _check_checkpoint(checkpoint)
     data = path.read_bytes()
     preflight(output, force)
     try:  # the file's own checks first: a forged file is refused before torch and the model load
@@ -353,9 +406,10 @@ def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, for
 
 
 @dictco.command()
-@click.argument("file", type=click.Path(dir_okay=False))
+@click.argument("file", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-def info(file, as_json) -> None:
+@click.option("-q", "--quiet", is_flag=True, help="Only the header (this command shows no progress).")
+def info(file, as_json, quiet) -> None:
     """Show the header of a .dcae FILE (no checkpoint needed)."""
     import dataclasses
     from pathlib import Path
@@ -365,6 +419,8 @@ def info(file, as_json) -> None:
     from lgi_dictco.errors import LgiFormatError
 
     path = Path(file)
+    if path.is_dir():
+        check_input_file(path, ".dcae")
     if not path.is_file():
         raise click.ClickException(f"file not found: {file}")
     try:

@@ -87,12 +87,20 @@ def check_input_file(path: str | Path, what: str, option: str | None = None) -> 
     return path
 
 
+def _alternatives(items: tuple[str, ...]) -> str:
+    return items[0] if len(items) == 1 else ", ".join(items[:-1]) + " or " + items[-1]
+
+
 def check_suffix(output: str | Path, suffixes: tuple[str, ...], what: str) -> None:
-    """The output's extension must say what it holds (a .dcae named x.png would fool every viewer)."""
+    """The output's extension must say what it holds (a .dcae named x.png would fool every viewer).
+
+    Raises:
+        click.BadParameter: a usage error (exit status 2) naming ``-o``.
+    """
     output = Path(output)
     if output.suffix.lower() not in suffixes:
-        raise click.ClickException(f"-o {output}: this command writes {what}; give a name ending in "
-                                   f"{' or '.join(suffixes)}")
+        raise click.BadParameter(f"{output} does not end in {_alternatives(suffixes)}: this command writes {what}",
+                                 param_hint="'-o' / '--output'")
 
 
 def check_device(name: str, *, auto: bool = False) -> str:
@@ -100,28 +108,36 @@ def check_device(name: str, *, auto: bool = False) -> str:
 
     Returns:
         the name, unchanged.
+
+    Raises:
+        click.BadParameter: a usage error (exit status 2) naming ``--device`` and the valid names.
     """
     import re
 
     valid = ("auto, " if auto else "") + "cpu, cuda or cuda:N"
     if not re.fullmatch(r"cpu|cuda(:\d+)?" + ("|auto" if auto else ""), name):
-        raise click.ClickException(f"--device {name!r} is not a device; use {valid}")
+        raise click.BadParameter(f"{name!r} is not a device; use {valid}", param_hint="'--device'")
     if name.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
-            raise click.ClickException(f"--device {name}: no CUDA GPU is available on this machine; use cpu")
-        index = int(name.partition(":")[2] or 0)
-        if index >= torch.cuda.device_count():
-            raise click.ClickException(f"--device {name}: this machine has {torch.cuda.device_count()} "
-                                       f"CUDA device(s) (cuda:0 ... cuda:{torch.cuda.device_count() - 1})")
+            raise click.BadParameter(f"{name}: no CUDA GPU is available on this machine; use cpu",
+                                     param_hint="'--device'")
+        count = torch.cuda.device_count()
+        if int(name.partition(":")[2] or 0) >= count:
+            raise click.BadParameter(f"{name}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}",
+                                     param_hint="'--device'")
     return name
 
 
 def check_count(value: int | float | None, option: str, minimum: int | float = 1) -> None:
-    """A count or budget that must be at least ``minimum`` (``--steps 0`` is refused up front, not run)."""
+    """A count or budget that must be at least ``minimum`` (``--steps 0`` is refused up front, not run).
+
+    Raises:
+        click.BadParameter: a usage error (exit status 2) naming the option.
+    """
     if value is not None and not value >= minimum:
-        raise click.ClickException(f"{option} must be >= {minimum}, got {value}")
+        raise click.BadParameter(f"must be >= {minimum}, got {value}", param_hint=f"'{option}'")
 
 
 def check_torch_file(path: str | Path, wanted: str, option: str | None = None) -> None:
@@ -144,5 +160,6 @@ def check_torch_file(path: str | Path, wanted: str, option: str | None = None) -
         head = f.read(8)
     # torch.save writes a zip archive (PK\3\4); before torch 1.6 a pickle (protocol byte 0x80).
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
-        raise click.ClickException(f"{name} is not {wanted}: torch.save did not write it "
-                                   f"(it starts with {head!r})")
+        where = f" ({option})" if option else ""
+        raise click.ClickException(f"cannot read checkpoint {path}{where}: it is not {wanted}; torch.save did "
+                                   f"not write it (it starts with {head!r})")

@@ -84,7 +84,8 @@ def _root_flags(ctx: click.Context) -> tuple[int, bool]:
 @click.option("--use-gpu", is_flag=True, help="Sobel gradient through torch on CUDA (needs torch).")
 @click.option("--slic-init", is_flag=True, help="Also write <stem>_slic_init.json: one Gaussian per superpixel.")
 @click.option("--montage", is_flag=True, help="Also write <stem>_montage.png: the image and every map.")
-@click.option("--json", "as_json", is_flag=True, help="Print machine-readable results on stdout.")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print machine-readable results on stdout (progress and logs stay on stderr).")
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and results.")
 @click.pass_context
 def preprocess(ctx: click.Context, images: tuple[str, ...], output: str, maps: str, mode: str, n_segments: int,
@@ -132,7 +133,7 @@ def preprocess(ctx: click.Context, images: tuple[str, ...], output: str, maps: s
     steps = config.steps()
     results: list[dict] = []
     seen_stems: dict[str, str] = {}
-    show_bar = not (quiet or as_json or mode == "prompt")  # a live bar would overwrite the questions
+    show_bar = not (quiet or mode == "prompt")  # a live bar would overwrite the questions
     progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                         console=console, disable=not (show_bar and console.is_terminal), transient=True)
 
@@ -152,6 +153,10 @@ def preprocess(ctx: click.Context, images: tuple[str, ...], output: str, maps: s
                 progress.advance(images_task)
                 continue
             seen_stems[stem] = path
+            if Path(path).is_dir():
+                report_failure(path, f"{path} is a folder; give image files (e.g. {Path(path) / '*.png'})")
+                progress.advance(images_task)
+                continue
             t0 = time.perf_counter()
             try:
                 run = pre.run(path, output, mode=mode, progress=lambda _step: progress.advance(maps_task))
@@ -167,7 +172,7 @@ def preprocess(ctx: click.Context, images: tuple[str, ...], output: str, maps: s
                 if run.metadata is not None:
                     entry["timings_s"] = run.metadata.get("timings_s", {})
                 results.append(entry)
-                if not quiet and not as_json:
+                if not quiet:  # a log line on stderr, also under --json
                     verb = "wrote" if run.status == "written" else "skipped"
                     console.print(f"{verb} {Path(path).name} ({run.reason}) -> {output}  "
                                   f"[{entry['seconds']:.2f} s]", markup=False)
@@ -177,7 +182,8 @@ def preprocess(ctx: click.Context, images: tuple[str, ...], output: str, maps: s
     failed = [r["input"] for r in results if r["status"] == "failed"]
     if as_json:
         click.echo(json.dumps({"output": output, "results": results, **counts}, indent=2))
-    if failed or not quiet:
+    # One image that failed has said so in its error line; a summary would only repeat it.
+    if (failed or not quiet) and not (len(images) == 1 and failed):
         summary = f"{len(images)} image(s): {counts['written']} written, {counts['skipped']} skipped, " \
                   f"{counts['failed']} failed"
         console.print(summary + (f": {', '.join(failed)}" if failed else ""), markup=False)

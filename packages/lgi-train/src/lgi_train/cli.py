@@ -91,7 +91,7 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
     """
     from lgi_dictco.fileio import OutputError
     from lgi_train.config import ConfigError, FitConfig
-    from lgi_train.runs import ImageError
+    from lgi_train.runs import ImageError, load_target
 
     quiet = quiet or root_flags()[1]
     # Every check that needs no work runs first: a mistake costs no time and writes nothing.
@@ -120,10 +120,14 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
     if cfg.steps < 1:
         _fail(f"steps must be >= 1, got {cfg.steps} (from {config_file or 'the checkpoint'})")
     check_device(cfg.device)
+    try:  # a bad image is one line before any progress is shown
+        target = load_target(image)
+    except ImageError as exc:
+        _fail(str(exc))
     if cfg.schedule == "cosine" and cfg.max_seconds and flags.get("steps") is None and resume is None:
-        cfg = _size_to_budget(image, cfg, quiet)
+        cfg = _size_to_budget(target, cfg, quiet)
     try:
-        _fit_with_progress(image, run_dir, cfg, resume, not no_pictures, quiet)
+        _fit_with_progress(image, run_dir, cfg, resume, not no_pictures, quiet, target=target)
     except (ImageError, ConfigError, ValueError, FileNotFoundError, OutputError) as exc:
         _fail(str(exc))
     summary = json.loads((run_dir / "summary.json").read_text())
@@ -136,15 +140,10 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
                    f"SSIM {m['ssim']:.4f} → {run_dir}")
 
 
-def _size_to_budget(image, cfg, quiet):
+def _size_to_budget(target, cfg, quiet):
     """A cosine schedule only decays if the fit reaches its last step: size the steps to the time budget."""
     from lgi_train.fit import steps_for_budget
-    from lgi_train.runs import ImageError, load_target
 
-    try:
-        target = load_target(image)
-    except ImageError as exc:
-        _fail(str(exc))
     steps, probe = steps_for_budget(target, cfg, cfg.max_seconds)
     if not quiet:
         click.echo(f"cosine schedule sized to {steps} steps for {cfg.max_seconds:g} s (timing probe {probe:.1f} s)",
@@ -157,7 +156,7 @@ def _size_to_budget(image, cfg, quiet):
 FIT_STAGES = (("load", 0.02), ("init", 0.03), ("fit", 0.90), ("write", 0.05))
 
 
-def _fit_with_progress(image, run_dir, cfg, resume, pictures, quiet, stream=None):
+def _fit_with_progress(image, run_dir, cfg, resume, pictures, quiet, stream=None, target=None):
     """Run the fit under one overall progress display (stderr; nothing when ``quiet``)."""
     from lgi_dictco.progress import StageProgress
     from lgi_train.runs import fit_image
@@ -174,7 +173,7 @@ def _fit_with_progress(image, run_dir, cfg, resume, pictures, quiet, stream=None
 
     with progress:
         result = fit_image(image, run_dir, cfg, resume=resume, on_step=on_step, pictures=pictures,
-                           on_stage=progress.update)
+                           on_stage=progress.update, target=target)
         progress.finish(f"lgi fit: done in {progress.elapsed:.1f} s ({result.steps} steps, {result.stop_reason})")
     return result
 

@@ -85,10 +85,12 @@ def save_png(image: torch.Tensor | np.ndarray, path: Path, force: bool = False, 
 
 def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resume: str | Path | None = None,
               on_step: Callable[[StepInfo], None] | None = None, pictures: bool = True,
-              on_stage: Callable[[str], None] | None = None) -> FitResult:
+              on_stage: Callable[[str], None] | None = None, target: torch.Tensor | None = None) -> FitResult:
     """Fit one image into ``run_dir`` (created), resuming from a checkpoint if given.
 
     Args:
+        target: ``image_path`` already loaded (:func:`load_target`), e.g. by a command that checks
+            the input before it shows progress; None loads it here.
         on_step: called by the fitter every ``cfg.log_every`` steps (see :class:`Fitter`).
         on_stage: called with each stage's name as it starts: ``load`` (the image, a checkpoint),
             ``init`` (the initial Gaussians), ``fit`` (the steps; ``on_step`` follows them) and
@@ -104,7 +106,7 @@ def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resum
     run_dir = Path(run_dir)
     # Everything that can fail on bad input (image, config, checkpoint) runs before the folder exists.
     stage("load")
-    target = load_target(image_path)
+    target = load_target(image_path) if target is None else target
     gray = is_grayscale(target)
     torch.manual_seed(cfg.seed)
     fitter = Fitter(target, cfg, on_step=on_step, checkpoint_dir=run_dir / "checkpoints")

@@ -165,8 +165,11 @@ def _run(args: list[str]) -> int:
     except click.exceptions.Abort:
         click.echo("Aborted.", err=True)
         return 130
+    except click.exceptions.NoArgsIsHelpError as exc:  # `lgi dictco` alone: the help, as click shows it
+        exc.show()
+        return exc.exit_code
     except click.UsageError as exc:
-        click.echo(usage_line(exc), err=True)
+        click.echo(usage_line(exc, args), err=True)
         return exc.exit_code
     except click.ClickException as exc:
         exc.show()
@@ -185,12 +188,30 @@ def _run(args: list[str]) -> int:
     return rv if isinstance(rv, int) else 0
 
 
-def usage_line(exc: click.UsageError) -> str:
+def usage_line(exc: click.UsageError, args: list[str] = ()) -> str:
     """A usage error as one line: click's message and where the help is (not three lines of usage)."""
-    command = exc.ctx.command_path if exc.ctx is not None else "lgi"
+    command = exc.ctx.command_path if exc.ctx is not None else _command_path(list(args))
     message = " ".join(exc.format_message().split())
     end = "" if message.endswith((".", "?", "!")) else "."
     return f"Error: {message}{end} See `{command} --help`."
+
+
+
+def _command_path(args: list[str]) -> str:
+    """``lgi dictco compress`` from the arguments (click's parser errors carry no context to ask)."""
+    path, command = ["lgi"], cli
+    ctx = click.Context(cli, info_name="lgi")
+    for arg in args:
+        if not isinstance(command, click.Group):
+            break
+        if arg.startswith("-"):  # the groups' own options are flags (-v, -q): no values to skip
+            continue
+        sub = command.get_command(ctx, arg)
+        if sub is None:
+            break
+        path.append(arg)
+        command = sub
+    return " ".join(path)
 
 
 if __name__ == "__main__":  # pragma: no cover
