@@ -16,7 +16,18 @@ The public pair::
 Importing this subpackage needs numpy only; torch loads in :func:`render` and :mod:`.torch_quant`.
 """
 
-from lgi_dictco.gauss.decoder import DecodedSet, decode, dequantize, render, window
+from lgi_dictco.gauss.decoder import (
+    MAX_OUTPUT_PIXELS,
+    MAX_WORK,
+    DecodeCost,
+    DecodedSet,
+    decode,
+    decode_cost,
+    dequantize,
+    render,
+    render_bands,
+    window,
+)
 from lgi_dictco.gauss.format import (
     COLOR_SPACES,
     MAGIC,
@@ -35,18 +46,23 @@ encode = encode_lgi
 __all__ = [
     "COLOR_SPACES",
     "MAGIC",
+    "MAX_OUTPUT_PIXELS",
+    "MAX_WORK",
     "OPPONENT",
     "RENDER_MODES",
     "VERSION",
+    "DecodeCost",
     "DecodedSet",
     "GroupCoding",
     "LgiHeader",
     "LgiPayload",
     "decode",
+    "decode_cost",
     "decode_lgi",
     "dequantize",
     "encode",
     "encode_lgi",
     "render",
+    "render_bands",
     "window",
 ]
