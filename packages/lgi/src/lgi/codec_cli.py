@@ -180,20 +180,30 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, dev
                    f"{report['gaussians']} Gaussians, {report['seconds']:.1f} s")
 
 
+# The budgets' defaults are lgi_dictco.gauss.MAX_OUTPUT_PIXELS and MAX_WORK (not imported here: `lgi --help`
+# loads click only); test_decode_budgets.py checks that these texts name them.
+_MAX_PIXELS_HELP = ("Refuse outputs of more pixels than this (default 268435456 = 2^28). Large outputs render in "
+                    "bands of rows, so memory stays bounded.")
+_MAX_WORK_HELP = ("Refuse files whose drawing needs more Gaussian-tile intersections than this, an upper bound "
+                  "computed before rendering (default 67108864 = 2^26; real files need about 30 per 16x16 tile).")
+
+
 @click.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output PNG.")
 @click.option("--scale", type=float, help="Output size relative to the stored size (e.g. 2.0, 0.5).")
 @click.option("--width", type=int, help="Output width in pixels; the height keeps the aspect ratio.")
+@click.option("--max-pixels", type=click.IntRange(min=1), help=_MAX_PIXELS_HELP)
+@click.option("--max-work", type=click.IntRange(min=1), help=_MAX_WORK_HELP)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
 @FORCE
-def decode(source, output, scale, width, device, backend, as_json, force):
+def decode(source, output, scale, width, max_pixels, max_work, device, backend, as_json, force):
     """Decode a .lgi file to a PNG, at any resolution."""
-    from lgi.decoding import DecodeError, to_png_bytes
-    from lgi.decoding import decode as decode_bytes
+    from lgi.decoding import MAX_OUTPUT_PIXELS, MAX_WORK, DecodeError, prepare, write_png
     from lgi_dictco import LgiFormatError
+    from lgi_dictco.fileio import OutputError, atomic_open
 
     data = _read(source)
     _check_suffix(output, ".png", "a PNG image")
@@ -201,17 +211,24 @@ def decode(source, output, scale, width, device, backend, as_json, force):
     preflight(output, force)
     t0 = time.perf_counter()
     try:
-        decoded = decode_bytes(data, scale=scale, width=width, device=device, backend=backend)
+        # Priced and refused here, before torch loads and before the output is opened.
+        plan = prepare(data, scale, width, max_pixels=max_pixels or MAX_OUTPUT_PIXELS, max_work=max_work or MAX_WORK)
+        with atomic_open(output, force=force) as f:
+            write_png(plan, f, device=device, backend=backend)
     except (LgiFormatError, DecodeError) as exc:
         raise click.ClickException(f"{source}: {exc}") from None
+    except OutputError as exc:
+        raise click.ClickException(str(exc)) from None
     seconds = time.perf_counter() - t0
-    atomic_write(output, to_png_bytes(decoded.image), force=force)
-    _, out_h, out_w = decoded.image.shape
+    out_w, out_h = plan.width, plan.height
     if as_json:
         click.echo(json.dumps({"input": str(source), "output": str(output), "width": out_w, "height": out_h,
-                               "seconds": round(seconds, 4)}))
+                               "seconds": round(seconds, 4), "work": plan.work, "bands": len(plan.bands),
+                               "memory_estimate_bytes": plan.memory_bytes()}))
     else:
-        click.echo(f"{output}: {out_w}x{out_h} from {decoded.header.num_gaussians} Gaussians in {seconds * 1000:.0f} ms")
+        bands = f", {len(plan.bands)} bands" if len(plan.bands) > 1 else ""
+        click.echo(f"{output}: {out_w}x{out_h} from {plan.header.num_gaussians} Gaussians in {seconds * 1000:.0f} ms"
+                   f"{bands}")
 
 
 def _read(path: Path) -> bytes:
@@ -250,3 +267,9 @@ def info(source, as_json):
         exps = f", class step exponents {g['class_exp']} (x2^(e/2))" if len(counts) > 1 else ""
         click.echo(f"  {name}: {kind}, {g['own_values']} own values, steps ({steps}){exps}")
     click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in report["chunks"].items()))
+    d = r["decode"]
+    if d["error"]:
+        click.echo(f"  decode: refused ({d['error']})")
+    else:
+        click.echo(f"  decode at stored size: at most {d['work']} Gaussian-tile intersections, "
+                   f"{d['bands']} band(s), about {d['memory_bytes'] / 2**20:.0f} MiB")

@@ -1,14 +1,24 @@
 """Decoding a ``.lgi`` file for the CLI and the app: needs only lgi-dictco and lgi-gsplat2d.
 
 The decoder itself is :mod:`lgi_dictco.gauss.decoder`; this module adds the user-level requests (output
-size, windows) and their errors.
+size, windows), their budgets and their errors. Every request is priced before anything renders
+(:func:`prepare`): the output's pixels against ``max_pixels`` and an upper bound on the rasterizer's
+work (Gaussian-tile intersections) against ``max_work``, so a forged file that asks for minutes or
+gigabytes is refused in the time it takes to parse it. An output too large for one render call is drawn
+in bands of rows; :func:`write_png` streams those bands into the PNG, so memory stays bounded by one
+band whatever the output size.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import struct
+import zlib
+from dataclasses import dataclass, field
 
-MAX_OUTPUT_PIXELS = 1 << 28  # 268 M pixels: about 3 GB of float32 RGB while rendering
+from lgi_dictco.gauss.decoder import BAND_BYTES, MAX_OUTPUT_PIXELS, MAX_WORK
+
+__all__ = ["BAND_BYTES", "MAX_OUTPUT_PIXELS", "MAX_WORK", "DecodeError", "Decoded", "Plan", "decode",
+           "decode_window", "info_report", "output_size", "prepare", "to_png_bytes", "write_png"]
 
 
 class DecodeError(ValueError):
@@ -23,7 +33,39 @@ class Decoded:
     params: dict | None = None  # the dequantized Gaussians (numpy, unit square), from decode_window
 
 
-def output_size(width: int, height: int, scale: float | None, out_width: int | None) -> tuple[int, int]:
+@dataclass
+class Plan:
+    """A priced decode request: what will be drawn, at which size, for how much work, in which bands.
+
+    Attributes:
+        params: the Gaussians to draw (numpy, unit square; already windowed for a window request).
+        source_params: the file's own dequantized Gaussians (== ``params`` unless windowed).
+        cost: ``lgi_dictco.gauss.DecodeCost`` of drawing ``params`` at width x height.
+        bands: the row ranges it renders in (one range: the ordinary, unbanded render).
+    """
+
+    header: object
+    chunk_bytes: dict
+    params: dict
+    source_params: dict
+    width: int
+    height: int
+    cost: object
+    bands: list = field(default_factory=list)
+
+    @property
+    def work(self) -> int:
+        return self.cost.intersections
+
+    def memory_bytes(self, png: bool = True) -> int:
+        """Estimated peak bytes of the render: one band's buffers, plus the assembled float image when
+        not streaming to PNG (``png=False``: what :func:`decode` returns)."""
+        full = 0 if png else 4 * self.header.channels * self.width * self.height
+        return self.cost.memory_bytes(self.bands, full)
+
+
+def output_size(width: int, height: int, scale: float | None, out_width: int | None,
+                max_pixels: int = MAX_OUTPUT_PIXELS) -> tuple[int, int]:
     """(W, H) of the decoded image; the aspect ratio of the stored size is kept."""
     if scale is not None and out_width is not None:
         raise DecodeError("give --scale or --width, not both")
@@ -32,28 +74,110 @@ def output_size(width: int, height: int, scale: float | None, out_width: int | N
             raise DecodeError(f"--width must be >= 1, got {out_width}")
         scale = out_width / width
     scale = 1.0 if scale is None else scale
-    if not scale > 0:
-        raise DecodeError(f"--scale must be > 0, got {scale}")
+    if not scale > 0 or scale == float("inf"):
+        raise DecodeError(f"--scale must be > 0 and finite, got {scale}")
+    if width * scale * height * scale > 4 * max_pixels + 4:  # before round(): a huge float would not fit an int
+        raise DecodeError(f"output at scale {scale:g} of {width}x{height} exceeds the decoder limit of "
+                          f"{max_pixels} pixels (--max-pixels)")
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
-    if w * h > MAX_OUTPUT_PIXELS:
-        raise DecodeError(f"output {w}x{h} exceeds the decoder limit of {MAX_OUTPUT_PIXELS} pixels")
+    if w * h > max_pixels:
+        raise DecodeError(f"output {w}x{h} exceeds the decoder limit of {max_pixels} pixels (--max-pixels)")
     return w, h
 
 
-def decode(data: bytes, scale: float | None = None, width: int | None = None, device: str = "cpu",
-           backend: str = "auto") -> Decoded:
-    """Bytes → image. Raises lgi_dictco.LgiFormatError for a bad file, DecodeError for a bad request."""
-    from lgi_dictco.gauss import decode_lgi, dequantize
+def _check_budgets(max_pixels: int, max_work: int) -> None:
+    for name, v in (("--max-pixels", max_pixels), ("--max-work", max_work)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise DecodeError(f"{name} must be a whole number >= 1, got {v!r}")
 
+
+def prepare(data: bytes, scale: float | None = None, width: int | None = None, *, window: tuple | None = None,
+            max_pixels: int = MAX_OUTPUT_PIXELS, max_work: int = MAX_WORK, band_bytes: int = BAND_BYTES,
+            band_rows: int | None = None) -> Plan:
+    """Parse, dequantize and price a decode request, refusing it before anything renders.
+
+    Args:
+        data: the ``.lgi`` bytes.
+        scale, width: the output size (``lgi decode --scale`` / ``--width``); ignored with ``window``.
+        window: ``(x0, y0, zoom, out_width, out_height)``: draw that window of the unit square instead
+            (see :func:`decode_window`).
+        max_pixels: the most output pixels to draw (``--max-pixels``).
+        max_work: the most Gaussian-tile intersections to rasterize, an upper bound computed from the
+            decoded Gaussians (``--max-work``).
+        band_bytes, band_rows: the band plan (see ``lgi_dictco.gauss.DecodeCost.bands``).
+
+    Raises:
+        lgi_dictco.LgiFormatError: a bad file. DecodeError: a request beyond a budget or not possible.
+    """
+    from lgi_dictco.gauss import decode_cost, decode_lgi, dequantize
+    from lgi_dictco.gauss import window as window_params
+
+    _check_budgets(max_pixels, max_work)
     payload = decode_lgi(data)
     h = payload.header
-    out_w, out_h = output_size(h.width, h.height, scale, width)  # refuse a bad request before dequantizing
-    image = _render(dequantize(payload), h, out_w, out_h, device, backend)
-    return Decoded(image=image, header=h, chunk_bytes=payload.chunk_bytes)
+    if window is None:
+        out_w, out_h = output_size(h.width, h.height, scale, width, max_pixels)  # before dequantizing
+    else:
+        x0, y0, zoom, out_w, out_h = window
+        if not zoom > 0:
+            raise DecodeError(f"zoom must be > 0, got {zoom}")
+        output_size(out_w, out_h, 1.0, None, max_pixels)
+    source = dequantize(payload)
+    params = source if window is None else window_params(source, x0, y0, zoom)
+    cost = decode_cost(params, h, out_w, out_h)
+    if cost.intersections > max_work:
+        raise DecodeError(f"drawing {out_w}x{out_h} from {h.num_gaussians} Gaussians needs up to "
+                          f"{cost.intersections} Gaussian-tile intersections, more than the work limit of "
+                          f"{max_work} (--max-work; raise it to decode this file anyway)")
+    bands = cost.bands(band_bytes, band_rows)
+    biggest = cost.band_intersections(bands)
+    if biggest > (1 << 31) - 1:
+        raise DecodeError(f"one band of rows needs up to {biggest} Gaussian-tile intersections; the renderer "
+                          "draws at most 2^31 - 1 per call (decode at a smaller size)")
+    return Plan(header=h, chunk_bytes=payload.chunk_bytes, params=params, source_params=source, width=out_w,
+                height=out_h, cost=cost, bands=bands)
+
+
+def _bands(plan: Plan, device: str, backend: str):
+    """Yield (y0, [C, rows, W] in [0, 1]) for the plan's bands; renderer limits as DecodeError."""
+    import lgi_gsplat2d
+    from lgi_dictco.gauss import render, render_bands
+
+    h = plan.header
+    try:
+        if len(plan.bands) == 1:  # the ordinary decode: one call, exactly as before bands existed
+            yield 0, render(plan.params, h, plan.width, plan.height, rasterize=lgi_gsplat2d.render, device=device,
+                            backend=backend)
+            return
+        yield from render_bands(plan.params, h, plan.width, plan.height, plan.bands,
+                                project=lgi_gsplat2d.project_gaussians_2d_scale_rot,
+                                rasterize=lgi_gsplat2d.rasterize_gaussians_sum, device=device, backend=backend)
+    except lgi_gsplat2d.RenderLimitError as exc:
+        raise DecodeError(f"the renderer refused: {exc}") from None
+
+
+def render_plan(plan: Plan, device: str = "cpu", backend: str = "auto"):
+    """[C, H, W] float32 image in [0, 1] of a plan, assembled from its bands."""
+    import torch
+
+    if len(plan.bands) == 1:
+        return next(_bands(plan, device, backend))[1]
+    image = torch.empty(plan.header.channels, plan.height, plan.width, device=device)
+    for y0, band in _bands(plan, device, backend):
+        image[:, y0:y0 + band.shape[1]] = band
+    return image
+
+
+def decode(data: bytes, scale: float | None = None, width: int | None = None, device: str = "cpu",
+           backend: str = "auto", *, max_pixels: int = MAX_OUTPUT_PIXELS, max_work: int = MAX_WORK) -> Decoded:
+    """Bytes → image. Raises lgi_dictco.LgiFormatError for a bad file, DecodeError for a bad request."""
+    plan = prepare(data, scale, width, max_pixels=max_pixels, max_work=max_work)
+    return Decoded(image=render_plan(plan, device, backend), header=plan.header, chunk_bytes=plan.chunk_bytes)
 
 
 def decode_window(data: bytes, x0: float, y0: float, zoom: float, width: int, height: int, device: str = "cpu",
-                  backend: str = "auto") -> Decoded:
+                  backend: str = "auto", *, max_pixels: int = MAX_OUTPUT_PIXELS,
+                  max_work: int = MAX_WORK) -> Decoded:
     """Render one window of a ``.lgi`` file at ``width`` x ``height``: the part of the image whose unit-square
     coordinates are [x0, x0 + 1/zoom] x [y0, y0 + 1/zoom], as a crop of the image decoded at the scale
     ``zoom * width / stored width`` would show it, without rendering the rest.
@@ -61,30 +185,17 @@ def decode_window(data: bytes, x0: float, y0: float, zoom: float, width: int, he
     ``width / height`` should keep the stored aspect ratio: the window is the same fraction of both axes, so
     the Gaussians' shapes map to the view by one uniform scale. Raises as :func:`decode`.
     """
-    from lgi_dictco.gauss import decode as decode_set
-    from lgi_dictco.gauss import window
-
-    if not zoom > 0:
-        raise DecodeError(f"zoom must be > 0, got {zoom}")
-    output_size(width, height, 1.0, None)
-    d = decode_set(data)
-    image = _render(window(d.params, x0, y0, zoom), d.header, width, height, device, backend)
-    return Decoded(image=image, header=d.header, chunk_bytes=d.chunk_bytes, params=d.params)
-
-
-def _render(params: dict, h, out_w: int, out_h: int, device: str, backend: str):
-    """[C, out_h, out_w] in [0, 1] from dequantized unit-square parameters (numpy)."""
-    from lgi_dictco.gauss import render
-    from lgi_gsplat2d import render as rasterize
-
-    return render(params, h, out_w, out_h, rasterize=rasterize, device=device, backend=backend)
+    plan = prepare(data, window=(x0, y0, zoom, width, height), max_pixels=max_pixels, max_work=max_work)
+    return Decoded(image=render_plan(plan, device, backend), header=plan.header, chunk_bytes=plan.chunk_bytes,
+                   params=plan.source_params)
 
 
 def info_report(data: bytes) -> dict:
     """What `lgi info` shows of a ``.lgi`` file (less the file name). Raises lgi_dictco.LgiFormatError."""
     import numpy as np
 
-    from lgi_dictco.gauss import decode_lgi
+    from lgi_dictco import LgiFormatError
+    from lgi_dictco.gauss import decode_cost, decode_lgi, dequantize
 
     p = decode_lgi(data)  # the container only: `lgi info` reports files whose values would not decode
     h = p.header
@@ -94,23 +205,101 @@ def info_report(data: bytes) -> dict:
         groups[name] = {"codebook": k, "own_values": int(g.scalars.shape[0]), "lo": g.lo.tolist(),
                         "step": g.step.tolist(), "levels": g.levels2d.tolist(), "class_exp": g.exps.tolist()}
     counts = np.bincount(p.class_ids(), minlength=h.num_classes).tolist()
+    try:
+        cost = decode_cost(dequantize(p), h, h.width, h.height)
+        decode_at_1 = {"work": cost.intersections, "bands": len(cost.bands()),
+                       "memory_bytes": cost.memory_bytes(cost.bands(), 0), "error": None}
+    except LgiFormatError as exc:
+        decode_at_1 = {"work": None, "bands": None, "memory_bytes": None, "error": str(exc)}
     return {"bytes": len(data), "bpp": len(data) * 8 / (h.width * h.height),
             "width": h.width, "height": h.height, "channels": h.channels, "color_space": h.color_space,
             "render_mode": h.render_mode, "topk": h.topk, "gaussians": h.num_gaussians,
             "position_bits": list(h.pos_bits), "classes": {"position_drop": list(h.class_drop), "counts": counts},
             "groups": groups, "chunks": p.chunk_bytes,
-            "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians)}
+            "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians), "decode": decode_at_1}
+
+
+def _to_uint8(image):
+    """[C, H, W] in [0, 1] → [H, W, C] uint8 numpy (rounded: the one 8-bit conversion of a decode)."""
+    import numpy as np
+
+    arr = (image.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    return arr.transpose(1, 2, 0)
 
 
 def to_png_bytes(image) -> bytes:
     """[C, H, W] in [0, 1] → PNG bytes (8-bit; one channel → grayscale)."""
     import io
 
-    import numpy as np
     from PIL import Image
 
-    arr = (image.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
-    pil = Image.fromarray(arr[0]) if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0))
+    arr = _to_uint8(image)
+    pil = Image.fromarray(arr[:, :, 0]) if arr.shape[2] == 1 else Image.fromarray(arr)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
     return buf.getvalue()
+
+
+_PNG_COLOUR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # gray, gray + alpha, RGB, RGBA: as Pillow writes them
+
+
+def _png_chunk(tag: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body))
+
+
+class _PngRows:
+    """A PNG written row by row (8-bit, no interlace): rows go through zlib as they come, so neither the
+    whole image nor its compressed bytes are ever held. Each row is filtered with Sub or Up, whichever has
+    the smaller sum of absolute (signed) bytes, the heuristic of libpng."""
+
+    def __init__(self, f, width: int, height: int, channels: int, level: int = 6):
+        import numpy as np
+
+        self.f, self.channels, self.rows_left = f, channels, height
+        self.prev = np.zeros(width * channels, np.uint8)
+        self.z = zlib.compressobj(level)
+        f.write(b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", struct.pack(
+            ">IIBBBBB", width, height, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)))
+
+    def write(self, rows) -> None:
+        """``rows`` [h, W, C] uint8, the next h rows."""
+        import numpy as np
+
+        raw = np.ascontiguousarray(rows).reshape(rows.shape[0], -1)
+        prev = np.concatenate([self.prev[None], raw[:-1]])
+        up = raw - prev
+        sub = raw.copy()
+        sub[:, self.channels:] -= raw[:, :-self.channels]
+
+        def cost(x):
+            return np.abs(x.view(np.int8).astype(np.int16)).sum(1)
+
+        use_sub = cost(sub) <= cost(up)
+        out = np.empty((raw.shape[0], raw.shape[1] + 1), np.uint8)
+        out[:, 0] = np.where(use_sub, 1, 2)
+        out[:, 1:] = np.where(use_sub[:, None], sub, up)
+        self._idat(self.z.compress(out.tobytes()))
+        self.prev = raw[-1].copy()
+        self.rows_left -= raw.shape[0]
+
+    def _idat(self, body: bytes) -> None:
+        if body:
+            self.f.write(_png_chunk(b"IDAT", body))
+
+    def close(self) -> None:
+        if self.rows_left != 0:
+            raise RuntimeError(f"PNG writer: {self.rows_left} rows missing")
+        self._idat(self.z.flush())
+        self.f.write(_png_chunk(b"IEND", b""))
+
+
+def write_png(plan: Plan, f, device: str = "cpu", backend: str = "auto") -> None:
+    """Render a plan into the open binary file ``f`` as a PNG. One band: Pillow's PNG of the whole image,
+    as always; several: the bands streamed into the PNG as they are drawn (memory: one band)."""
+    if len(plan.bands) == 1:
+        f.write(to_png_bytes(render_plan(plan, device, backend)))
+        return
+    png = _PngRows(f, plan.width, plan.height, plan.header.channels)
+    for _, band in _bands(plan, device, backend):
+        png.write(_to_uint8(band))
+    png.close()

@@ -1,0 +1,218 @@
+"""Bounded `.lgi` decoding: the cost known before rendering, the budgets, and banded rendering."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+from PIL import Image
+
+import lgi_gsplat2d
+from lgi import decoding
+from lgi.cli import cli
+from lgi.decoding import DecodeError, prepare, render_plan, to_png_bytes, write_png
+from lgi_dictco import LgiFormatError
+from lgi_dictco.gauss import MAX_OUTPUT_PIXELS, MAX_WORK, GroupCoding, LgiHeader, LgiPayload, encode_lgi
+
+
+def make_file(n=200, width=120, height=80, *, log_scale=(-5.0, -2.0), mode="topk", k=10, channels=3, seed=0,
+              same=False) -> bytes:
+    """A .lgi file of n random Gaussians whose standard deviations lie in exp(log_scale) (unit square).
+
+    ``same``: every Gaussian identical, in one cell (a forger's file: a few hundred bytes for any n).
+    """
+    rng = np.random.default_rng(seed)
+    bits = 10
+    lo_m, hi_m = 2 * log_scale[0], 2 * log_scale[1]
+    a = hi_m - lo_m
+    lo = np.array([lo_m, -a, -a], np.float32)
+    step = np.array([(hi_m - lo_m) / 255, 2 * a / 255, 2 * a / 255], np.float32)
+    shape_q = rng.integers(0, 256, (n, 3))
+    col_q = rng.integers(0, 64, (n, channels))
+    pos = rng.integers(0, 1 << bits, (n, 2))
+    if same:
+        shape_q[:], col_q[:], pos[:] = shape_q[0], col_q[0], pos[0]
+    shape = GroupCoding(lo, step, np.full(3, 256), np.zeros((0, 3), np.int64), None, shape_q)
+    color = GroupCoding(np.zeros(channels, np.float32), np.full(channels, 1 / 63, np.float32),
+                        np.full(channels, 64), np.zeros((0, channels), np.int64), None, col_q)
+    header = LgiHeader(width=width, height=height, channels=channels, render_mode=mode, topk=k,
+                       color_space="rgb" if channels == 3 else "gray", num_gaussians=n, pos_bits=(bits, bits))
+    return encode_lgi(LgiPayload(header, pos, shape, color))
+
+
+def _exact_tiles(plan):
+    """The rasterizer's own tile count per Gaussian and its pixel rows, at the plan's size."""
+    p = {k: torch.as_tensor(v) for k, v in plan.params.items()}
+    xys, radii, _, tiles = lgi_gsplat2d.project_gaussians_2d_scale_rot(p["means"], p["scales"], p["rotations"],
+                                                                       plan.height, plan.width, backend="cpu")
+    return xys, radii, tiles
+
+
+@pytest.mark.parametrize("log_scale,size", [((-6, -3), (120, 80)), ((-3, 0.5), (97, 61)), ((-9, 3), (33, 200)),
+                                            ((-1, 1), (1, 1))])
+def test_the_work_bound_is_an_upper_bound_of_the_rasterizers_count(log_scale, size):
+    for seed in range(3):
+        data = make_file(n=300, width=size[0], height=size[1], log_scale=log_scale, seed=seed)
+        for scale in (0.5, 1.0, 3.0):
+            plan = prepare(data, scale)
+            xys, radii, tiles = _exact_tiles(plan)
+            exact = int(tiles.sum(dtype=torch.int64))
+            assert exact <= plan.work <= exact + 300 * 2 * (plan.width // 16 + plan.height // 16 + 4) + 300 * 4
+            # Per row of tiles too (the band planner relies on it).
+            i0 = torch.ceil(xys[:, 1].double() - radii.double() - 0.5).clamp(min=0).long() // 16
+            i1 = torch.floor(xys[:, 1].double() + radii.double() - 0.5).clamp(max=plan.height - 1).long() // 16
+            rows = np.zeros(plan.cost.row_intersections.size, np.int64)
+            for g in torch.nonzero(tiles).squeeze(1).tolist():
+                rows[int(i0[g]):int(i1[g]) + 1] += int(tiles[g]) // (int(i1[g]) - int(i0[g]) + 1)
+            assert (rows <= plan.cost.row_intersections).all()
+
+
+def test_canvas_covering_gaussians_cost_every_tile():
+    data = make_file(n=50, width=100, height=40, log_scale=(3, 3.01), same=True)
+    plan = prepare(data)
+    assert plan.work == 50 * 7 * 3  # 7 x 3 tiles of 16 x 16 cover 100 x 40
+    _, _, tiles = _exact_tiles(plan)
+    assert int(tiles.sum()) == plan.work
+
+
+@pytest.mark.parametrize("mode", ["topk", "sum"])
+@pytest.mark.parametrize("band_rows", [1, 5, 16, 23])
+def test_banded_render_equals_the_unbanded_render(mode, band_rows):
+    data = make_file(n=400, width=150, height=90, log_scale=(-4, -1), mode=mode, k=4, seed=3)
+    whole = prepare(data, 1.3)
+    assert len(whole.bands) == 1
+    ref = render_plan(whole, backend="cpu")
+    banded = prepare(data, 1.3, band_rows=band_rows)
+    assert len(banded.bands) == -(-whole.height // band_rows)
+    img = render_plan(banded, backend="cpu")
+    assert img.shape == ref.shape
+    # Gaussians centred above a band are shifted by an integer with one rounding: float tolerance.
+    torch.testing.assert_close(img, ref, rtol=0, atol=1e-5)
+    # And with the reference backend, whose arithmetic is the same.
+    torch.testing.assert_close(render_plan(banded, backend="torch"), render_plan(whole, backend="torch"),
+                               rtol=0, atol=1e-5)
+
+
+def test_bands_come_from_the_memory_budget_and_are_whole_tile_rows():
+    data = make_file(n=300, width=200, height=300, log_scale=(-4, -2))
+    plan = prepare(data, band_bytes=200 * 40 * 200)  # about 40 rows of 200 pixels at ~200 B a pixel
+    assert len(plan.bands) > 3
+    assert plan.bands[0][0] == 0 and plan.bands[-1][1] == plan.height
+    for (a0, a1), (b0, _) in zip(plan.bands, plan.bands[1:]):
+        assert a1 == b0 and a0 % 16 == 0 and (a1 - a0) % 16 == 0
+    torch.testing.assert_close(render_plan(plan, backend="cpu"), render_plan(prepare(data), backend="cpu"),
+                               rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_streamed_png_holds_the_unbanded_pixels(channels):
+    data = make_file(n=300, width=90, height=70, log_scale=(-4, -1), channels=channels, seed=5)
+    whole = prepare(data, 1.5)
+    ref = np.asarray(Image.open(io.BytesIO(to_png_bytes(render_plan(whole, backend="cpu")))))
+    buf = io.BytesIO()
+    write_png(prepare(data, 1.5, band_rows=7), buf, backend="cpu")
+    png = Image.open(io.BytesIO(buf.getvalue()))
+    assert png.size == (whole.width, whole.height) and png.mode == ("RGB" if channels == 3 else "L")
+    got = np.asarray(png)
+    # The same 8-bit conversion of pixels equal to float rounding: at most one level apart, rarely.
+    diff = np.abs(got.astype(int) - ref.astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+
+
+def test_one_band_writes_todays_png_bytes():
+    data = make_file(n=100, seed=2)
+    plan = prepare(data)
+    buf = io.BytesIO()
+    write_png(plan, buf, backend="cpu")
+    assert buf.getvalue() == to_png_bytes(decoding.decode(data, backend="cpu").image)
+
+
+def test_budgets_refuse_before_rendering():
+    data = make_file(n=64, width=64, height=64, log_scale=(2, 2.01), same=True)  # 64 canvas-covering
+    assert prepare(data).work == 64 * 16
+    with pytest.raises(DecodeError, match="needs up to 1024 Gaussian-tile intersections, more than the work "
+                                          "limit of 1000 \\(--max-work"):
+        prepare(data, max_work=1000)
+    with pytest.raises(DecodeError, match="exceeds the decoder limit of 4000 pixels \\(--max-pixels\\)"):
+        prepare(data, max_pixels=4000)
+    with pytest.raises(DecodeError, match="exceeds the decoder limit"):
+        prepare(data, scale=1e300)
+    with pytest.raises(DecodeError, match="--max-work must be"):
+        prepare(data, max_work=0)
+    assert MAX_OUTPUT_PIXELS == decoding.MAX_OUTPUT_PIXELS and MAX_WORK == decoding.MAX_WORK
+
+
+def test_a_forged_file_of_canvas_covering_gaussians_is_refused_by_default():
+    """The issue's class: a few hundred bytes, 131,072 identical Gaussians covering a Kodak-sized canvas
+    (about 100 s of top-K rendering here): refused with one line, before anything renders."""
+    data = make_file(n=131072, width=768, height=512, log_scale=(2, 2.01), same=True)
+    assert len(data) < 400
+    with pytest.raises(DecodeError, match="more than the work limit"):
+        prepare(data)
+
+
+def test_huge_colours_are_refused_after_the_transform():
+    data = bytearray(make_file(n=10))
+    payload = decoding_payload(bytes(data))
+    payload.color.lo[:] = np.float32(1e7)
+    with pytest.raises(LgiFormatError, match="beyond the decoder limit"):
+        prepare(encode_lgi(payload))
+
+
+def decoding_payload(data):
+    from lgi_dictco.gauss import decode_lgi
+
+    return decode_lgi(data)
+
+
+def test_cli_refusals_are_one_line_and_write_nothing(tmp_path):
+    src = tmp_path / "cover.lgi"
+    src.write_bytes(make_file(n=64, width=64, height=64, log_scale=(2, 2.01), same=True))
+    out = tmp_path / "out.png"
+    runner = CliRunner()
+    for flags, msg in ((["--max-work", "1000"], "more than the work limit of 1000"),
+                       (["--max-pixels", "100"], "exceeds the decoder limit of 100 pixels"),
+                       (["--scale", "1e200"], "exceeds the decoder limit")):
+        r = runner.invoke(cli, ["decode", str(src), "-o", str(out), *flags])
+        assert r.exit_code == 1, r.output
+        assert msg in r.output and "Traceback" not in r.output and len(r.output.strip().splitlines()) == 1
+        assert not out.exists() and not list(tmp_path.glob(".out.png.*"))
+    r = runner.invoke(cli, ["decode", str(src), "-o", str(out), "--max-work", "0"])
+    assert r.exit_code == 2 and not out.exists()
+    r = runner.invoke(cli, ["decode", str(src), "-o", str(out), "--json"])
+    assert r.exit_code == 0, r.output
+    assert '"work": 1024' in r.output and Image.open(out).size == (64, 64)
+
+
+def test_cli_help_names_the_defaults():
+    r = CliRunner().invoke(cli, ["decode", "--help"])
+    text = " ".join(r.output.split())
+    assert f"default {MAX_OUTPUT_PIXELS} = 2^28" in text and f"default {MAX_WORK} = 2^" in text
+
+
+def test_info_reports_the_decode_cost(tmp_path):
+    src = tmp_path / "cover.lgi"
+    src.write_bytes(make_file(n=64, width=64, height=64, log_scale=(2, 2.01), same=True))
+    r = CliRunner().invoke(cli, ["info", str(src)])
+    assert r.exit_code == 0 and "at most 1024 Gaussian-tile intersections, 1 band(s)" in r.output
+
+
+@pytest.mark.slow
+def test_large_output_is_banded_and_streamed(tmp_path):
+    """A 20 M pixel top-K decode: 15 bands, never the whole float image (peak RSS checked loosely)."""
+    src = tmp_path / "f.lgi"
+    src.write_bytes(make_file(n=2000, width=600, height=400, log_scale=(-5, -2)))
+    out = tmp_path / "big.png"
+    code = ("import resource, sys; from lgi.cli import main\n"
+            "assert main(['decode', sys.argv[1], '-o', sys.argv[2], '--scale', '9', '--json']) == 0\n"
+            "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True, text=True, check=True)
+    peak_kib = int(r.stdout.strip().splitlines()[-1])
+    assert '"bands": ' in r.stdout and Image.open(out).size == (5400, 3600)
+    # Unbanded, top-K K=10 alone would hold 19.4 M x (12 + 84) B = 1.9 GB.
+    assert peak_kib < 1_500_000
