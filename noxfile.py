@@ -6,6 +6,7 @@
     nox -s lint                 ruff
     nox -s wheelhouse           six wheels in dist/wheelhouse/ and a PEP 503 index in dist/simple/
     nox -s demo                 set up and run `lgi demo` on the built-in sample image
+    nox -s fuzz                 the long fuzz run of the .lgi and .dcae decoders (-- --examples N)
 
 torch with its CUDA libraries costs about 2 minutes and 5.5 GB per environment, so every session that
 needs torch shares ONE environment, ``.nox/_shared-torch``, created on first use and refreshed when
@@ -107,6 +108,16 @@ def demo(session: nox.Session) -> None:
     lgi = str(Path(python).parent / "lgi")
     session.run(lgi, "versions", external=True, env=_env())
     session.run(lgi, "demo", *session.posargs, external=True, env=_env())
+
+
+@nox.session(python=False)
+def fuzz(session: nox.Session) -> None:
+    """The long fuzz run of the .lgi and .dcae decoders (tests/fuzz/run_fuzz.py; default suite: a brief one).
+
+    nox -s fuzz -- --examples 100000 --json fuzz.json   (examples per target; default $LGI_FUZZ_EXAMPLES or 2000)
+    """
+    python = shared_python(session)
+    session.run(python, str(ROOT / "tests" / "fuzz" / "run_fuzz.py"), *session.posargs, external=True, env=_env())
 
 
 @nox.session(python=False)

@@ -1,0 +1,165 @@
+"""The long fuzz run (``nox -s fuzz``): every `.lgi` target of lgi_targets.py and the `.dcae` targets of
+packages/lgi-dictco/tests/test_dcae_fuzz.py, each for many examples in a process of its own.
+
+    python tests/fuzz/run_fuzz.py --examples 100000 [--targets lgi-headers,dcae-headers] [--json out.json]
+
+Reports per target: inputs run, images and refusals, crashes (a property violation, an unexpected
+exception, or the process dying on a signal), hangs (an input slower than ``--hang`` seconds), the
+slowest input, and the process's peak resident memory. Exit status 1 if any target crashed or hung.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parents[1]
+DCAE_TESTS = ROOT / "packages" / "lgi-dictco" / "tests" / "test_dcae_fuzz.py"
+LGI_TARGETS = ("lgi-headers", "lgi-values", "lgi-edits")
+DCAE_TARGETS = ("dcae-payloads", "dcae-headers")
+
+
+class Hang(Exception):
+    """One input ran past the alarm: reported as a hang (and the target stops, like a crash)."""
+
+
+class _Stats:
+    def __init__(self, hang: float):
+        self.hang, self.inputs, self.kinds, self.hangs, self.slowest = hang, 0, {}, 0, 0.0
+
+    def timed(self, fn, *args, **kwargs):
+        signal.alarm(max(60, int(self.hang * 12)))  # an input that never returns ends as a hang
+        t0 = time.perf_counter()
+        try:
+            result = fn(*args, **kwargs)
+        finally:
+            signal.alarm(0)
+            dt = time.perf_counter() - t0
+            self.inputs += 1
+            self.slowest = max(self.slowest, dt)
+            self.hangs += dt > self.hang
+        # lgi_targets.check returns "image" / "error"; the .dcae _check an image or None.
+        kind = result if isinstance(result, str) else ("error" if result is None else "image")
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
+        return result
+
+
+def _lgi_test(target: str, stats: _Stats, examples: int):
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    sys.path.insert(0, str(HERE))
+    import lgi_targets as t
+
+    cfg = settings(max_examples=examples, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    scale, bands = st.sampled_from([None, None, 0.25, 2.5]), st.sampled_from([None, None, 1, 7])
+    strategy = {"lgi-headers": t.forged_header_file(), "lgi-values": t.hostile_valid_file(),
+                "lgi-edits": t.edited_valid_file()}[target]
+
+    t.check(t.payload_file(4, 16, 16))  # warm up (imports, the native renderer) outside the timings
+
+    @cfg
+    @given(data=strategy, scale=scale, band_rows=bands)
+    def run(data, scale, band_rows):
+        stats.timed(t.check, data, scale=scale, band_rows=band_rows if target == "lgi-values" else None)
+
+    return run
+
+
+def _dcae_test(target: str, stats: _Stats, examples: int):
+    import torch
+    from hypothesis import HealthCheck, settings
+
+    from lgi_dictco.dcae import build_model
+
+    spec = importlib.util.spec_from_file_location("test_dcae_fuzz", DCAE_TESTS)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    check = mod._check
+    mod._check = lambda *a, **k: stats.timed(check, *a, **k)  # count and time every decode pair
+    torch.manual_seed(0)  # the tests' tiny_model fixture (conftest.py)
+    model = build_model("dcae-tiny").eval()
+    model.update()
+    try:  # warm up (imports, first decode) outside the timings
+        check(model, b"")
+    except Exception:  # noqa: BLE001 - only the warm-up
+        pass
+    fn = {"dcae-payloads": mod.test_forged_payloads_in_a_consistent_header,
+          "dcae-headers": mod.test_forged_headers_with_a_valid_crc}[target]
+    # The tests pin 20 derandomized examples; a long run wants many random ones. Hypothesis reads this
+    # attribute when the test is called (re-decorating with @settings is refused).
+    fn._hypothesis_internal_use_settings = settings(
+        fn._hypothesis_internal_use_settings, max_examples=examples, derandomize=False, database=None,
+        suppress_health_check=list(HealthCheck))
+    return lambda: fn(model=model)
+
+
+def worker(target: str, examples: int, hang: float) -> dict:
+    def on_alarm(signum, frame):
+        raise Hang(f"an input ran past {max(60, int(hang * 12))} s")
+
+    signal.signal(signal.SIGALRM, on_alarm)
+    stats = _Stats(hang)
+    test = _lgi_test(target, stats, examples) if target in LGI_TARGETS else _dcae_test(target, stats, examples)
+    t0, crash = time.perf_counter(), None
+    try:
+        test()
+    except Exception as exc:  # noqa: BLE001 - a falsified property or anything unexpected: report it
+        crash = f"{type(exc).__name__}: {str(exc)[:2000]}"
+    return {"target": target, "inputs": stats.inputs, "outcomes": stats.kinds, "crashes": int(crash is not None),
+            "crash": crash, "hangs": stats.hangs, "slowest_s": round(stats.slowest, 3),
+            "seconds": round(time.perf_counter() - t0, 1),
+            "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--examples", type=int, default=int(os.environ.get("LGI_FUZZ_EXAMPLES", "2000")),
+                    help="examples per target (default: $LGI_FUZZ_EXAMPLES or 2000)")
+    ap.add_argument("--targets", default=",".join(LGI_TARGETS + DCAE_TARGETS))
+    ap.add_argument("--hang", type=float, default=5.0, help="seconds above which an input counts as a hang")
+    ap.add_argument("--json", type=Path, help="also write the report here")
+    ap.add_argument("--worker", help=argparse.SUPPRESS)
+    ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.worker:
+        args.out.write_text(json.dumps(worker(args.worker, args.examples, args.hang)))
+        return 0
+    results = []
+    for target in [t for t in args.targets.split(",") if t]:
+        if target not in LGI_TARGETS + DCAE_TARGETS:
+            ap.error(f"unknown target {target!r}; known: {', '.join(LGI_TARGETS + DCAE_TARGETS)}")
+        with tempfile.TemporaryDirectory() as tmp:
+            out = Path(tmp) / "r.json"
+            proc = subprocess.run([sys.executable, __file__, "--worker", target, "--examples", str(args.examples),
+                                   "--hang", str(args.hang), "--out", str(out)])
+            if out.exists():
+                r = json.loads(out.read_text())
+            else:  # died: a segfault or the kernel's OOM killer is a crash too
+                r = {"target": target, "inputs": None, "crashes": 1, "hangs": 0,
+                     "crash": f"the worker died with status {proc.returncode}"}
+        results.append(r)
+        print(json.dumps(r), flush=True)
+    summary = {"examples_per_target": args.examples, "targets": results,
+               "inputs": sum(r["inputs"] or 0 for r in results), "crashes": sum(r["crashes"] for r in results),
+               "hangs": sum(r["hangs"] for r in results),
+               "peak_rss_mib": max((r.get("peak_rss_mib", 0) for r in results), default=0)}
+    print(f"fuzz: {summary['inputs']} inputs, {summary['crashes']} crashes, {summary['hangs']} hangs "
+          f"(> {args.hang:g} s), peak RSS {summary['peak_rss_mib']} MiB")
+    if args.json:
+        args.json.write_text(json.dumps(summary, indent=1) + "\n")
+    return 1 if summary["crashes"] or summary["hangs"] else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
