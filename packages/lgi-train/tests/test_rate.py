@@ -27,6 +27,9 @@ class _OneStream(torch.nn.Module):
         self.lo = torch.zeros(1)
         self.steps = torch.ones(1, 1)
         self.levels = torch.full((1, 1), float(levels))
+        self.own_classes = self.classes
+        self.own_steps = self.steps[self.own_classes]
+        self.own_levels = self.levels[self.own_classes]
 
 
 def test_estimate_is_the_coded_size():

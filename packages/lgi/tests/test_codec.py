@@ -73,6 +73,11 @@ def test_rate_control_lands_under_and_near_the_target(bpp):
     result = encode_image(target, fast_opts(target_bytes=goal))
     assert len(result.data) <= goal
     assert len(result.data) >= 0.95 * goal, (len(result.data), goal)
+    log = result.rate_log  # what the rate control reports is what it did
+    assert log["target_bytes"] == goal and log["final_bytes"] == len(result.data)
+    if not log.get("shrinks"):
+        assert log["kept"] == result.num_gaussians
+    assert log["passes"] in (1, 2) and log["probed_bytes"] > 0 and log["first_pass_bytes"] > 0
 
 
 def test_impossible_target_is_a_rate_error():
@@ -195,12 +200,16 @@ def test_rate_control_refines_steps_when_every_gaussian_fits():
     order = torch.argsort(sens.importance, descending=True)
     full = _probe_size(model, sens, order, 40, 48, 64, opts)
     goal = int(full * 1.3)
-    n, refined, probed = _search_count(model, sens, order, 48, 64, opts, goal, lambda *a: None)
-    assert n == 40 and probed is not None
+    n, refined, probed, all_kept = _search_count(model, sens, order, 48, 64, opts, goal, lambda *a: None)
+    assert n == 40 and all_kept
     assert refined.codec.color_step < opts.codec.color_step
     size = _probe_size(model, sens, order, 40, 48, 64, refined)
     assert full < size <= goal
     assert probed == size  # the search reports the size of what it chose
+    # Under the size of all of them, it prunes, and again reports the probed size of the count it chose.
+    n, same, probed, all_kept = _search_count(model, sens, order, 48, 64, opts, int(full * 0.7), lambda *a: None)
+    assert n < 40 and not all_kept and same is opts
+    assert probed == _probe_size(model, sens, order, n, 48, 64, opts) <= int(full * 0.7)
 
 
 def test_lambda_reaches_the_codec_settings():

@@ -169,6 +169,15 @@ class _Group(nn.Module):
         self.register_buffer("idx", idx)
         self.codebook = nn.Parameter(centers.float().clone())
         self.own_values = nn.Parameter(values[own].float().clone())
+        # Constant during fine-tuning, so gathered once: each own value's class, step and levels, and
+        # where every Gaussian's value sits in [codebook entries, own values].
+        own_cls = classes[own]
+        self.register_buffer("own_classes", own_cls)
+        self.register_buffer("own_steps", steps[own_cls])
+        self.register_buffer("own_levels", self.levels[own_cls])
+        gather = idx.clone()
+        gather[own] = self.k + torch.arange(n_own)
+        self.register_buffer("gather", gather)
 
     @property
     def k(self) -> int:
@@ -176,16 +185,14 @@ class _Group(nn.Module):
 
     def _grids(self):
         """(lo, step, levels) for the codebook (class 0's grid) and for the own values (their classes)."""
-        own_cls = self.classes[self.own]
-        return ((self.lo, self.steps[0], self.levels[0]),
-                (self.lo, self.steps[own_cls], self.levels[own_cls]))
+        return ((self.lo, self.steps[0], self.levels[0]), (self.lo, self.own_steps, self.own_levels))
 
     def values(self) -> torch.Tensor:
-        cb_grid, own_grid = self._grids()
-        full = torch.cat([ste_grid(self.codebook, *cb_grid), ste_grid(self.own_values, *own_grid)])
-        gather = self.idx.clone()
-        gather[self.own] = self.k + torch.arange(int(self.own.sum()), device=self.idx.device)
-        return full[gather]
+        own = ste_grid(self.own_values, self.lo, self.own_steps, self.own_levels)
+        if self.k == 0:
+            return own  # every value is an own value, in the Gaussians' order
+        full = torch.cat([ste_grid(self.codebook, self.lo, self.steps[0], self.levels[0]), own])
+        return full[self.gather]
 
     def to_coding(self):
         from lgi_dictco.gauss.format import GroupCoding

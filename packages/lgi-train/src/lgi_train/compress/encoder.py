@@ -64,6 +64,9 @@ class EncodeOptions:
     overshoot: float = 1.05         # Gaussians fitted beyond the first estimate, to prune back
     bits_per_gaussian_guess: float = 34.0  # measured on Kodak at the default steps (docs/codec.md)
     size_margin: float = 0.985      # the search aims this far under the target
+    # Coded size after the rate-term fine-tuning ÷ the size the search probed before it: the search
+    # aims at target × margin ÷ this, so that one pass lands under the target (measured, docs/codec.md).
+    finetune_shrink: float = 0.88
     # The fine-tuning's rate price in dB per bpp (compress/rate.py); None: RATE_DB_AT_HALF_BPP, scaled
     # as 1/bpp with the target (the step scale squared), following the slope of LGI's RD curve.
     rate_db: float | None = None
@@ -78,6 +81,8 @@ class EncodeResult:
     seconds: float
     stage_seconds: dict[str, float]
     header: object = None
+    # What the rate control did: the target, the probed and coded sizes of each pass, and the passes.
+    rate_log: dict = field(default_factory=dict)
 
 
 Stage = Callable[[str, float], None]  # (stage name, fraction done of that stage)
@@ -136,8 +141,11 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         scale = step_scale_for(budget * 8 / (h * w))
         rate_db = RATE_DB_AT_HALF_BPP * scale ** 2 if rate_db is None else rate_db
         opts = dataclasses.replace(opts, codec=scaled_codec(opts.codec, scale))
-        # About 6 values per Gaussian are quantized: each halving of the steps costs ~6 bits more.
+        # About 6 values per Gaussian are quantized: each halving of the steps costs ~6 bits more; the
+        # rate term's fine-tuning then codes them smaller than the probes measure.
         guess = opts.bits_per_gaussian_guess + 6 * math.log2(1 / scale)
+        if rate_db > 0:
+            guess *= opts.finetune_shrink
         n_fit = int(_count_for_bytes(budget, guess) * opts.overshoot)
     n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
     opts = dataclasses.replace(opts, codec=dataclasses.replace(opts.codec, rate_db=rate_db))
@@ -174,10 +182,14 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
             pruned.quant = None
         return pruned, calc_sensitivity(pruned, h, w)
 
-    n_final, probed_all = fitted.num_gaussians, None
+    n_final, probed_all, probed = fitted.num_gaussians, None, None
+    shrink = opts.finetune_shrink if rate_db > 0 else 1.0
+    log: dict = {"target_bytes": budget, "fitted": n_fit, "finetune_shrink": shrink, "passes": 1}
     if budget is not None:
-        n_final, opts, probed_all = _search_count(fitted, fitted_sens, order, h, w, opts,
-                                                 int(budget * opts.size_margin), stage)
+        n_final, opts, probed, all_kept = _search_count(fitted, fitted_sens, order, h, w, opts,
+                                                        int(budget * opts.size_margin / shrink), stage)
+        probed_all = probed if all_kept else None
+        log.update(kept=n_final, probed_bytes=probed)
     model, sens = prune_and_refit(n_final)
     times["prune"] = time.perf_counter() - t
 
@@ -202,6 +214,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     t = time.perf_counter()
     stage("entropy-code", 0.0)
     data = encode_lgi(qset.to_payload())
+    log["first_pass_bytes"] = len(data)
     if probed_all is not None and len(data) < 0.95 * budget:
         # Fine-tuning settles values on their grid, which codes smaller than the probe measured: with
         # every fitted Gaussian kept, aim the step search that much higher and quantize once more.
@@ -209,17 +222,18 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         opts, _ = _refine_steps(model, sens, order, h, w, opts, goal, stage, probed_all)
         qset = quantize_and_finetune(opts)
         data = encode_lgi(qset.to_payload())
+        log["passes"] = 2
     elif budget is not None and len(data) < 0.95 * budget:
         # The same when the search pruned: fine-tuning shrank the file below what the probe of this
         # count measured, so search the count again aimed higher by that shrinkage, and redo.
-        probed = _probe_size(fitted, fitted_sens, order, n_final, h, w, opts)
         goal = int(budget * opts.size_margin * probed / len(data))
-        n_more, opts_more, _ = _search_count(fitted, fitted_sens, order, h, w, opts, goal, stage)
+        n_more, opts_more, _, _ = _search_count(fitted, fitted_sens, order, h, w, opts, goal, stage)
         if n_more > n_final:
             n_final, opts = n_more, opts_more
             model, sens = prune_and_refit(n_final)
             qset = quantize_and_finetune(opts)
             data = encode_lgi(qset.to_payload())
+            log.update(passes=2, kept=n_final)
     while budget is not None and len(data) > budget:
         n_now = qset.xy.shape[0]
         n_next = max(MIN_GAUSSIANS, int(n_now * (budget / len(data)) * 0.995))
@@ -227,12 +241,14 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
             raise RateError(f"cannot reach {budget} bytes: even {n_now} Gaussians need {len(data)} bytes")
         qset = _shrink(qset, n_next, opts, generator, target, loss_fn, lrs)
         data = encode_lgi(qset.to_payload())
+        log["shrinks"] = log.get("shrinks", 0) + 1
     payload, params = decode_to_tensors(data, target.device)
     image = render_decoded(payload.header, params, h, w, backend=cfg.backend)
     times["entropy-code"] = time.perf_counter() - t
     stage("done", 1.0)
+    log["final_bytes"] = len(data)
     return EncodeResult(data=data, image=image, num_gaussians=payload.header.num_gaussians, fitted_gaussians=n_fit,
-                        seconds=time.perf_counter() - t0, stage_seconds=times, header=payload.header)
+                        seconds=time.perf_counter() - t0, stage_seconds=times, header=payload.header, rate_log=log)
 
 
 def _probe_size(model: GaussianModel, sens, order: torch.Tensor, n: int, h: int, w: int, opts: EncodeOptions) -> int:
@@ -247,22 +263,23 @@ def _probe_size(model: GaussianModel, sens, order: torch.Tensor, n: int, h: int,
 
 def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stage: Stage):
     """Largest n ≤ N whose coded size ≤ goal (sizes grow with n; a few probes). If all N stay under
-    95 % of the goal, refine the quantizer steps instead. Returns (n, options, and when n is all of
-    them, the probed size of all of them under those options; else None)."""
+    95 % of the goal, refine the quantizer steps instead. Returns (n, options, the probed size of n
+    under those options, whether n is all of them)."""
     n_max = model.num_gaussians
     size = _probe_size(model, sens, order, n_max, h, w, opts)
     if size <= goal:
         if size < 0.95 * goal:
             opts, size = _refine_steps(model, sens, order, h, w, opts, goal, stage, size)
-        return n_max, opts, size
+        return n_max, opts, size, True
     lo, hi = MIN_GAUSSIANS, n_max
+    lo_size = None
     # First guess from the measured bits per Gaussian, then bisection on [lo, hi).
     guess = max(lo, min(hi - 1, int(n_max * goal / size)))
     for it in range(12):
         stage("rate-search", it / 12)
         s = _probe_size(model, sens, order, guess, h, w, opts)
         if s <= goal:
-            lo = guess
+            lo, lo_size = guess, s
         else:
             hi = guess
         if hi - lo <= max(1, lo // 200):  # within 0.5 % of the count
@@ -270,9 +287,11 @@ def _search_count(model, sens, order, h, w, opts: EncodeOptions, goal: int, stag
         ratio = goal / s
         guess = int(guess * ratio) if it == 0 else (lo + hi) // 2
         guess = max(lo + 1, min(hi - 1, guess)) if hi - lo > 1 else lo
-    if lo == MIN_GAUSSIANS and _probe_size(model, sens, order, lo, h, w, opts) > goal:
-        raise RateError(f"the target is too small: even {MIN_GAUSSIANS} Gaussians take more bytes")
-    return lo, opts, None
+    if lo_size is None:
+        lo_size = _probe_size(model, sens, order, lo, h, w, opts)
+        if lo == MIN_GAUSSIANS and lo_size > goal:
+            raise RateError(f"the target is too small: even {MIN_GAUSSIANS} Gaussians take more bytes")
+    return lo, opts, lo_size, False
 
 
 def _refine_steps(model, sens, order, h, w, opts: EncodeOptions, goal: int, stage: Stage,

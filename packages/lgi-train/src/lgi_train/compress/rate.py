@@ -38,13 +38,13 @@ class GroupRate:
         self.refresh_every = refresh_every
         self._bits: torch.Tensor | None = None  # [K, D, L] −log2 p per (class, dimension, symbol)
         self._calls = 0
+        self._base: torch.Tensor | None = None
 
     def _coordinates(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         g = self.group
-        cls = g.classes[g.own]
-        levels = g.levels[cls]
-        u = ((g.own_values - g.lo) / g.steps[cls]).clamp(min=0)
-        return torch.minimum(u, levels - 1), cls, levels
+        levels = g.own_levels
+        u = ((g.own_values - g.lo) / g.own_steps).clamp(min=0)
+        return torch.minimum(u, levels - 1), g.own_classes, levels
 
     @torch.no_grad()
     def refresh(self) -> None:
@@ -69,12 +69,15 @@ class GroupRate:
         self._calls += 1
         u, cls, _ = self._coordinates()
         table = self._bits
-        i0 = torch.floor(u.detach()).long().clamp(max=table.shape[2] - 1)
-        i1 = (i0 + 1).clamp(max=table.shape[2] - 1)
+        size = table.shape[2]
+        if self._base is None:  # the flat index of (class, dimension, symbol 0) of every value
+            dims = torch.arange(u.shape[1], device=u.device)[None]
+            self._base = (cls[:, None] * u.shape[1] + dims) * size
+        i0 = torch.floor(u.detach()).long().clamp(max=size - 1)
+        i1 = (i0 + 1).clamp(max=size - 1)
         frac = u - i0
-        c = cls[:, None].expand_as(i0)
-        d = torch.arange(u.shape[1], device=u.device)[None].expand_as(i0)
-        return ((1 - frac) * table[c, d, i0] + frac * table[c, d, i1]).sum()
+        flat = table.view(-1)
+        return ((1 - frac) * flat[self._base + i0] + frac * flat[self._base + i1]).sum()
 
 
 class SetRate:
