@@ -1,7 +1,7 @@
 """The long fuzz run (``nox -s fuzz``): every `.lgi` target of lgi_targets.py and the `.dcae` targets of
 packages/lgi-dictco/tests/test_dcae_fuzz.py, each for many examples in a process of its own.
 
-    python tests/fuzz/run_fuzz.py --examples 100000 [--targets lgi-headers,dcae-headers] [--json out.json]
+    python tests/fuzz/run_fuzz.py --examples 100000 [--minutes 60] [--targets lgi-headers,dcae-headers] [--json out.json]
 
 Reports per target: inputs run, images and refusals, crashes (a property violation, an unexpected
 exception, or the process dying on a signal), hangs (an input slower than ``--hang`` seconds), the
@@ -34,10 +34,13 @@ class Hang(Exception):
 
 
 class _Stats:
-    def __init__(self, hang: float):
+    def __init__(self, hang: float, minutes: float | None):
         self.hang, self.inputs, self.kinds, self.hangs, self.slowest = hang, 0, {}, 0, 0.0
+        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
 
     def timed(self, fn, *args, **kwargs):
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            return None  # out of time: the remaining examples are generated but not run (nor counted)
         signal.alarm(max(60, int(self.hang * 12)))  # an input that never returns ends as a hang
         t0 = time.perf_counter()
         try:
@@ -104,12 +107,12 @@ def _dcae_test(target: str, stats: _Stats, examples: int):
     return lambda: fn(model=model)
 
 
-def worker(target: str, examples: int, hang: float) -> dict:
+def worker(target: str, examples: int, hang: float, minutes: float | None = None) -> dict:
     def on_alarm(signum, frame):
         raise Hang(f"an input ran past {max(60, int(hang * 12))} s")
 
     signal.signal(signal.SIGALRM, on_alarm)
-    stats = _Stats(hang)
+    stats = _Stats(hang, minutes)
     test = _lgi_test(target, stats, examples) if target in LGI_TARGETS else _dcae_test(target, stats, examples)
     t0, crash = time.perf_counter(), None
     try:
@@ -128,12 +131,13 @@ def main() -> int:
                     help="examples per target (default: $LGI_FUZZ_EXAMPLES or 2000)")
     ap.add_argument("--targets", default=",".join(LGI_TARGETS + DCAE_TARGETS))
     ap.add_argument("--hang", type=float, default=5.0, help="seconds above which an input counts as a hang")
+    ap.add_argument("--minutes", type=float, help="stop running inputs of a target after this many minutes")
     ap.add_argument("--json", type=Path, help="also write the report here")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
-        args.out.write_text(json.dumps(worker(args.worker, args.examples, args.hang)))
+        args.out.write_text(json.dumps(worker(args.worker, args.examples, args.hang, args.minutes)))
         return 0
     results = []
     for target in [t for t in args.targets.split(",") if t]:
@@ -141,8 +145,9 @@ def main() -> int:
             ap.error(f"unknown target {target!r}; known: {', '.join(LGI_TARGETS + DCAE_TARGETS)}")
         with tempfile.TemporaryDirectory() as tmp:
             out = Path(tmp) / "r.json"
-            proc = subprocess.run([sys.executable, __file__, "--worker", target, "--examples", str(args.examples),
-                                   "--hang", str(args.hang), "--out", str(out)])
+            cmd = [sys.executable, __file__, "--worker", target, "--examples", str(args.examples),
+                   "--hang", str(args.hang), "--out", str(out)]
+            proc = subprocess.run(cmd + (["--minutes", str(args.minutes)] if args.minutes else []))
             if out.exists():
                 r = json.loads(out.read_text())
             else:  # died: a segfault or the kernel's OOM killer is a crash too

@@ -69,7 +69,11 @@ def test_the_corpus_is_what_make_corpus_writes():
         assert EXPECTED[name] == expected
 
 
-@pytest.mark.parametrize("name", sorted(EXPECTED))
+_SLOW = {"max_gaussians_invisible"}  # parsing 2^21 Gaussians: seconds
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n
+                                  for n in sorted(EXPECTED)])
 def test_corpus_file_under_the_default_budgets(name):
     """Each hostile class: its one-line error (refused before rendering) or a plan whose memory is bounded;
     the small ones also render, finite and in range."""
