@@ -56,6 +56,18 @@ def test_eta_extrapolates_the_current_stage_and_carries_over_to_silent_ones():
     assert progress.eta() == 0.0
 
 
+def test_eta_leaves_out_a_slow_first_step():
+    progress, _, clock = _plain()
+    progress.update("fit", 0.0)
+    clock.now += 180.0  # the first steps wait for a kernel build
+    progress.update("fit", 0.05)
+    assert progress.eta() == pytest.approx(180.0 / 0.05 * (0.95 + 0.125))  # nothing better known yet
+    clock.now += 10.0
+    progress.update("fit", 0.15)
+    # From then on, 10 s per tenth of the fit: 85 s for the rest of it, 12.5 s for write.
+    assert progress.eta() == pytest.approx(85.0 + 12.5)
+
+
 def test_eta_of_a_resumed_stage_counts_only_progress_made_here():
     progress, _, clock = _plain()
     progress.update("fit", 0.5)  # a resumed fit starts half done

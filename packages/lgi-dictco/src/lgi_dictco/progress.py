@@ -49,9 +49,9 @@ class StageProgress:
         clock: a monotonic clock in seconds (tests pass a fake one).
 
     Use as a context manager; call :meth:`update` with a stage name and the fraction of that stage
-    done (0 when it starts). The ETA extrapolates the current stage's own rate, so a slow start-up
-    stage (loading, a kernel build) does not distort it; before a stage has measured progress the
-    ETA shows as unknown.
+    done (0 when it starts). The ETA extrapolates the current stage's own rate, measured from its
+    first reported progress, so neither a slow earlier stage nor a slow first step (a kernel build)
+    distorts it; before a stage has measured progress the ETA shows as unknown.
     """
 
     def __init__(self, label: str, stages: Sequence[tuple[str, float]], *, quiet: bool = False,
@@ -76,6 +76,7 @@ class StageProgress:
         self._t0 = clock()
         self._stage_t0 = self._t0
         self._stage_f0 = 0.0
+        self._anchor: tuple[float, float] | None = None  # (time, fraction) of the stage's first progress
         self._last_line = -float("inf")
         self._bar = None
         self._task = None
@@ -103,8 +104,13 @@ class StageProgress:
         measured, less the time it has run; None before any stage has measured progress."""
         if self.stage is None:
             return None
-        progressed = self.fraction - self._stage_f0
-        spent = self.clock() - self._stage_t0
+        # Measure from the stage's first reported progress when there is more since: its first steps
+        # carry one-off costs (a kernel build, allocator warm-up) that the rest will not repeat.
+        t0, f0 = self._stage_t0, self._stage_f0
+        if self._anchor is not None and self.fraction > self._anchor[1]:
+            t0, f0 = self._anchor
+        progressed = self.fraction - f0
+        spent = self.clock() - t0
         weight = self.weights[self.stage]
         remaining = weight * (1.0 - self.fraction) + sum(
             self.weights[n] for n in self.names[self.names.index(self.stage) + 1:])
@@ -137,7 +143,9 @@ class StageProgress:
         new_stage = stage != self.stage
         now = self.clock()
         if new_stage:
-            self.stage, self._stage_t0, self._stage_f0 = stage, now, fraction
+            self.stage, self._stage_t0, self._stage_f0, self._anchor = stage, now, fraction, None
+        elif self._anchor is None and fraction > self._stage_f0:
+            self._anchor = (now, fraction)
         self.fraction, self.detail = fraction, detail
         if self.quiet:
             return

@@ -204,8 +204,8 @@ def render(source, output, scale, width, device, backend, as_json, quiet, force)
     check_suffix(output, (".png",), "a PNG image")
     if scale is not None and width is not None:
         _fail("give --scale or --width, not both")
-    if scale is not None and not scale > 0:
-        _fail(f"--scale must be > 0, got {scale}")
+    if scale is not None and not (scale > 0 and scale < float("inf")):
+        _fail(f"--scale must be > 0 and finite, got {scale}")
     check_count(width, "--width")
     check_device(device)
     ckpt = _read_checkpoint(ckpt_path)  # before the output check: a wrong input is named first
@@ -221,8 +221,8 @@ def render(source, output, scale, width, device, backend, as_json, quiet, force)
     scale = 1.0 if scale is None else scale
     out_h, out_w = max(1, round(h * scale)), max(1, round(w * scale))
     if out_h * out_w > 1 << 28:
-        _fail(f"--scale {scale:g} of a {w}x{h} fit gives {out_w}x{out_h} pixels, more than the limit of "
-              f"{1 << 28} (2**28)")
+        asked = f"--width {width}" if width is not None else f"--scale {scale:g}"
+        _fail(f"{asked} of a {w}x{h} fit gives {out_w}x{out_h} pixels, more than the limit of {1 << 28} (2**28)")
     model = model_from_checkpoint(ckpt_path, backend=backend, device=device)
     gray = ckpt.get("channels", 3) == 1
     with torch.no_grad():
