@@ -29,6 +29,11 @@ LGI_TARGETS = ("lgi-headers", "lgi-values", "lgi-edits")
 DCAE_TARGETS = ("dcae-payloads", "dcae-headers")
 
 
+class _OutOfTime(BaseException):
+    """Raised once a target's ``--minutes`` are spent: not an Exception, so Hypothesis stops at once
+    instead of treating it as a failure to shrink."""
+
+
 class Hang(Exception):
     """One input ran past the alarm: reported as a hang (and the target stops, like a crash)."""
 
@@ -36,11 +41,13 @@ class Hang(Exception):
 class _Stats:
     def __init__(self, hang: float, minutes: float | None):
         self.hang, self.inputs, self.kinds, self.hangs, self.slowest = hang, 0, {}, 0, 0.0
-        self.deadline = None if minutes is None else time.monotonic() + 60 * minutes
+        self.minutes, self.deadline = minutes, None
 
     def timed(self, fn, *args, **kwargs):
+        if self.minutes is not None and self.deadline is None:  # the clock starts at the first input
+            self.deadline = time.monotonic() + 60 * self.minutes
         if self.deadline is not None and time.monotonic() > self.deadline:
-            return None  # out of time: the remaining examples are generated but not run (nor counted)
+            raise _OutOfTime()
         signal.alarm(max(60, int(self.hang * 12)))  # an input that never returns ends as a hang
         t0 = time.perf_counter()
         try:
@@ -117,6 +124,8 @@ def worker(target: str, examples: int, hang: float, minutes: float | None = None
     t0, crash = time.perf_counter(), None
     try:
         test()
+    except _OutOfTime:
+        pass
     except Exception as exc:  # noqa: BLE001 - a falsified property or anything unexpected: report it
         crash = f"{type(exc).__name__}: {str(exc)[:2000]}"
     return {"target": target, "inputs": stats.inputs, "outcomes": stats.kinds, "crashes": int(crash is not None),
