@@ -15,7 +15,7 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from lgi_dictco.gauss.decoder import BAND_BYTES, MAX_OUTPUT_PIXELS, MAX_WORK
+from lgi_dictco.gauss.decoder import BAND_BYTES, MAX_OUTPUT_PIXELS, MAX_WORK, RENDER_CALL_LIMIT
 
 __all__ = ["BAND_BYTES", "MAX_OUTPUT_PIXELS", "MAX_WORK", "DecodeError", "Decoded", "Plan", "decode",
            "decode_window", "info_report", "output_size", "prepare", "to_png_bytes", "write_png"]
@@ -131,7 +131,7 @@ def prepare(data: bytes, scale: float | None = None, width: int | None = None, *
                           f"{max_work} (--max-work; raise it to decode this file anyway)")
     bands = cost.bands(band_bytes, band_rows)
     biggest = cost.band_intersections(bands)
-    if biggest > (1 << 31) - 1:
+    if biggest > RENDER_CALL_LIMIT:
         raise DecodeError(f"one band of rows needs up to {biggest} Gaussian-tile intersections; the renderer "
                           "draws at most 2^31 - 1 per call (decode at a smaller size)")
     return Plan(header=h, chunk_bytes=payload.chunk_bytes, params=params, source_params=source, width=out_w,
