@@ -226,7 +226,9 @@ def outcome(data: bytes, *, scale=None, band_rows=None, max_pixels=FUZZ_PIXELS, 
     from lgi_dictco import LgiFormatError
 
     try:
-        plan = prepare(data, scale, max_pixels=max_pixels, max_work=max_work, band_rows=band_rows)
+        plan = prepare(data, scale, max_pixels=max_pixels, max_work=max_work)
+        if band_rows is not None:  # forced bands (the default plan is one band here), at most 64 of them
+            plan.bands = plan.cost.bands(band_rows=max(band_rows, -(-plan.height // 64)))
         return plan, render_plan(plan, backend="cpu")
     except (LgiFormatError, DecodeError) as exc:
         msg = str(exc)
