@@ -62,7 +62,10 @@ class EncodeOptions:
     fit_steps: int = EFFORTS["default"]["fit_steps"]
     refit_steps: int = 60
     overshoot: float = 1.05         # Gaussians fitted beyond the first estimate, to prune back
-    bits_per_gaussian_guess: float = 34.0  # measured on Kodak at the default steps (docs/codec.md)
+    # Probed bits per Gaussian before fine-tuning, at the count and steps the search lands on: about
+    # flat in the target (kodim01: 36.8 / 36.3 / 34.6 at 0.25 / 0.5 / 1 bpp; coarser steps at lower
+    # rates are offset by dearer positions and wider values), benchmarks/bench_ratecontrol.py.
+    bits_per_gaussian_guess: float = 36.0
     size_margin: float = 0.985      # the search aims this far under the target
     # Coded size after the rate-term fine-tuning ÷ the size the search probed before it: the search
     # aims at target × margin ÷ this, so that one pass lands under the target (measured, docs/codec.md).
@@ -141,11 +144,8 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         scale = step_scale_for(budget * 8 / (h * w))
         rate_db = RATE_DB_AT_HALF_BPP * scale ** 2 if rate_db is None else rate_db
         opts = dataclasses.replace(opts, codec=scaled_codec(opts.codec, scale))
-        # About 6 values per Gaussian are quantized: each halving of the steps costs ~6 bits more; the
-        # rate term's fine-tuning then codes them smaller than the probes measure.
-        guess = opts.bits_per_gaussian_guess + 6 * math.log2(1 / scale)
-        if rate_db > 0:
-            guess *= opts.finetune_shrink
+        # The rate term's fine-tuning codes the values smaller than the probes measure.
+        guess = opts.bits_per_gaussian_guess * (opts.finetune_shrink if rate_db > 0 else 1.0)
         n_fit = int(_count_for_bytes(budget, guess) * opts.overshoot)
     n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
     opts = dataclasses.replace(opts, codec=dataclasses.replace(opts.codec, rate_db=rate_db))
