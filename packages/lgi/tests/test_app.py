@@ -108,7 +108,7 @@ def test_app_figures_equal_the_cli(tmp_path):
     res = CliRunner().invoke(cli, ["encode", str(src), "-o", str(tmp_path / "cli.lgi"), "--gaussians", "40",
                                    "--effort", "fast", "--steps", "40", "--json"])
     assert res.exit_code == 0, res.output
-    cli_report = json.loads(res.output)
+    cli_report = json.loads(res.stdout)  # progress goes to stderr, also under --json
     stages = []
     c = compare(load_image(src, 10_000), gaussians=40, effort="fast", steps=40,
                 on_stage=lambda name, frac: stages.append(name))

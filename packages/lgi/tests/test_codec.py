@@ -116,8 +116,16 @@ def test_cli_encode_decode_info(files):
     out = files / "cli.lgi"
     res = runner.invoke(encode, [str(files / "in.png"), "-o", str(out), "--gaussians", "40", "--steps", "20", "--json"])
     assert res.exit_code == 0, res.output
-    report = json.loads(res.output)
+    report = json.loads(res.stdout)  # JSON alone on stdout; progress on stderr, also under --json
     assert report["bytes"] == out.stat().st_size and report["gaussians"] == 40
+    # Off a terminal: one overall display, a line per stage (percent of the whole encode), then the total.
+    lines = res.stderr.splitlines()
+    assert all(ln.startswith("lgi encode: ") for ln in lines) and lines[-1].startswith("lgi encode: done in")
+    stages = list(dict.fromkeys(ln.split()[2] for ln in lines[:-1]))
+    assert stages == ["fit", "quantize", "finetune", "entropy-code", "done"], lines
+    quiet = runner.invoke(encode, [str(files / "in.png"), "-o", str(files / "q.lgi"), "--gaussians", "40",
+                                   "--steps", "20", "--json", "-q"])
+    assert quiet.exit_code == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["gaussians"] == 40
     import os
 
     umask = os.umask(0)

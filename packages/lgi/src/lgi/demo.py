@@ -61,12 +61,9 @@ def demo(output, image, bpp, steps, device, as_json, quiet):
     except ImageError as exc:
         raise click.ClickException(str(exc)) from None
     opts = encode_options(target.shape[1:], bpp, None, None, None, steps, device, 0, "auto")
-    progress, on_stage = _progress(quiet or as_json)
-    if progress is not None:
-        with progress:
-            enc = encode_image(target.to(device), opts, on_stage)
-    else:
-        enc = encode_image(target.to(device), opts)
+    progress, on_stage = _progress("lgi demo: encode", quiet)
+    with progress:
+        enc = encode_image(target.to(device), opts, on_stage)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / "sample.lgi", enc.data)
     t0 = time.perf_counter()
