@@ -127,6 +127,9 @@ def test_build_directory_is_named_by_a_hash_under_lgi_extensions_dir(monkeypatch
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
     assert _backend.build_directory("cuda") != cuda_80
     assert _backend.build_directory("cpu") == cpu  # CUDA settings do not touch the CPU build
+    # One cache per torch installation: another environment's torch (same version) builds elsewhere.
+    monkeypatch.setattr(torch, "__file__", str(tmp_path / "other-venv" / "torch" / "__init__.py"))
+    assert _backend.build_directory("cpu") != cpu
 
 
 def test_kernel_status_reads_the_cache(cpu_ops):

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 import torch
@@ -78,3 +80,26 @@ def test_float64_cuda_goes_to_the_reference():
     assert (kind, ext) == ("torch", None)
     with pytest.raises(ValueError, match="float32"):
         _backend.resolve("cuda", torch.device("cuda", 0), torch.float64)
+
+
+def test_one_build_cache_per_torch_installation_and_source_tree(monkeypatch, tmp_path):
+    """Two environments with the same torch version must not share (and rebuild) one build folder."""
+    monkeypatch.setenv("LGI_EXTENSIONS_DIR", str(tmp_path))
+    here = _backend._spec("cpu").build_dir
+    assert here.parent == tmp_path and _backend._spec("cpu").build_dir == here  # stable within one install
+    monkeypatch.setattr(torch, "__file__", str(tmp_path / "other-venv" / "torch" / "__init__.py"))
+    assert _backend._spec("cpu").build_dir != here
+    monkeypatch.undo()
+    monkeypatch.setenv("LGI_EXTENSIONS_DIR", str(tmp_path))
+    monkeypatch.setattr(_backend, "_CSRC", tmp_path / "copy" / "csrc")
+    (tmp_path / "copy").mkdir()
+    shutil.copytree(Path(_backend.__file__).parent / "csrc", tmp_path / "copy" / "csrc")
+    assert _backend._spec("cpu").build_dir != here  # identical sources elsewhere: their own folder
+
+
+def test_a_build_says_so_and_a_wait_says_whose(tmp_path, capsys):
+    _backend._announce_build("the CPU kernels of lgi-gsplat2d", tmp_path)
+    assert "lgi: building the CPU kernels of lgi-gsplat2d (once per torch installation" in capsys.readouterr().err
+    (tmp_path / "lock").touch()  # what torch's cpp_extension holds while another process builds
+    _backend._announce_build("the CPU kernels of lgi-gsplat2d", tmp_path)
+    assert "waiting for another process building the CPU kernels" in capsys.readouterr().err

@@ -3,8 +3,9 @@
 Importing this module compiles nothing and imports nothing heavy. The first call that needs a kernel
 JIT-builds it with the public ``torch.utils.cpp_extension.load`` (ninja) into an explicit build
 directory, ``$LGI_EXTENSIONS_DIR`` (default ``~/.cache/lgi/extensions``) ``/<name>-<hash>``, where the
-hash covers the sources, the flags, the torch version and, for CUDA, the CUDA version and target
-architectures. That naming is what lets :func:`kernel_status` report what is built by looking at the
+hash covers the sources and where they lie, the flags, the torch version and installation (one cache
+per torch installation: environments never rebuild each other's) and, for CUDA, the CUDA version and
+target architectures; a build says so on stderr. That naming is what lets :func:`kernel_status` report what is built by looking at the
 cache alone. A failed build is remembered for the life of the process and re-raised with its cause.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+import sys
 import threading
 import warnings
 from pathlib import Path
@@ -79,6 +81,9 @@ def build_directory(kind: str) -> Path:
         h.update((_CSRC / fname).read_bytes())
     h.update(repr((spec["cflags"], spec["cuda_cflags"], spec["ldflags"])).encode())
     h.update(f"torch={torch.__version__}".encode())
+    # One cache per torch installation and source tree: two environments with the same torch version
+    # compile with different include paths, and sharing a folder made ninja rebuild it in turn.
+    h.update(f"at={Path(torch.__file__).resolve().parent};src={_CSRC}".encode())
     if kind == "cuda":
         h.update(f"cuda={torch.version.cuda};arch={_cuda_arch_key()}".encode())
     else:
@@ -148,6 +153,13 @@ def _compile(kind: str) -> ModuleType:
         _check_cuda_toolkit(cpp_extension)
     directory = build_directory(kind)
     directory.mkdir(parents=True, exist_ok=True)
+    if _built_library(kind) is None:  # a build, not a load from the cache: say so
+        what = f"the {kind.upper()} kernel of lgi-fused-ssim"
+        if (directory / "lock").exists():  # torch's cpp_extension holds this file while it builds
+            print(f"lgi: waiting for another process building {what} in {directory}", file=sys.stderr, flush=True)
+        else:
+            print(f"lgi: building {what} (once per torch installation, about a minute) in {directory}",
+                  file=sys.stderr, flush=True)
     # Fresh lists: load() appends to the flag lists it is given.
     return cpp_extension.load(
         name=spec["name"],

@@ -5,8 +5,9 @@ public ``torch.utils.cpp_extension.load`` (ninja) into an explicit build directo
 
     $LGI_EXTENSIONS_DIR (default ~/.cache/lgi/extensions) / <ext-name>-<hash>
 
-where the hash covers the sources, the compiler flags, the torch version and, for CUDA, the CUDA version
-and target architectures. Later processes load the cached library in milliseconds. A failed build is
+where the hash covers the sources and where they lie, the compiler flags, the torch version and
+installation and, for CUDA, the CUDA version and target architectures (one cache per torch installation:
+environments never rebuild each other's). A build says so on stderr. Later processes load the cached library in milliseconds. A failed build is
 remembered for the process (and noted in the build directory for :func:`kernel_status`) and raised as
 :class:`BackendUnavailable` with its cause: no compiler, no ninja, no CUDA toolkit, or the compiler's text.
 """
@@ -97,6 +98,10 @@ def _source_hash(kind: str) -> str:
         h.update((_CSRC / name).read_bytes())
     h.update(torch.__version__.encode())
     h.update(sys.version.split()[0].encode())
+    # One cache per torch installation and source tree: two environments with the same torch version
+    # compile with different include paths, and sharing a folder made ninja rebuild it in turn.
+    h.update(str(Path(torch.__file__).resolve().parent).encode())
+    h.update(str(_CSRC).encode())
     if kind == "cpu":
         h.update(" ".join(_cpu_cflags()).encode())
     else:
@@ -216,6 +221,15 @@ def _preflight(kind: str) -> None:
             raise BackendUnavailable("no CUDA toolkit found: nvcc is not on PATH and CUDA_HOME is not set")
 
 
+def _announce_build(what: str, build_dir: Path) -> None:
+    """Say on stderr that a build starts (or waits for another process's), so a first call is not silent."""
+    if (build_dir / "lock").exists():  # torch's cpp_extension holds this file while it builds
+        print(f"lgi: waiting for another process building {what} in {build_dir}", file=sys.stderr, flush=True)
+    else:
+        print(f"lgi: building {what} (once per torch installation, about a minute) in {build_dir}",
+              file=sys.stderr, flush=True)
+
+
 def _build(kind: str):
     _preflight(kind)
     if shutil.which("ninja") is None:  # the venv's ninja when the venv is not on PATH
@@ -242,7 +256,8 @@ def _build(kind: str):
             cpp_extension.CUDA_HOME = home
             os.environ["TORCH_CUDA_ARCH_LIST"] = arch
             kwargs = {"extra_cflags": ["-O3", "-DLGI_WITH_CUDA"], "extra_cuda_cflags": _cuda_cflags()}
-        _log.info("building the %s kernels into %s (once; about a minute)", kind, spec.build_dir)
+        if not _library(spec).is_file():
+            _announce_build(f"the {kind.upper()} kernels of lgi-gsplat2d", spec.build_dir)
         module = cpp_extension.load(name=spec.name, sources=sources, build_directory=str(spec.build_dir),
                                     extra_include_paths=[str(_CSRC)], verbose=False, **kwargs)
     finally:
