@@ -40,6 +40,7 @@ MIN_GAUSSIANS = 16
 # 0.3 dB, docs/codec.md): the fine-tuning gives up value bits that buy less (benchmarks/bench_rate.py).
 RATE_DB_AT_HALF_BPP = 6.0
 MAX_GAUSSIANS = 1 << 21
+OVER_REDO = 1.01  # a first pass over the target by more than this is redone; less is pruned away
 
 
 class RateError(ValueError):
@@ -62,14 +63,15 @@ class EncodeOptions:
     fit_steps: int = EFFORTS["default"]["fit_steps"]
     refit_steps: int = 60
     overshoot: float = 1.05         # Gaussians fitted beyond the first estimate, to prune back
-    # Probed bits per Gaussian before fine-tuning, at the count and steps the search lands on: about
-    # flat in the target (kodim01: 36.8 / 36.3 / 34.6 at 0.25 / 0.5 / 1 bpp; coarser steps at lower
-    # rates are offset by dearer positions and wider values), benchmarks/bench_ratecontrol.py.
-    bits_per_gaussian_guess: float = 36.0
+    # Bits per Gaussian of the first count estimate at the default steps; each halving of the steps
+    # adds ~6 (about 6 values per Gaussian are quantized). Fitting more for the rate term's shrinkage
+    # (then pruning harder) cost up to 0.3 dB: docs/codec.md, "Rate control: one pass".
+    bits_per_gaussian_guess: float = 34.0
     size_margin: float = 0.985      # the search aims this far under the target
-    # Coded size after the rate-term fine-tuning ÷ the size the search probed before it: the search
-    # aims at target × margin ÷ this, so that one pass lands under the target (measured, docs/codec.md).
-    finetune_shrink: float = 0.88
+    # Anticipated coded size after the rate-term fine-tuning ÷ the size the search probed before it:
+    # the search aims at target × margin ÷ this. Measured 0.86-0.94 on Kodak; anticipating 0.88 saved
+    # the second pass but cost up to 0.3 dB (docs/codec.md, "Rate control: one pass"), so 1: none.
+    finetune_shrink: float = 1.0
     # The fine-tuning's rate price in dB per bpp (compress/rate.py); None: RATE_DB_AT_HALF_BPP, scaled
     # as 1/bpp with the target (the step scale squared), following the slope of LGI's RD curve.
     rate_db: float | None = None
@@ -144,8 +146,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         scale = step_scale_for(budget * 8 / (h * w))
         rate_db = RATE_DB_AT_HALF_BPP * scale ** 2 if rate_db is None else rate_db
         opts = dataclasses.replace(opts, codec=scaled_codec(opts.codec, scale))
-        # The rate term's fine-tuning codes the values smaller than the probes measure.
-        guess = opts.bits_per_gaussian_guess * (opts.finetune_shrink if rate_db > 0 else 1.0)
+        guess = opts.bits_per_gaussian_guess + 6 * math.log2(1 / scale)
         n_fit = int(_count_for_bytes(budget, guess) * opts.overshoot)
     n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
     opts = dataclasses.replace(opts, codec=dataclasses.replace(opts.codec, rate_db=rate_db))
@@ -223,12 +224,13 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         qset = quantize_and_finetune(opts)
         data = encode_lgi(qset.to_payload())
         log["passes"] = 2
-    elif budget is not None and len(data) < 0.95 * budget:
-        # The same when the search pruned: fine-tuning shrank the file below what the probe of this
-        # count measured, so search the count again aimed higher by that shrinkage, and redo.
+    elif budget is not None and (len(data) < 0.95 * budget or len(data) > OVER_REDO * budget):
+        # The shrinkage was not the anticipated one (it varies with the image, 0.86-0.94 on Kodak):
+        # search the count again aimed by the measured shrinkage, and redo. (Above the target only
+        # with finetune_shrink < 1; within a per cent over, the pruning loop below is cheaper.)
         goal = int(budget * opts.size_margin * probed / len(data))
         n_more, opts_more, _, _ = _search_count(fitted, fitted_sens, order, h, w, opts, goal, stage)
-        if n_more > n_final:
+        if n_more != n_final:
             n_final, opts = n_more, opts_more
             model, sens = prune_and_refit(n_final)
             qset = quantize_and_finetune(opts)
