@@ -8,7 +8,6 @@ and the package README. Importing this package never compiles: native kernels bu
 """
 
 from ._backend import BackendUnavailable, kernel_status
-from ._reference import pixel_boxes
 from .functional import (
     MAX_INTERSECTIONS,
     MAX_PIXEL_SLOTS,
@@ -27,7 +26,6 @@ __all__ = [
     "BackendUnavailable",
     "RenderLimitError",
     "kernel_status",
-    "pixel_boxes",
     "project_gaussians_2d_scale_rot",
     "rasterize_gaussians_no_tiles",
     "rasterize_gaussians_sum",

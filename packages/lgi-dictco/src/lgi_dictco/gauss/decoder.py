@@ -250,13 +250,17 @@ def decode_cost(params: dict[str, np.ndarray], header: LgiHeader, width: int, he
 
 def _box_tiles(xys, radii, height: int, width: int):
     """Tiles [N] int32 each Gaussian's pixel box touches in a ``height`` x ``width`` canvas, and its rows
-    (i0, i1) [N] int64, from the rasterizer's own pixel boxes (``lgi_gsplat2d.pixel_boxes``, csrc/common.h's
-    ``pixel_box`` in float64; the rasterizer checks the count and refuses a mismatch)."""
+    (i0, i1) [N] int64, computed exactly as the rasterizer does (csrc/common.h: ``pixel_box``, in float64;
+    the rasterizer checks the count and refuses a mismatch)."""
     import torch
 
-    from lgi_gsplat2d import pixel_boxes
-
-    j0, j1, i0, i1, empty = pixel_boxes(xys, radii, height, width)
+    x, y, r = xys[:, 0].double(), xys[:, 1].double(), radii.double()
+    j0 = torch.ceil(x - r - 0.5).clamp(min=0.0)
+    j1 = torch.floor(x + r - 0.5).clamp(max=width - 1.0)
+    i0 = torch.ceil(y - r - 0.5).clamp(min=0.0)
+    i1 = torch.floor(y + r - 0.5).clamp(max=height - 1.0)
+    empty = (radii <= 0) | ~(j0 <= j1) | ~(i0 <= i1)
+    j0, j1, i0, i1 = (torch.where(empty, 0.0, v).long() for v in (j0, j1, i0, i1))
     tiles = (j1 // TILE - j0 // TILE + 1) * (i1 // TILE - i0 // TILE + 1)
     return torch.where(empty, 0, tiles).to(torch.int32), torch.where(empty, -1, i0), torch.where(empty, -2, i1)
 
