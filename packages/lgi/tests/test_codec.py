@@ -170,13 +170,13 @@ def test_cli_bad_requests(files):
     assert res.exit_code == 1 and "smallest" in res.output and not (files / "x.lgi").exists()
     # Mistakes a user makes: one line each, exit != 0, no traceback, nothing written.
     mistakes = [
-        (encode, [str(files), "-o", str(files / "x.lgi")], "is a directory"),
+        (encode, [str(files), "-o", str(files / "x.lgi")], "is a folder"),
         (encode, [str(files / "in.png"), "-o", str(files / "x.png")], "does not end in .lgi"),
         (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--steps", "0"], "--steps must be >= 1"),
         (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--device", "gpu"], "is not a device"),
         (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--lambda", "-1"], "--lambda must be >= 0"),
         (decode, [str(files / "good.lgi"), "-o", str(files / "y.jpg")], "does not end in .png"),
-        (decode, [str(files), "-o", str(files / "y.png")], "is a directory"),
+        (decode, [str(files), "-o", str(files / "y.png")], "is a folder"),
         (decode, [str(files / "good.lgi"), "-o", str(files / "y.png"), "--scale", "0"], "--scale must be > 0"),
     ]
     for cmd, args, message in mistakes:

@@ -17,9 +17,9 @@ from lgi.compare import DEFAULT_MAX_PIXELS
 @click.option("--steps", type=int, help="Default fitting steps on the page (as lgi encode --steps; the page can change it).")
 def app(host, port, device, max_pixels, steps):
     """Serve a web page: upload an image, encode it, compare with JPEG/WebP/AVIF at the same size."""
-    from lgi.codec_cli import _check_device
+    from lgi_dictco.clitools import check_device
 
-    _check_device(device)
+    check_device(device)
     if max_pixels < 1:
         raise click.BadParameter(f"--max-pixels must be >= 1, got {max_pixels}", param_hint="'--max-pixels'")
     if steps is not None and steps < 1:

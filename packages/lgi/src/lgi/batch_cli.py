@@ -12,7 +12,8 @@ from pathlib import Path
 
 import click
 
-from lgi.codec_cli import QUALITIES, _check_device
+from lgi.codec_cli import QUALITIES
+from lgi_dictco.clitools import check_device
 
 MANIFEST_HELP = "a manifest (lgi-batch.jsonl) in the output folder records every item"
 
@@ -174,7 +175,7 @@ def encode(ctx, source, output, bpp, size, quality, gaussians, effort, steps, de
     from lgi.batch import IMAGE_SUFFIXES, BatchError, codec_versions, collect, mirror
     from lgi.codec_cli import encode_options
 
-    _check_device(device)
+    check_device(device)
     if steps is not None and steps < 1:
         raise click.BadParameter(f"--steps must be >= 1, got {steps}", param_hint="'--steps'")
     if max_pixels is not None and max_pixels < 1:
@@ -210,7 +211,7 @@ def decode(ctx, source, output, scale, width, device, backend, pattern, jobs, th
     from lgi.batch import BatchError, codec_versions, collect, mirror
     from lgi.decoding import DecodeError, output_size
 
-    _check_device(device)
+    check_device(device)
     try:
         output_size(64, 64, scale, width)
     except DecodeError as exc:
@@ -249,7 +250,7 @@ def evaluate(ctx, originals, encoded, output, peers, device, backend, pattern, j
     from lgi.batch_report import eval_rows, summarize, table, write_report
     from lgi.peers import PEERS
 
-    _check_device(device)
+    check_device(device)
     chosen = [p.strip() for p in peers.split(",") if p.strip()]
     unknown = [p for p in chosen if p not in PEERS]
     if unknown:

@@ -8,33 +8,11 @@ from pathlib import Path
 
 import click
 
-from lgi_dictco.clitools import FORCE, preflight
+from lgi_dictco.clitools import FORCE, check_device, check_input_file, check_suffix, preflight
 from lgi_dictco.fileio import atomic_write_bytes as atomic_write
 
 QUALITIES = ("low", "medium", "high", "max")
 
-
-
-
-def _check_input_file(path: Path, what: str) -> None:
-    if path.is_dir():
-        raise click.ClickException(f"{path} is a directory; give one {what} file")
-    if not path.is_file():
-        raise click.ClickException(f"{what} not found: {path}")
-
-
-def _check_suffix(output: Path, suffix: str, what: str) -> None:
-    """The output's extension must say what it holds (a .lgi named x.png would fool every viewer)."""
-    if output.suffix.lower() != suffix:
-        raise click.BadParameter(f"{output} does not end in {suffix}: this command writes {what}",
-                                 param_hint="'-o' / '--output'")
-
-
-def _check_device(device: str) -> None:
-    import re
-
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", device):
-        raise click.BadParameter(f"{device!r} is not a device; use cpu, cuda or cuda:N", param_hint="'--device'")
 
 
 # The encoder's stages (lgi_train.compress.encoder's on_stage names) and their shares of a default
@@ -147,18 +125,15 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
 def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, device, seed, backend, as_json, quiet,
            force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
-    _check_input_file(image, "image")
-    _check_suffix(output, ".lgi", "a .lgi file")
-    _check_device(device)
+    check_input_file(image, "image")
+    check_suffix(output, (".lgi",), "a .lgi file")
+    check_device(device)
     if steps is not None and steps < 1:
         raise click.BadParameter(f"--steps must be >= 1, got {steps}", param_hint="'--steps'")
     preflight(output, force)
-    import torch
 
     from lgi_train.runs import ImageError, load_target
 
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise click.ClickException(f"--device {device}: no CUDA GPU is available on this machine")
     try:
         target = load_target(image)
     except ImageError as exc:
@@ -203,8 +178,8 @@ def decode(source, output, scale, width, max_pixels, max_work, device, backend, 
     from lgi_dictco.fileio import OutputError, atomic_open
 
     data = _read(source)
-    _check_suffix(output, ".png", "a PNG image")
-    _check_device(device)
+    check_suffix(output, (".png",), "a PNG image")
+    check_device(device)
     preflight(output, force)
     t0 = time.perf_counter()
     try:
@@ -229,7 +204,7 @@ def decode(source, output, scale, width, max_pixels, max_work, device, backend, 
 
 
 def _read(path: Path) -> bytes:
-    _check_input_file(path, ".lgi")
+    check_input_file(path, ".lgi")
     return path.read_bytes()
 
 
