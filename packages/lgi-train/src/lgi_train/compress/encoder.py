@@ -65,12 +65,13 @@ class EncodeOptions:
     overshoot: float = 1.05         # Gaussians fitted beyond the first estimate, to prune back
     # Bits per Gaussian of the first count estimate at the default steps; each halving of the steps
     # adds ~6 (about 6 values per Gaussian are quantized). Fitting more for the rate term's shrinkage
-    # (then pruning harder) cost up to 0.3 dB: docs/codec.md, "Rate control: one pass".
+    # (then pruning harder) cost up to 0.3 dB: docs/codec.md, "Rate control: anticipating the shrinkage".
     bits_per_gaussian_guess: float = 34.0
     size_margin: float = 0.985      # the search aims this far under the target
     # Anticipated coded size after the rate-term fine-tuning ÷ the size the search probed before it:
     # the search aims at target × margin ÷ this. Measured 0.86-0.94 on Kodak; anticipating 0.88 saved
-    # the second pass but cost up to 0.3 dB (docs/codec.md, "Rate control: one pass"), so 1: none.
+    # the second pass but cost up to 0.3 dB (docs/codec.md, "Rate control: anticipating the
+    # shrinkage"), so 1: none.
     finetune_shrink: float = 1.0
     # The fine-tuning's rate price in dB per bpp (compress/rate.py); None: RATE_DB_AT_HALF_BPP, scaled
     # as 1/bpp with the target (the step scale squared), following the slope of LGI's RD curve.
