@@ -4,7 +4,7 @@
     nox -s tests                every package's tests (plus workspace tests), in the shared environment
     nox -s tests-lgi-gsplat2d   one package's tests (same names for every package)
     nox -s lint                 ruff
-    nox -s wheelhouse           six wheels in dist/wheelhouse/ and a PEP 503 index in dist/simple/
+    nox -s wheelhouse           six wheels (kernels compiled in) in dist/wheelhouse/, a PEP 503 index in dist/simple/
     nox -s demo                 set up and run `lgi demo` on the built-in sample image
     nox -s fuzz                 the long fuzz run of the .lgi and .dcae decoders (-- --examples N)
 
@@ -27,7 +27,9 @@ ROOT = Path(__file__).resolve().parent
 PACKAGES = ["lgi-preprocess", "lgi-gsplat2d", "lgi-fused-ssim", "lgi-dictco", "lgi-train", "lgi"]
 SHARED_ENV = ROOT / ".nox" / "_shared-torch"
 # gradio (lgi[app]) and playwright: the browser test of `lgi app` (it drives the system's Chromium).
-TEST_TOOLS = ["pytest", "hypothesis", "hatchling", "pillow-jxl-plugin", "flip-evaluator", "gradio", "playwright"]
+# setuptools: torch's BuildExtension, for the wheels with compiled kernels (nox -s wheelhouse).
+TEST_TOOLS = ["pytest", "hypothesis", "hatchling", "setuptools", "pillow-jxl-plugin", "flip-evaluator", "gradio",
+              "playwright"]
 
 nox.options.sessions = ["lint", "tests"]
 nox.options.reuse_venv = "yes"
@@ -94,11 +96,13 @@ def lint(session: nox.Session) -> None:
     session.run("ruff", "check", "packages", "benchmarks", "tools", "tests", "noxfile.py")
 
 
-@nox.session
+@nox.session(python=False)
 def wheelhouse(session: nox.Session) -> None:
-    """Build all six wheels into dist/wheelhouse/ and write the PEP 503 index dist/simple/."""
-    session.install("pip", "hatchling")
-    session.run("python", "tools/wheelhouse.py", "--out", str(ROOT / "dist"))
+    """Build all six wheels into dist/wheelhouse/ (the two kernel packages as platform wheels with their
+    kernels compiled in, against the shared environment's torch) and write the PEP 503 index dist/simple/."""
+    python = shared_python(session)
+    session.run(python, "tools/wheelhouse.py", "--prebuilt", "--out", str(ROOT / "dist"), *session.posargs,
+                external=True)
 
 
 @nox.session(python=False)

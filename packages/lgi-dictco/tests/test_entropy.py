@@ -162,3 +162,23 @@ def test_bit_reader_refuses_fields_that_overflow_int64():
     with pytest.raises(LgiFormatError, match="does not fit in 62 bits"):
         BitReader(bytes(16), "raw").read_array(np.array([63]))
     assert BitReader(b"\xff" * 8, "raw").read_array(np.array([62])).tolist() == [(1 << 62) - 1]
+
+
+def test_the_rans_coder_loads_without_the_rest_of_compressai():
+    """compressai's __init__ imports every model and dataset (10+ s on 2 cores); .lgi coding needs only ans."""
+    import subprocess
+    import sys
+
+    code = ("import sys\n"
+            "from lgi_dictco.entropy import FrequencyTable, decode_stream, encode_stream\n"
+            "import numpy as np\n"
+            "v = np.array([0, 1, 1, 2, 5, 1, 0], dtype=np.int64)\n"
+            "assert (decode_stream(encode_stream(v), len(v)) == v).all()\n"
+            "print('compressai' in sys.modules, 'compressai.ans' in sys.modules)\n"
+            "from lgi_dictco._compressai import ans\n"
+            "import lgi_dictco.dcae\n"
+            "import compressai\n"
+            "from compressai.ans import RansDecoder\n"
+            "print(compressai.ans is ans, RansDecoder is ans.RansDecoder)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["False", "True", "True", "True"]

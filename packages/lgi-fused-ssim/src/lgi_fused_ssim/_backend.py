@@ -7,11 +7,18 @@ hash covers the sources and where they lie, the flags, the torch version and ins
 per torch installation: environments never rebuild each other's) and, for CUDA, the CUDA version and
 target architectures; a build says so on stderr. That naming is what lets :func:`kernel_status` report what is built by looking at the
 cache alone. A failed build is remembered for the life of the process and re-raised with its cause.
+
+A platform wheel (``python tools/wheelhouse.py --prebuilt``) carries the kernels already compiled, in
+``_prebuilt/`` beside this file (the CPU kernel, portable x86-64 with the JIT build's flags, and the CUDA
+kernel where the build machine had a toolkit). They are used when ``_prebuilt/manifest.json`` names this
+very torch, Python and sources; otherwise the JIT build runs. ``LGI_PREBUILT=0`` ignores them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
+import json
 import logging
 import os
 import sys
@@ -40,11 +47,14 @@ _SPECS: dict[str, dict] = {
     },
 }
 _HEADERS = ("ssim.h",)
+_PREBUILT = Path(__file__).resolve().with_name("_prebuilt")
+_MANIFEST = "manifest.json"
 
 _LOCK = threading.RLock()
 _MODULES: dict[str, ModuleType] = {}
 _FAILURES: dict[str, str] = {}
 _WARNED: set[str] = set()
+_ORIGIN: dict[str, str] = {}  # how each loaded kernel came: "prebuilt (...)" or "built"
 
 
 class KernelUnavailableError(RuntimeError):
@@ -70,15 +80,22 @@ def _cuda_arch_key() -> str:
     return ";".join(f"{major}.{minor}" for major, minor in caps)
 
 
+def sources_digest(kind: str) -> str:
+    """A digest of the sources of the ``kind`` kernel (what a prebuilt manifest records)."""
+    h = hashlib.sha256()
+    for fname in sorted({*_SPECS[kind]["sources"], *_HEADERS}):
+        h.update(fname.encode())
+        h.update((_CSRC / fname).read_bytes())
+    return h.hexdigest()[:16]
+
+
 def build_directory(kind: str) -> Path:
     """``<extensions root>/<ext name>-<short hash>`` for ``kind`` in {"cpu", "cuda"}."""
     import torch
 
     spec = _SPECS[kind]
     h = hashlib.sha256()
-    for fname in sorted({*spec["sources"], *_HEADERS}):
-        h.update(fname.encode())
-        h.update((_CSRC / fname).read_bytes())
+    h.update(sources_digest(kind).encode())
     h.update(repr((spec["cflags"], spec["cuda_cflags"], spec["ldflags"])).encode())
     h.update(f"torch={torch.__version__}".encode())
     # One cache per torch installation and source tree: two environments with the same torch version
@@ -100,20 +117,96 @@ def _built_library(kind: str) -> Path | None:
     return found[0] if found else None
 
 
+def _prebuilt(kind: str) -> tuple[Path | None, str, str]:
+    """``(library, module name, description)`` of the prebuilt ``kind`` kernel, or ``(None, "", why not)``."""
+    import torch
+
+    path = _PREBUILT / _MANIFEST
+    if os.environ.get("LGI_PREBUILT", "").strip() == "0":
+        return None, "", "LGI_PREBUILT=0"
+    if not path.is_file():
+        return None, "", "no prebuilt kernels in this install"
+    try:
+        manifest = json.loads(path.read_text())
+        built_for = (manifest["torch"], manifest["python"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, "", f"unreadable {path}: {exc}"
+    here = (torch.__version__, f"{sys.version_info.major}.{sys.version_info.minor}")
+    if built_for != here:
+        return None, "", f"prebuilt for torch {built_for[0]} / Python {built_for[1]}, this is {here[0]} / {here[1]}"
+    entry = manifest.get(kind)
+    if not entry or manifest.get("sources", {}).get(kind) != sources_digest(kind):
+        return None, "", f"no prebuilt {kind.upper()} kernel for these sources"
+    file = entry["generic"] if kind == "cpu" else entry["file"]
+    if kind == "cuda" and torch.cuda.is_available():
+        # SASS runs on its major version's later minors; PTX is compiled for any later GPU.
+        built = [(tuple(int(x) for x in a.replace("+PTX", "").split(".")), a.endswith("+PTX"))
+                 for a in entry["archs"].split(";") if a]
+        caps = [torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())]
+        if not all(any((a[0] == c[0] and a[1] <= c[1]) or (ptx and a <= c) for a, ptx in built) for c in caps):
+            return None, "", f"prebuilt for CUDA archs {entry['archs']}, which this GPU cannot run"
+    library = _PREBUILT / file
+    if not library.is_file():
+        return None, "", f"{library} is missing"
+    label = "prebuilt, portable x86-64" if kind == "cpu" else f"prebuilt, sm {entry['archs']}"
+    return library, file.split(".")[0], f"{label}, torch {manifest['torch']}"
+
+
+def _load_prebuilt(kind: str) -> ModuleType | None:
+    library, name, label = _prebuilt(kind)
+    if library is None:
+        return None
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:  # e.g. a missing libgomp: the JIT build may still work
+        logging.getLogger("lgi_fused_ssim").warning(
+            "lgi-fused-ssim: the prebuilt %s kernel does not load (%s); building it instead", kind, exc)
+        return None
+    _ORIGIN[kind] = label
+    return module
+
+
+def prebuild_targets(isas: list[str], cuda_archs: str | None) -> list[dict]:
+    """What a platform wheel compiles (``tools/hatch_prebuild.py``): one entry per library.
+
+    The CPU kernel has one variant, "generic" (the JIT build's flags, no vector ISA flags), whatever
+    ``isas`` asks for; ``cuda_archs``: a TORCH_CUDA_ARCH_LIST for the CUDA kernel, or None for none.
+    """
+    del isas
+    targets = []
+    for kind in ("cpu", "cuda") if cuda_archs else ("cpu",):
+        spec = _SPECS[kind]
+        targets.append({"kind": kind, "key": "generic" if kind == "cpu" else cuda_archs,
+                        "name": spec["name"] + ("_generic" if kind == "cpu" else ""),
+                        "sources": [str(_CSRC / f) for f in spec["sources"]], "include_dirs": [str(_CSRC)],
+                        "cflags": list(spec["cflags"]), "cuda_cflags": list(spec["cuda_cflags"]),
+                        "ldflags": list(spec["ldflags"])})
+    return targets
+
+
 def kernel_status() -> dict[str, str]:
-    """What is built, from the build cache alone; never compiles. Registered under ``lgi.kernels``.
+    """How each kernel is or would be loaded: prebuilt, built (JIT cache), or not built; never compiles.
+
+    Registered under ``lgi.kernels``.
 
     Returns:
-        ``{"cpu": ..., "cuda": ...}`` with values such as ``"built"``, ``"not built"``,
-        ``"not built (no GPU)"`` or ``"build failed in this process: ..."``.
+        ``{"cpu": ..., "cuda": ...}`` with values such as ``"prebuilt, portable x86-64, torch ..."``,
+        ``"built"``, ``"not built"``, ``"not built (no GPU)"`` or ``"build failed in this process: ..."``.
     """
     import torch
 
     status: dict[str, str] = {}
     for kind in ("cpu", "cuda"):
+        prebuilt = _prebuilt(kind)
         if kind in _FAILURES:
             status[kind] = f"build failed in this process: {_FAILURES[kind].splitlines()[0]}"
-        elif kind in _MODULES or _built_library(kind) is not None:
+        elif kind in _MODULES:
+            status[kind] = _ORIGIN.get(kind, "built")
+        elif prebuilt[0] is not None:
+            status[kind] = prebuilt[2] + ("" if kind == "cpu" or torch.cuda.is_available() else ", no GPU to run it")
+        elif _built_library(kind) is not None:
             status[kind] = "built"
         elif kind == "cuda" and torch.version.cuda is None:
             status[kind] = "not built (torch has no CUDA support)"
@@ -188,7 +281,7 @@ def build(kind: str) -> ModuleType:
         if kind in _FAILURES:
             raise KernelUnavailableError(_FAILURES[kind])
         try:
-            module = _compile(kind)
+            module = _load_prebuilt(kind) or _compile(kind)
         except Exception as exc:  # noqa: BLE001 - any build error becomes one explained failure
             detail = str(exc).strip()
             if len(detail) > 3000:
@@ -198,6 +291,7 @@ def build(kind: str) -> ModuleType:
             _FAILURES[kind] = message
             raise KernelUnavailableError(message) from exc
         _MODULES[kind] = module
+        _ORIGIN.setdefault(kind, "built")
         return module
 
 

@@ -10,11 +10,21 @@ installation and, for CUDA, the CUDA version and target architectures (one cache
 environments never rebuild each other's). A build says so on stderr. Later processes load the cached library in milliseconds. A failed build is
 remembered for the process (and noted in the build directory for :func:`kernel_status`) and raised as
 :class:`BackendUnavailable` with its cause: no compiler, no ninja, no CUDA toolkit, or the compiler's text.
+
+A platform wheel (``python tools/wheelhouse.py --prebuilt``) carries the kernels already compiled, in
+``_prebuilt/`` beside this file: the CPU kernels three times (AVX-512, AVX2 and portable x86-64; the best
+one this CPU runs is chosen at load time) and the CUDA kernels where the build machine had a toolkit. They
+are used when ``_prebuilt/manifest.json`` names this very torch, Python and sources; JIT is the fallback.
+``LGI_KERNEL_ISA=avx512|avx2|generic`` picks the CPU variant (prebuilt or JIT; refused where the CPU lacks
+it); ``LGI_PREBUILT=0`` ignores the prebuilt kernels.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import importlib.util
+import json
 import logging
 import os
 import re
@@ -38,12 +48,15 @@ _SOURCES = {
     "cuda": ("ext.cpp", "project_cuda.cu", "rasterize_cuda.cu"),
 }
 _FAILED_NOTE = "BUILD_FAILED.txt"
+_PREBUILT = Path(__file__).resolve().parent / "_prebuilt"
+_MANIFEST = "manifest.json"
 _DEFAULT_CUDA_ARCH = "9.0"  # what a build targets where no GPU tells us (H100/H200)
 
 _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 _failed: dict[str, str] = {}
 _warned: set[str] = set()
+_origin: dict[str, str] = {}  # how each loaded backend came: "prebuilt (...)" or "built"
 
 
 class BackendUnavailable(RuntimeError):
@@ -56,24 +69,47 @@ def extensions_dir() -> Path:
     return Path(root).expanduser() if root else Path.home() / ".cache" / "lgi" / "extensions"
 
 
-def _cpu_isa_flags() -> list[str]:
-    """Vector ISA flags for this machine's CPU (part of the build hash, so a cache never crosses ISAs)."""
+# The CPU variants, best first: the CPU flags each needs and the compiler flags it is built with.
+# The kernels work on 16-float rows: one AVX-512 register (about 2x faster than AVX2 on an AVX-512 CPU).
+_AVX512 = ("avx512f", "avx512dq", "avx512vl", "avx512bw")
+ISAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "avx512": (_AVX512, tuple("-m" + f for f in _AVX512)),
+    "avx2": (("avx2",), ("-mavx2",)),
+    "generic": ((), ()),  # the x86-64 baseline (SSE2)
+}
+
+
+@functools.lru_cache(maxsize=1)
+def _cpu_flags() -> frozenset[str]:
     try:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return []
+        return frozenset()
     lines = re.findall(r"^flags\s*:\s*(.*)$", text, flags=re.MULTILINE)
-    flags = set(lines[0].split()) if lines else set()
-    # The kernels work on 16-float rows: one AVX-512 register (about 2x faster than AVX2 here).
-    avx512 = ["avx512f", "avx512dq", "avx512vl", "avx512bw"]
-    if all(f in flags for f in avx512):
-        return ["-m" + f for f in avx512]
-    return ["-mavx2"] if "avx2" in flags else []
+    return frozenset(lines[0].split()) if lines else frozenset()
 
 
-def _cpu_cflags() -> list[str]:
+def cpu_isa() -> str:
+    """The CPU variant of the kernels this process uses: ``$LGI_KERNEL_ISA``, else the best this CPU runs.
+
+    Raises:
+        BackendUnavailable: ``LGI_KERNEL_ISA`` names an unknown variant or one this CPU cannot run.
+    """
+    have = _cpu_flags()
+    forced = os.environ.get("LGI_KERNEL_ISA", "").strip().lower()
+    if forced:
+        if forced not in ISAS:
+            raise BackendUnavailable(f"LGI_KERNEL_ISA={forced!r}: expected one of {', '.join(ISAS)}")
+        missing = [f for f in ISAS[forced][0] if f not in have]
+        if missing:
+            raise BackendUnavailable(f"LGI_KERNEL_ISA={forced}: this CPU lacks {', '.join(missing)}")
+        return forced
+    return next(isa for isa, (needs, _) in ISAS.items() if all(f in have for f in needs))
+
+
+def _cpu_cflags(isa: str | None = None) -> list[str]:
     # -ffp-contract=off: no fused multiply-adds, so q (common.h: q_form) rounds exactly like the reference.
-    return ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-Wno-psabi", *_cpu_isa_flags()]
+    return ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-Wno-psabi", *ISAS[isa or cpu_isa()][1]]
 
 
 def _cuda_arch() -> str:
@@ -91,11 +127,18 @@ def _cuda_cflags() -> list[str]:
     return ["-O3", "-DLGI_WITH_CUDA", "-lineinfo"]
 
 
-def _source_hash(kind: str) -> str:
+def sources_digest(kind: str) -> str:
+    """A digest of the sources of ``kind``'s kernels (what a prebuilt manifest records)."""
     h = hashlib.sha256()
     for name in (*_HEADERS, *_SOURCES[kind]):
         h.update(name.encode())
         h.update((_CSRC / name).read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _source_hash(kind: str) -> str:
+    h = hashlib.sha256()
+    h.update(sources_digest(kind).encode())
     h.update(torch.__version__.encode())
     h.update(sys.version.split()[0].encode())
     # One cache per torch installation and source tree: two environments with the same torch version
@@ -133,15 +176,86 @@ def _library(spec: _Spec) -> Path:
     return spec.build_dir / f"{spec.name}.so"
 
 
-def kernel_status() -> dict[str, str]:
-    """Whether each native backend is built, from the build cache only (never compiles, never loads).
+def _manifest() -> tuple[dict | None, str]:
+    """The prebuilt kernels' manifest if it fits this process, else ``(None, why not)``."""
+    path = _PREBUILT / _MANIFEST
+    if os.environ.get("LGI_PREBUILT", "").strip() == "0":
+        return None, "LGI_PREBUILT=0"
+    if not path.is_file():
+        return None, "no prebuilt kernels in this install"
+    try:
+        manifest = json.loads(path.read_text())
+        built_for = (manifest["torch"], manifest["python"])
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"unreadable {path}: {exc}"
+    here = (torch.__version__, f"{sys.version_info.major}.{sys.version_info.minor}")
+    if built_for != here:
+        return None, f"prebuilt for torch {built_for[0]} / Python {built_for[1]}, this is {here[0]} / {here[1]}"
+    return manifest, ""
 
-    Registered under the ``lgi.kernels`` entry point group for ``lgi versions``.
+
+def _cuda_runs(archs: str) -> bool:
+    """Whether code built for ``archs`` (e.g. "8.0;9.0+PTX") runs on every visible GPU."""
+    if not torch.cuda.is_available():
+        return True  # nothing to check; loading needs no GPU
+    built = [(tuple(int(x) for x in a.replace("+PTX", "").split(".")), a.endswith("+PTX"))
+             for a in archs.split(";") if a]
+    for i in range(torch.cuda.device_count()):
+        cap = torch.cuda.get_device_capability(i)
+        if not any((arch[0] == cap[0] and arch[1] <= cap[1]) or (ptx and arch <= cap) for arch, ptx in built):
+            return False
+    return True
+
+
+def _prebuilt(kind: str) -> tuple[Path | None, str, str]:
+    """``(library, module name, description)`` of the prebuilt ``kind`` kernels, or ``(None, "", why not)``.
+
+    Raises:
+        BackendUnavailable: ``LGI_KERNEL_ISA`` is invalid for this CPU.
     """
+    manifest, why = _manifest()
+    if manifest is None:
+        return None, "", why
+    entry = manifest.get(kind)
+    if not entry:
+        return None, "", f"the prebuilt kernels have no {kind.upper()} build"
+    if manifest.get("sources", {}).get(kind) != sources_digest(kind):
+        return None, "", "the prebuilt kernels were built from other sources"
+    if kind == "cpu":
+        isa = cpu_isa()
+        if isa not in entry:
+            return None, "", f"the prebuilt kernels have no {isa} variant"
+        file, label = entry[isa], f"prebuilt, {isa}"
+    else:
+        if not _cuda_runs(entry["archs"]):
+            return None, "", f"prebuilt for CUDA archs {entry['archs']}, which this GPU cannot run"
+        file, label = entry["file"], f"prebuilt, sm {entry['archs']}"
+    library = _PREBUILT / file
+    if not library.is_file():
+        return None, "", f"{library} is missing"
+    return library, file.split(".")[0], f"{label}, torch {manifest['torch']}"
+
+
+def kernel_status() -> dict[str, str]:
+    """How each native backend is or would be loaded: prebuilt, JIT-built (cached), or built on first use.
+
+    Looks at the install and the build cache only (never compiles, never loads). Registered under the
+    ``lgi.kernels`` entry point group for ``lgi versions``.
+    """
+    try:
+        return _kernel_status()
+    except BackendUnavailable as exc:  # an invalid LGI_KERNEL_ISA
+        return {"cpu": f"unavailable: {exc}", "cuda": f"unavailable: {exc}"}
+
+
+def _kernel_status() -> dict[str, str]:
     status: dict[str, str] = {}
     cpu = _spec("cpu")
+    prebuilt_cpu = _prebuilt("cpu")
     if "cpu" in _loaded:
-        status["cpu"] = "built"
+        status["cpu"] = _origin["cpu"]
+    elif prebuilt_cpu[0] is not None:
+        status["cpu"] = prebuilt_cpu[2]
     elif (cpu.build_dir / _FAILED_NOTE).is_file():
         status["cpu"] = "build failed: " + (cpu.build_dir / _FAILED_NOTE).read_text().strip().splitlines()[0]
     elif _library(cpu).is_file():
@@ -154,8 +268,11 @@ def kernel_status() -> dict[str, str]:
     built = [p.name[len(prefix):] for p in dirs
              if (p / "lgi_gsplat2d_cuda.so").is_file() and not (p / _FAILED_NOTE).is_file()]
     failed = [p / _FAILED_NOTE for p in dirs if (p / _FAILED_NOTE).is_file()]
+    prebuilt_cuda = _prebuilt("cuda")
     if "cuda" in _loaded:
-        status["cuda"] = "built"
+        status["cuda"] = _origin["cuda"]
+    elif prebuilt_cuda[0] is not None:
+        status["cuda"] = prebuilt_cuda[2] + ("" if gpu else ", no GPU to run it")
     elif built:
         status["cuda"] = f"built ({', '.join(built)})" + ("" if gpu else ", no GPU to run it")
     elif failed:
@@ -270,6 +387,39 @@ def _build(kind: str):
     return module
 
 
+def _load_prebuilt(kind: str):
+    """The prebuilt ``kind`` module, or None where there is none for this process (then JIT builds)."""
+    library, name, label = _prebuilt(kind)
+    if library is None:
+        return None
+    spec = importlib.util.spec_from_file_location(name, library)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except ImportError as exc:  # e.g. a missing libgomp: the JIT build may still work
+        _log.warning("lgi-gsplat2d: the prebuilt %s kernels do not load (%s); building them instead", kind, exc)
+        return None
+    _origin[kind] = label
+    return module
+
+
+def prebuild_targets(isas: list[str], cuda_archs: str | None) -> list[dict]:
+    """What a platform wheel compiles (``tools/hatch_prebuild.py``): one entry per library.
+
+    ``isas``: the CPU variants (keys of :data:`ISAS`); ``cuda_archs``: a TORCH_CUDA_ARCH_LIST for the
+    CUDA kernels, or None for none. The flags are the JIT build's, so the speed is the same.
+    """
+    targets = [{"kind": "cpu", "key": isa, "name": f"lgi_gsplat2d_cpu_{isa}",
+                "sources": [str(_CSRC / f) for f in _SOURCES["cpu"] if not f.endswith(".h")],
+                "include_dirs": [str(_CSRC)], "cflags": _cpu_cflags(isa), "cuda_cflags": [],
+                "ldflags": ["-fopenmp"]} for isa in isas]
+    if cuda_archs:
+        targets.append({"kind": "cuda", "key": cuda_archs, "name": "lgi_gsplat2d_cuda",
+                        "sources": [str(_CSRC / f) for f in _SOURCES["cuda"]], "include_dirs": [str(_CSRC)],
+                        "cflags": ["-O3", "-DLGI_WITH_CUDA"], "cuda_cflags": _cuda_cflags(), "ldflags": []})
+    return targets
+
+
 def load(kind: str):
     """The native module for ``kind`` ("cpu" or "cuda"), building it on first use.
 
@@ -282,7 +432,7 @@ def load(kind: str):
         if kind in _failed:
             raise BackendUnavailable(_failed[kind])
         try:
-            module = _build(kind)
+            module = _load_prebuilt(kind) or _build(kind)
         except BackendUnavailable as exc:
             _failed[kind] = str(exc)
             raise
@@ -296,6 +446,7 @@ def load(kind: str):
                 pass
             raise BackendUnavailable(_failed[kind]) from exc
         _loaded[kind] = module
+        _origin.setdefault(kind, "built")
         return module
 
 

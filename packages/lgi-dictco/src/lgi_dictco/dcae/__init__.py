@@ -10,7 +10,7 @@ Importing this subpackage imports torch and compressai. The public API::
     x_hat, header = decode(model, data)        # bit-exact with the encoder's reconstruction
 """
 
-from lgi_dictco import _compressai  # noqa: F401 - first, so that compressai loads quietly
+from lgi_dictco import _compressai_all  # noqa: F401 - first: compressai loads quietly, sharing ans
 from lgi_dictco.dcae.checkpoint import CheckpointError, load_checkpoint, load_model, save_checkpoint
 from lgi_dictco.dcae.codec import decode, encode
 from lgi_dictco.dcae.config import DCAEConfig, config_from_state_dict
