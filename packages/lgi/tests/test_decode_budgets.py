@@ -189,6 +189,20 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path):
     assert '"work": 1024' in r.output and Image.open(out).size == (64, 64)
 
 
+def test_decode_times_say_what_is_start_up(tmp_path):
+    """The decode's own time is reported apart from loading torch and the kernels (start-up)."""
+    import json
+
+    src = tmp_path / "small.lgi"
+    src.write_bytes(make_file(n=64, width=64, height=64, log_scale=(2, 2.01), same=True))
+    r = CliRunner().invoke(cli, ["decode", str(src), "-o", str(tmp_path / "a.png"), "--json"])
+    rec = json.loads(r.output)
+    assert rec["decode_seconds"] > 0 and rec["startup_seconds"] >= 0
+    assert rec["seconds"] == pytest.approx(rec["decode_seconds"] + rec["startup_seconds"], abs=2e-4)
+    r = CliRunner().invoke(cli, ["decode", str(src), "-o", str(tmp_path / "b.png")])
+    assert r.exit_code == 0 and "s start-up: loading torch and the kernels)" in r.output
+
+
 def test_cli_help_names_the_defaults():
     r = CliRunner().invoke(cli, ["decode", "--help"])
     text = " ".join(r.output.split())
