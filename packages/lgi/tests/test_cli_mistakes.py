@@ -4,7 +4,7 @@
 Every mistake: exit status != 0, exactly one line on stderr that names the real problem, nothing on stdout,
 no traceback, nothing written. Then the flags every command shares: ``--json`` prints JSON on stdout (progress
 and logs go to stderr, also under ``--json``), ``-q`` (the command's or ``lgi -q``) silences them. Then the
-progress lines of `lgi fit` off a terminal, and grayscale kept end to end.
+progress lines of `lgi fit` off a terminal, and grayscale kept end to end (fit/render, encode/decode).
 """
 
 from __future__ import annotations
@@ -51,12 +51,15 @@ def files(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def made(files, tmp_path_factory):
-    """Outputs of working commands that other cases take as inputs: a run folder and a .dcae file."""
+    """Outputs of working commands that other cases take as inputs: a run folder, a .dcae and a .lgi file."""
     root = tmp_path_factory.mktemp("made")
     code = main(["-q", "fit", str(files / "rgb.png"), "-o", str(root / "run"), *FIT_FAST])
     assert code == 0
     code = main(["-q", "dictco", "compress", str(files / "rgb.png"), "-o", str(root / "a.dcae"),
                  "--checkpoint", str(files / "dcae.pt")])
+    assert code == 0
+    code = main(["-q", "encode", str(files / "rgb.png"), "-o", str(root / "a.lgi"), "--gaussians", "20",
+                 "--effort", "fast", "--steps", "5"])
     assert code == 0
     return root
 
@@ -173,6 +176,8 @@ WORKING = [
     ("dictco train --data {f}/images -o {o}/tr --model dcae-tiny --max-steps 1 --batch-size 1 --patch-size 16 "
      "--workers 0 --device cpu", "steps"),
     ("versions", "packages"),
+    ("decode {m}/a.lgi -o {o}/d.png", "decode_seconds"),
+    ("info {m}/a.lgi", "gaussians"),
 ]
 
 
@@ -237,6 +242,21 @@ def test_grayscale_stays_grayscale_through_fit_and_render(files, made, tmp_path,
     assert Image.open(made / "run" / "render.png").mode == "RGB"
     code, _, _ = _lgi(capsys, "-q", "render", made / "run", "-o", tmp_path / "rgb.png")
     assert code == 0 and Image.open(tmp_path / "rgb.png").mode == "RGB"
+
+
+def test_grayscale_stays_grayscale_through_encode_and_decode(files, made, tmp_path, capsys):
+    code, stdout, stderr = _lgi(capsys, "-q", "encode", files / "gray.png", "-o", tmp_path / "g.lgi",
+                                "--gaussians", "20", "--effort", "fast", "--steps", "5", "--json")
+    assert code == 0, stderr
+    code, stdout, _ = _lgi(capsys, "info", tmp_path / "g.lgi", "--json")
+    info = json.loads(stdout)
+    assert info["channels"] == 1 and info["color_space"] == "gray"
+    code, _, stderr = _lgi(capsys, "decode", tmp_path / "g.lgi", "-o", tmp_path / "g.png")
+    assert code == 0, stderr
+    assert Image.open(tmp_path / "g.png").mode == "L" and Image.open(tmp_path / "g.png").size == (32, 24)
+    # An RGB input stays RGB.
+    code, stdout, _ = _lgi(capsys, "info", made / "a.lgi", "--json")
+    assert json.loads(stdout)["channels"] == 3
 
 
 def test_gray_metrics_describe_the_gray_file(files, tmp_path, capsys):

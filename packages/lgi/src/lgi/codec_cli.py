@@ -73,7 +73,8 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
     """Encode a loaded image as `lgi encode` does (shared with `lgi batch encode`).
 
     Args:
-        target: [3, H, W] float32 in [0, 1] (``lgi_train.runs.load_target``).
+        target: [3, H, W] float32 in [0, 1] (``lgi_train.runs.load_target``); gray (three equal
+            channels) is coded as one channel.
         bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam: the command's flags
             (``lam``: ``--lambda``).
         on_stage: progress callback ``(stage, fraction)``.
@@ -85,8 +86,13 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
         click.ClickException: impossible flags or a target the encoder cannot reach.
     """
     from lgi_train.compress.encoder import RateError, encode_image
+    from lgi_train.fit import is_grayscale
     from lgi_train.metrics import psnr, quantize_8bit
 
+    if target.shape[0] == 3 and is_grayscale(target):
+        # A gray image is coded as one channel (a grayscale .lgi, decoded to a grayscale PNG): no bits
+        # go to colour that is not there (a 128x96 crop at 1 bpp: 25.69 dB against 24.41 as RGB).
+        target = target[:1].contiguous()
     opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam)
     try:
         result = encode_image(target.to(device), opts, on_stage)
@@ -170,8 +176,9 @@ _MAX_WORK_HELP = ("Refuse files whose drawing needs more Gaussian-tile intersect
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True)
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the result (this command shows no progress).")
 @FORCE
-def decode(source, output, scale, width, max_pixels, max_work, device, backend, as_json, force):
+def decode(source, output, scale, width, max_pixels, max_work, device, backend, as_json, quiet, force):
     """Decode a .lgi file to a PNG, at any resolution."""
     from lgi.decoding import MAX_OUTPUT_PIXELS, MAX_WORK, DecodeError, prepare, write_png
     from lgi_dictco import LgiFormatError
@@ -230,7 +237,8 @@ def _read(path: Path) -> bytes:
 @click.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True)
-def info(source, as_json):
+@click.option("-q", "--quiet", is_flag=True, help="Only errors and the report (this command shows no progress).")
+def info(source, as_json, quiet):
     """Header, counts and per-stream sizes of a .lgi file."""
     from lgi.decoding import info_report
     from lgi_dictco import LgiFormatError
