@@ -90,7 +90,6 @@ def main() -> None:
         child(args.repeats)
         return
 
-    sys.path.insert(0, str(ROOT / "packages" / "lgi-gsplat2d" / "src"))
     from lgi_gsplat2d._backend import ISAS, _cpu_flags
 
     isas = [isa for isa, (needs, _) in ISAS.items() if all(f in _cpu_flags() for f in needs)]

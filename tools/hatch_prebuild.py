@@ -17,6 +17,7 @@ no CUDA build; ``1``: fail where no toolkit is found; default: build where one i
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import json
 import os
@@ -40,7 +41,7 @@ _UNDO_PYTHON_CFLAGS = ["-g0", "-fno-wrapv", "-UNDEBUG"]
 
 def find_cuda_home() -> str | None:
     """The CUDA toolkit root, found as lgi-gsplat2d finds it at run time (the nvcc on PATH may be a wrapper)."""
-    gsplat = ROOT / "packages" / "lgi-gsplat2d" / "src" / "lgi_gsplat2d" / "_backend.py"
+    gsplat = (ROOT / "packages" / "lgi-gsplat2d" / "src" / "lgi_gsplat2d" / "_backend.py").resolve()
     return _load_backend(gsplat)._find_cuda_home()
 
 
@@ -71,7 +72,9 @@ def compile_target(target: dict, out_dir: Path, work_dir: Path, env: dict[str, s
     return made[0]
 
 
+@functools.cache
 def _load_backend(path: Path):
+    """A package's ``_backend.py``, executed once per build process (it imports torch)."""
     spec = importlib.util.spec_from_file_location(f"_lgi_prebuild_{path.parent.name}", path)
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module  # dataclasses look their module up there
@@ -93,7 +96,7 @@ class PrebuildHook(BuildHookInterface):
             raise RuntimeError("prebuilt kernels need torch in the build environment: build with "
                                "--no-build-isolation under the interpreter that has it") from exc
         root = Path(self.root)
-        backend_file = root / self.config["backend"]
+        backend_file = (root / self.config["backend"]).resolve()
         package = backend_file.parent.name
         backend = _load_backend(backend_file)
         isas = [i for i in os.environ.get("LGI_PREBUILD_ISAS", DEFAULT_ISAS).split(",") if i]

@@ -54,7 +54,7 @@ _LOCK = threading.RLock()
 _MODULES: dict[str, ModuleType] = {}
 _FAILURES: dict[str, str] = {}
 _WARNED: set[str] = set()
-_ORIGIN: dict[str, str] = {}  # how each loaded kernel came: "prebuilt (...)" or "built"
+_ORIGIN: dict[str, str] = {}  # how each loaded kernel came: "prebuilt, <variant>, torch <v>" or "built"
 
 
 class KernelUnavailableError(RuntimeError):

@@ -56,7 +56,7 @@ _lock = threading.Lock()
 _loaded: dict[str, object] = {}
 _failed: dict[str, str] = {}
 _warned: set[str] = set()
-_origin: dict[str, str] = {}  # how each loaded backend came: "prebuilt (...)" or "built"
+_origin: dict[str, str] = {}  # how each loaded backend came: "prebuilt, <variant>, torch <v>" or "built"
 
 
 class BackendUnavailable(RuntimeError):
