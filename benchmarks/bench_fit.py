@@ -4,8 +4,11 @@
     python benchmarks/bench_fit.py --subset 4 --gaussians 2000 --inits gradient,placement,slic,saliency,random
 
 Configurations (``--configs``):
-  image-gs  Image-GS defaults: top-k blending (K = 10), L1 + 0.1·(1 − SSIM), plateau schedule.
-  fast      sum blending, L1 + 0.1·(1 − SSIM), cosine schedule over ``--steps``, coarse-to-fine.
+  image-gs       Image-GS defaults (``lgi fit --preset image-gs``): top-k blending (K = 10), L1 + 0.1·(1 − SSIM),
+                 plateau schedule.
+  image-gs-hard  the same with lgi-gsplat2d 0.1's top-k blend (hard cutoff, mode ``topk-hard``).
+  fast           sum blending, L1 + 0.1·(1 − SSIM), cosine schedule over ``--steps``, coarse-to-fine.
+  fast-topk      ``fast`` with top-k blending (K = 10).
             ``--steps auto`` (the default) sizes the budget with ``lgi_train.fit.steps_for_budget``: a
             timing probe on this machine, so the schedule completes within ``--max-seconds``; the
             probe's own time counts against the budget (column probe_seconds).
@@ -32,8 +35,11 @@ KODAK = ROOT.parent / "shared" / "data" / "kodak"
 RESULTS = ROOT / "benchmarks" / "results"
 
 CONFIGS = {
-    "image-gs": dict(render_mode="topk", loss="l1_ssim", schedule="plateau"),
+    "image-gs": dict(render_mode="topk", loss="l1_ssim", schedule="plateau", coarse_to_fine=False),
+    "image-gs-hard": dict(render_mode="topk-hard", loss="l1_ssim", schedule="plateau", coarse_to_fine=False),
     "fast": dict(render_mode="sum", loss="l1_ssim", schedule="cosine", coarse_to_fine=True, coarse_fraction=0.5),
+    "fast-topk": dict(render_mode="topk", loss="l1_ssim", schedule="cosine", coarse_to_fine=True,
+                      coarse_fraction=0.5),
 }
 
 
@@ -57,7 +63,11 @@ def run_one(path: Path, n: int, init: str, config: str, steps: int, max_seconds:
     fitter.setup()
     init_seconds = time.perf_counter() - t0
     result = fitter.run()
-    return result, init_seconds, probe_seconds, curve
+    with torch.no_grad():
+        out = result.model.render(*target.shape[1:]).clamp(0, 1)
+    # Speckles: pixels rendered near black (RGB sum < 0.05) where the image is not (> 0.6).
+    dark = int(((out.sum(0) < 0.05) & (target.sum(0) > 0.6)).sum())
+    return result, init_seconds, probe_seconds, curve, dark
 
 
 def plot(rows: list[dict], curves: list[dict], path: Path) -> None:
@@ -112,14 +122,16 @@ def main() -> int:
     elif args.subset:
         paths = paths[: args.subset]
     fields = ["image", "gaussians", "init", "config", "steps", "seconds", "init_seconds", "probe_seconds", "psnr",
-              "stop", "device"]
+              "stop", "device", "kept_step", "dark_pixels"]
     curve_path = args.out.with_name(args.out.stem + "_curves.csv")
     rows = list(csv.DictReader(open(args.out))) if args.out.exists() else []
+    if rows:  # a file from before a column was added keeps its columns
+        fields = [f for f in fields if f in rows[0]]
     curves = list(csv.DictReader(open(curve_path))) if curve_path.exists() else []
     done = {(r["image"], r["gaussians"], r["init"], r["config"]) for r in rows}
     out = open(args.out, "a", newline="")
     cout = open(curve_path, "a", newline="")
-    w = csv.DictWriter(out, fieldnames=fields)
+    w = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore")
     cw = csv.DictWriter(cout, fieldnames=["image", "gaussians", "init", "config", "step", "seconds", "psnr"])
     if not rows:
         w.writeheader()
@@ -136,12 +148,14 @@ def main() -> int:
                     steps = 0 if args.steps == "auto" else int(args.steps)
                     if steps == 0 and CONFIGS[config]["schedule"] == "plateau":
                         steps = 3000  # the plateau schedule stops itself; the step count is only a cap
-                    res, init_s, probe_s, curve = run_one(path, n, init, config, steps, args.max_seconds,
+                    res, init_s, probe_s, curve, dark = run_one(path, n, init, config, steps, args.max_seconds,
                                                           args.device)
                     row = {"image": path.stem, "gaussians": n, "init": init, "config": config, "steps": res.steps,
                            "seconds": round(res.seconds, 2), "init_seconds": round(init_s, 2),
                            "probe_seconds": round(probe_s, 2),
-                           "psnr": round(res.psnr, 3), "stop": res.stop_reason, "device": args.device}
+                           "psnr": round(res.psnr, 3), "stop": res.stop_reason, "device": args.device,
+                           "kept_step": res.best_step if res.best_step is not None else res.steps,
+                           "dark_pixels": dark}
                     w.writerow(row)
                     out.flush()
                     rows.append({k: str(v) for k, v in row.items()})
@@ -152,7 +166,8 @@ def main() -> int:
                         curves.append({k: str(v) for k, v in c.items()})
                     cout.flush()
                     print(f"{config} N={n} {init} {path.stem}: {res.psnr:.2f} dB in {res.seconds:.1f} s "
-                          f"({res.steps} steps, {res.stop_reason}; init {init_s:.1f} s)", flush=True)
+                          f"({res.steps} steps, {res.stop_reason}, kept step {row['kept_step']}; "
+                          f"{dark} dark pixels; init {init_s:.1f} s)", flush=True)
     out.close()
     cout.close()
     print("\nmean PSNR per group (images):")

@@ -9,10 +9,11 @@ import torch
 
 from lgi_dictco.gauss import decode, encode, render
 from lgi_dictco.gauss.decoder import dequantize
-from lgi_dictco.gauss.format import GroupCoding, LgiHeader, LgiPayload, decode_lgi, encode_lgi
+from lgi_dictco.gauss.format import MAGIC, GroupCoding, LgiHeader, LgiPayload, decode_lgi, encode_lgi
 
-# Recorded from the encoder before the codec moved into lgi_dictco.gauss (format 2.0).
-BYTES_SHA256 = "2d0bb8f140b3cffe18b87cf1f77aed1e0bceea45f6a83c25f306254e54a513a7"
+# Recorded from the encoder before the codec moved into lgi_dictco.gauss (format 2.0, where this header's
+# top-K mode was id 0, now "topk-hard"); format 2.1 writes the same bytes but for the minor version.
+BYTES_SHA256_V20 = "2d0bb8f140b3cffe18b87cf1f77aed1e0bceea45f6a83c25f306254e54a513a7"
 MEANS_SHA256 = "d032d8519a88d21e488283f104cc86c4b1e0391930dd2010d9691cc9de5f9cc7"
 # Scales, rotations and colours pass through float32 exp / arctan2 / a 3x3 product, whose last bit
 # may differ between CPUs (numpy picks SIMD code per machine): recorded to 9 digits, compared to 1e-6.
@@ -44,7 +45,7 @@ def golden_payload() -> LgiPayload:
                         scalars=np.array([[1, 2, 3], [57, 0, 20], [30, 30, 30], [0, 49, 25], [63, 63, 39], [9, 8, 7],
                                           [44, 12, 33]]),
                         class_exp=np.array([2, 0]))
-    header = LgiHeader(width=97, height=61, channels=3, color_space="opp", render_mode="topk", topk=7,
+    header = LgiHeader(width=97, height=61, channels=3, color_space="opp", render_mode="topk-hard", topk=7,
                        num_gaussians=7, pos_bits=(9, 8), class_drop=(1, 0))
     positions[classes == 0] >>= 1
     return LgiPayload(header=header, positions=positions, shape=shape, color=color, classes=classes)
@@ -60,10 +61,31 @@ def _check_params(params: dict[str, np.ndarray]) -> None:
         np.testing.assert_allclose(params[name], np.array(expected), rtol=1e-6, atol=1e-7, err_msg=name)
 
 
+def _as_v20(data: bytes) -> bytes:
+    """The same file with minor version 0 (the version bytes are outside every CRC)."""
+    assert data[len(MAGIC)] == 2 and data[len(MAGIC) + 1] == 1
+    return data[:len(MAGIC) + 1] + b"\x00" + data[len(MAGIC) + 2:]
+
+
 def test_golden_bytes_and_params():
     data = encode_lgi(golden_payload())
-    assert hashlib.sha256(data).hexdigest() == BYTES_SHA256
+    assert hashlib.sha256(_as_v20(data)).hexdigest() == BYTES_SHA256_V20
     _check_params(dequantize(decode_lgi(data)))
+
+
+def test_a_format_20_file_decodes_as_before():
+    """A 2.0 top-K file keeps its hard-cutoff blend: its mode id 0 reads as "topk-hard"."""
+    old = decode_lgi(_as_v20(encode_lgi(golden_payload())))
+    assert old.header.render_mode == "topk-hard"
+    _check_params(dequantize(old))
+
+
+def test_continuous_top_k_is_mode_2():
+    payload = golden_payload()
+    payload.header.render_mode = "topk"
+    data = encode_lgi(payload)
+    assert decode_lgi(data).header.render_mode == "topk"
+    assert data != encode_lgi(golden_payload())
 
 
 def test_public_pair_is_the_container_and_the_dequantizer():
@@ -87,7 +109,7 @@ def test_render_passes_the_header_and_clamps():
     img = render(d.params, d.header, 9, 5, rasterize=rasterize, backend="torch")
     assert img.shape == (3, 5, 9) and float(img.max()) == 1.0 and float(img.min()) == 0.0
     means, h, w, mode, k, backend = calls[0]
-    assert (h, w, mode, k, backend) == (5, 9, "topk", 7, "torch")
+    assert (h, w, mode, k, backend) == (5, 9, "topk-hard", 7, "torch")
     assert isinstance(means, torch.Tensor) and np.array_equal(means.numpy(), d.params["means"])
     # Tensors pass through; an empty set draws black without calling the renderer.
     tensors = {k: torch.from_numpy(v) for k, v in d.params.items()}

@@ -34,7 +34,7 @@ def _grads(fn, inputs, upstream):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("mode,k", [("sum", 10), ("topk", 1), ("topk", 10), ("topk", 32)])
+@pytest.mark.parametrize("mode,k", [("sum", 10), ("topk", 1), ("topk", 10), ("topk", 32), ("topk-hard", 10)])
 @pytest.mark.parametrize("channels", [1, 3, 5])
 @pytest.mark.parametrize("size", [(37, 50), (64, 64), (1, 1)])
 def test_cuda_matches_reference(cuda_ext, make_scene, close, mode, k, channels, size):
@@ -58,7 +58,7 @@ def test_cuda_matches_reference(cuda_ext, make_scene, close, mode, k, channels, 
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("mode", ["sum", "topk"])
+@pytest.mark.parametrize("mode", ["sum", "topk", "topk-hard"])
 def test_cuda_render_and_determinism(cuda_ext, make_scene, close, mode):
     h, w = 120, 90
     inputs = make_scene(2000, h, w, dtype=torch.float32, seed=3, device="cuda")
@@ -89,3 +89,24 @@ def test_cuda_edge_cases(cuda_ext):
     out = F.render(*leaves, 9, 7, backend="cuda")
     out.sum().backward()
     assert out.shape == (9, 7, 3) and not out.any()
+
+
+@pytest.mark.cuda
+def test_cuda_topk_is_continuous_at_the_cutoff(cuda_ext):
+    """As on the CPU (test_rasterize.py): no jump where a Gaussian crosses a pixel's cutoff in mode topk."""
+    h = w = 9
+    scales = torch.tensor([[0.4 / w, 0.4 / h], [3.0 / w, 3.0 / h]], device="cuda")
+    colors = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], device="cuda")
+    rots = torch.zeros(2, device="cuda")
+    ds = torch.linspace(1.15, 1.25, 41)
+
+    def pixel(mode):
+        vals = []
+        for d in ds:
+            means = torch.tensor([[(4.5 + float(d)) / w, 4.5 / h], [4.5 / w, 4.5 / h]], device="cuda")
+            vals.append(float(F.render(means, scales, rots, colors, h, w, mode=mode, k=2, backend="cuda")[4, 4, 0]))
+        return torch.tensor(vals)
+
+    step = float(ds[1] - ds[0])
+    assert float(pixel("topk").diff().abs().max()) < 0.12 * step + 1e-6  # float32 rounding of the pixel value
+    assert float(pixel("topk-hard").diff().abs().max()) > 0.0105

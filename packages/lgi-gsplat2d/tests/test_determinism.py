@@ -20,7 +20,7 @@ def _run(inputs, h, w, mode, threads):
         torch.set_num_threads(previous)
 
 
-@pytest.mark.parametrize("mode", ["sum", "topk"])
+@pytest.mark.parametrize("mode", ["sum", "topk", "topk-hard"])
 def test_bitwise_identical_across_runs_and_threads(cpu_ext, make_scene, mode):
     h, w = 96, 80
     inputs = make_scene(600, h, w, dtype=torch.float32, seed=4)

@@ -31,7 +31,8 @@ def _projected(make_scene, n, h, w, channels, dtype, seed):
 
 
 @pytest.mark.parametrize("size", SIZES)
-@pytest.mark.parametrize("mode,k", [("sum", 10), ("topk", 1), ("topk", 4), ("topk", 10), ("topk", 32)])
+@pytest.mark.parametrize("mode,k", [("sum", 10), ("topk", 1), ("topk", 4), ("topk", 10), ("topk", 32),
+                                    ("topk-hard", 4)])
 @pytest.mark.parametrize("channels", [1, 3])
 def test_cpu_matches_reference_float32(cpu_ext, make_scene, close, size, mode, k, channels):
     h, w = size
@@ -50,7 +51,7 @@ def test_cpu_matches_reference_float32(cpu_ext, make_scene, close, size, mode, k
         close(g, g_ref, 1e-4, name)
 
 
-@pytest.mark.parametrize("mode,k", [("sum", 10), ("topk", 3), ("topk", 17)])
+@pytest.mark.parametrize("mode,k", [("sum", 10), ("topk", 3), ("topk", 17), ("topk-hard", 3)])
 @pytest.mark.parametrize("size", [(29, 41), (48, 32)])
 def test_cpu_render_matches_reference_float64(cpu_ext, make_scene, close, mode, k, size):
     """End to end (projection + rasterization + all gradients) in float64, where the two agree to rounding."""
@@ -80,7 +81,7 @@ def test_sum_mode_opacities(cpu_ext, make_scene, close, dtype, rel):
         close(g, g_ref, rel * 10, name)
 
 
-@pytest.mark.parametrize("mode,k", [("sum", 10), ("topk", 5)])
+@pytest.mark.parametrize("mode,k", [("sum", 10), ("topk", 5), ("topk-hard", 5)])
 @pytest.mark.parametrize("backend", ["cpu", "torch"])
 def test_no_tiles_matches_tiled(cpu_ext, make_scene, close, mode, k, backend):
     h, w = 40, 37
@@ -146,3 +147,31 @@ def test_only_needed_gradients(cpu_ext, make_scene, close, mode):
     c_ref = colors.detach().clone().requires_grad_(True)
     ref.render(means, scales, rots, c_ref, h, w, mode=mode).sum().backward()
     close(colors.grad, c_ref.grad, 1e-4, "colors")
+
+
+@pytest.mark.parametrize("backend", ["cpu", "torch"])
+def test_topk_is_continuous_at_the_cutoff(cpu_ext, backend):
+    """One Gaussian slides away from a pixel that a second one covers well: as the first crosses the pixel's
+    3-sigma cutoff, "topk" changes the pixel by no more than its motion does, "topk-hard" jumps by about
+    e^-4.5 / sum w of the colour difference (what made the loss climb late in a fit: docs/training.md)."""
+    h = w = 9
+    scales = torch.tensor([[0.4 / w, 0.4 / h], [3.0 / w, 3.0 / h]], dtype=torch.float64)
+    colors = torch.tensor([[1.0, 1.0, 1.0], [0.0, 0.0, 0.0]], dtype=torch.float64)
+    rots = torch.zeros(2, dtype=torch.float64)
+    # The pixel (4, 4) at (4.5, 4.5); the small Gaussian's q there is (d / 0.4)^2: 9 at d = 1.2 pixels.
+    ds = torch.linspace(1.15, 1.25, 41, dtype=torch.float64)
+
+    def pixel(mode):
+        vals = []
+        for d in ds:
+            means = torch.tensor([[(4.5 + float(d)) / w, 4.5 / h], [4.5 / w, 4.5 / h]], dtype=torch.float64)
+            vals.append(float(F.render(means, scales, rots, colors, h, w, mode=mode, k=2, backend=backend)[4, 4, 0]))
+        return torch.tensor(vals)
+
+    step = float(ds[1] - ds[0])
+    soft, hard = pixel("topk").diff().abs(), pixel("topk-hard").diff().abs()
+    # The pixel is ~ v1 / (v1 + 0.99): its slope in d is at most |dv1/dd| = e^-q/2 * d / 0.16 < 0.12 on
+    # this range (largest at d = 1.15), so a step of `step` pixels moves it by < 0.12 * step ...
+    assert float(soft.max()) < 0.12 * step
+    # ... where the hard cutoff jumps by e^-4.5 / (e^-4.5 + 1) = 0.011 at d = 1.2.
+    assert float(hard.max()) > 0.0105

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-MODES = {"sum": 0, "topk": 1}
+MODES = {"sum": 0, "topk": 1, "topk-hard": 2}  # csrc/common.h: Mode
 
 
 def _empty(like: torch.Tensor) -> torch.Tensor:

@@ -24,6 +24,7 @@ __all__ = ["project_gaussians_2d_scale_rot", "rasterize_gaussians_sum", "rasteri
 CUTOFF = 9.0        # q <= 9: 3 sigma
 SIGMAS = 3.0        # radius = ceil(3 sqrt(lambda_max))
 TOPK_EPS = 1e-4
+TOPK_FLOOR = math.exp(-4.5)  # csrc/common.h: kTopkFloor; mode "topk" weighs exp(-q/2) - TOPK_FLOOR
 MAX_RADIUS = 2.0**30
 _BLOCK = 32         # pixels per block side
 _BUDGET = 1 << 21   # elements per [pixels, Gaussians] tensor
@@ -93,7 +94,7 @@ def _block(xys, conics, colors, opacities, idx, box, rows, cols, mode, k):
     in_cols = (cols[None, :, None] >= j0) & (cols[None, :, None] <= j1)
     in_rows = (rows[:, None, None] >= i0) & (rows[:, None, None] <= i1)
     keep = (q <= CUTOFF) & in_cols & in_rows        # [h, w, n]
-    if mode == "topk":
+    if mode != "sum":
         # The K smallest q, ties to the lower index (idx is ascending): everything below the K-th value,
         # then as many of the entries equal to it as still fit, in index order.
         qm = torch.where(keep, q.detach(), math.inf)
@@ -106,6 +107,8 @@ def _block(xys, conics, colors, opacities, idx, box, rows, cols, mode, k):
             below = below | (tie & (tie.cumsum(-1) <= need))
         keep = below
     w = torch.where(keep, torch.exp(-0.5 * q), 0.0)
+    if mode == "topk":
+        w = torch.where(keep, (w - TOPK_FLOOR).clamp(min=0.0), 0.0)
     if mode == "sum":
         if opacities is not None:
             w = w * opacities[idx]
@@ -114,8 +117,8 @@ def _block(xys, conics, colors, opacities, idx, box, rows, cols, mode, k):
 
 
 def _rasterize(xys, radii, conics, colors, height, width, mode, k, opacities):
-    if mode not in ("sum", "topk"):
-        raise ValueError(f"mode must be 'sum' or 'topk', got {mode!r}")
+    if mode not in ("sum", "topk", "topk-hard"):
+        raise ValueError(f"mode must be 'sum', 'topk' or 'topk-hard', got {mode!r}")
     n, channels = colors.shape
     box = pixel_boxes(xys, radii, height, width)
     j0, j1, i0, i1, empty = box

@@ -14,7 +14,10 @@ Conventions (the same everywhere in LGI):
   ceil(3 sqrt(lambda_max(Sigma_px))); the radius box contains that ellipse, and tiles are 16 x 16.
 * ``mode="sum"``: I(p) = sum_i c_i o_i w_i(p) (o_i = opacity, 1 when not given).
   ``mode="topk"``: per pixel the K largest w_i (the K smallest q; ties go to the lower index),
-  I(p) = sum c_i w_i / (sum w_i + 1e-4); gradients flow through the selected K. K is 1..32.
+  I(p) = sum c_i v_i / (sum v_i + 1e-4) with v_i = w_i - e^-4.5, which falls to 0 at the cutoff, so the
+  image is continuous in the Gaussians' parameters; gradients flow through the selected K. K is 1..32.
+  ``mode="topk-hard"``: the same with v_i = w_i, a jump of e^-4.5 at the cutoff (the top-K blend of
+  lgi-gsplat2d 0.1, kept for files made with it; docs/training.md shows why it was replaced).
 * A zero scale culls a Gaussian (radius 0: it draws nothing, its gradients are 0).
 
 Limits of the native rasterizers (their buffers are indexed with 32-bit integers): height x width x k
@@ -35,7 +38,7 @@ from __future__ import annotations
 import torch
 
 from . import _reference
-from ._autograd import ProjectGaussians, RasterizeNoTiles, RasterizeTiles
+from ._autograd import MODES, ProjectGaussians, RasterizeNoTiles, RasterizeTiles
 from ._backend import resolve
 
 __all__ = ["MAX_INTERSECTIONS", "MAX_PIXEL_SLOTS", "RenderLimitError", "project_gaussians_2d_scale_rot",
@@ -81,8 +84,8 @@ def _check_size(height, width) -> tuple[int, int]:
 
 
 def _check_mode(mode, k) -> None:
-    if mode not in ("sum", "topk"):
-        raise ValueError(f"mode must be 'sum' or 'topk', got {mode!r}")
+    if mode not in MODES:
+        raise ValueError(f"mode must be 'sum', 'topk' or 'topk-hard', got {mode!r}")
     if isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= _MAX_K:
         raise ValueError(f"k must be an int in [1, {_MAX_K}], got {k!r}")
 
@@ -204,7 +207,7 @@ def rasterize_gaussians_sum(xys, radii, conics, num_tiles_hit, colors, height, w
             from :func:`project_gaussians_2d_scale_rot` with ``tile=16``.
         colors: [N, C] colours, C >= 1.
         height, width: output size in pixels.
-        mode: ``"sum"`` or ``"topk"`` (see the module docstring); k: K of top-K, 1..32.
+        mode: ``"sum"``, ``"topk"`` or ``"topk-hard"`` (see the module docstring); k: K of top-K, 1..32.
         opacities: [N] or [N, 1], sum mode only (default: all ones).
         backend: ``"auto" | "cpu" | "cuda" | "torch"``.
 
@@ -265,7 +268,8 @@ def render(means, scales, rotations, colors, height, width, mode="topk", k=10, b
         rotations: [N] or [N, 1] angles in radians.
         colors: [N, C] colours.
         height, width: output size; the same set renders at any size (2x is just a bigger call).
-        mode: ``"topk"`` (default, K largest weights normalised) or ``"sum"`` (weighted sum).
+        mode: ``"topk"`` (default, K largest weights normalised), ``"sum"`` (weighted sum) or
+            ``"topk-hard"`` (the earlier top-K blend; module docstring).
         k: K of top-K, 1..32.
         backend: ``"auto" | "cpu" | "cuda" | "torch"``.
         opacities: [N] or [N, 1], sum mode only.

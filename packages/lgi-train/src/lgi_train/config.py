@@ -13,7 +13,7 @@ from typing import Any
 
 INIT_MODES = ("gradient", "placement", "slic", "saliency", "random")
 LOSSES = ("l1_ssim", "l1", "l2", "ms_ssim", "l1_lpips")
-RENDER_MODES = ("topk", "sum")
+RENDER_MODES = ("topk", "sum", "topk-hard")
 
 
 class ConfigError(ValueError):

@@ -43,6 +43,8 @@ from lgi_train.init import colors_at, initialize, sample_from_density, scales_fr
 from lgi_train.losses import make_loss
 from lgi_train.model import ATTRIBUTES, GaussianModel, QuantSpec, make_optimizer
 
+CHECKPOINT_FORMAT = "lgi-train-checkpoint/2"  # /2: render mode "topk" is the continuous top-K blend
+
 
 @dataclass
 class StepInfo:
@@ -67,6 +69,7 @@ class FitResult:
     stop_reason: str
     history: list[StepInfo] = field(default_factory=list)
     added: list[tuple[int, torch.Tensor]] = field(default_factory=list)
+    best_step: int | None = None  # the step whose state was kept, when it was not the last one
 
 
 def is_grayscale(target: torch.Tensor) -> bool:
@@ -123,6 +126,8 @@ class Fitter:
                       "best_step": 0, "grown": 0}
         self.added: list[tuple[int, torch.Tensor]] = []
         self.history: list[StepInfo] = []
+        # The best full-resolution state seen once growth is over: (PSNR, step, parameters).
+        self.best: tuple[float, int, dict[str, torch.Tensor]] | None = None
 
     # --- set-up ----------------------------------------------------------------------------------
 
@@ -202,7 +207,9 @@ class Fitter:
             target = self._target_at(scale)
             model.quant = (QuantSpec(cfg.bits_position, cfg.bits_scale, cfg.bits_rotation, cfg.bits_color)
                            if cfg.qat and step >= int(cfg.qat_start * cfg.steps) else None)
-            render, loss, psnr = self._train_step(target)
+            # Candidates for the kept state: full resolution, all Gaussians in, quantized if the end is.
+            track = stage == "fine" and st["grown"] >= len(growth) and (model.quant is not None) == cfg.qat
+            render, loss, psnr = self._train_step(target, keep_best=track)
             st["step"] = step + 1
 
             grown_all = st["grown"] >= len(growth)
@@ -237,26 +244,42 @@ class Fitter:
         st["seconds"] = time.perf_counter() - t_start
         model.quant = (QuantSpec(cfg.bits_position, cfg.bits_scale, cfg.bits_rotation, cfg.bits_color)
                        if cfg.qat and st["step"] > int(cfg.qat_start * cfg.steps) else None)
-        with torch.no_grad():
-            final = model.render(*self.target.shape[1:]).clamp(0, 1)
-            mse = float(((final - self.target) ** 2).mean())
-        final_psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0
+        final_psnr = self._final_psnr()
+        best_step = None
+        if self.best is not None and self.best[0] > final_psnr and self.best[2]["xy"].shape == model.xy.shape:
+            # The last step is not the best one seen (a late rise of the loss, a learning rate still
+            # high at a time cap): keep the best. Its PSNR was measured on this very state.
+            with torch.no_grad():
+                for name, value in self.best[2].items():
+                    getattr(model, name).copy_(value)
+            best_step, final_psnr = self.best[1], self._final_psnr()
         if self.history and self.history[-1].step != st["step"] or not self.history:
             self._log(float("nan"), final_psnr, "final", t_start, force=True)
         return FitResult(model=model, psnr=final_psnr, steps=st["step"], seconds=st["seconds"],
-                         stop_reason=stop_reason, history=self.history, added=self.added)
+                         stop_reason=stop_reason, history=self.history, added=self.added, best_step=best_step)
 
-    def _train_step(self, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    @torch.no_grad()
+    def _final_psnr(self) -> float:
+        final = self.model.render(*self.target.shape[1:]).clamp(0, 1)
+        mse = float(((final - self.target) ** 2).mean())
+        return 10 * math.log10(1 / mse) if mse > 0 else 99.0
+
+    def _train_step(self, target: torch.Tensor, keep_best: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
         """One optimization step against ``target``: render, loss, backward, Adam. Returns the render,
-        the loss and the render's PSNR (clamped to [0, 1])."""
+        the loss and the render's PSNR (clamped to [0, 1]). ``keep_best``: if that PSNR is the best
+        so far, remember the parameters it was rendered from (before Adam moves them)."""
         render = self.model.render(*target.shape[1:])
         loss = self.loss_fn(render, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        self.optimizer.step()
         with torch.no_grad():
             mse = float(((render.detach().clamp(0, 1) - target) ** 2).mean())
-        return render, loss, 10 * math.log10(1 / mse) if mse > 0 else 99.0
+        psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0
+        if keep_best and (self.best is None or psnr > self.best[0]):
+            self.best = (psnr, self.state["step"],
+                         {name: getattr(self.model, name).detach().clone() for name in ATTRIBUTES})
+        self.optimizer.step()
+        return render, loss, psnr
 
     def _log(self, loss: float, psnr: float, stage: str, t_start: float, force: bool = False) -> None:
         st = self.state
@@ -275,13 +298,15 @@ class Fitter:
         """Parameters, optimizer, schedule, generator state and config; written atomically."""
         model = self.model
         payload = {
-            "format": "lgi-train-checkpoint/1",
+            "format": CHECKPOINT_FORMAT,
             "params": {name: getattr(model, name).detach().cpu().clone() for name in ATTRIBUTES},
             "render_mode": model.render_mode, "topk": model.topk,
             "optimizer": self.optimizer.state_dict(),
             "state": dict(self.state),
             "generator": self.generator.get_state(),
             "added": self.added,
+            "best": None if self.best is None else {"psnr": self.best[0], "step": self.best[1],
+                                                    "params": {k: v.cpu() for k, v in self.best[2].items()}},
             "config": self.cfg.to_dict(),
             "image_size": list(self.target.shape),
             "channels": 1 if is_grayscale(self.target) else 3,  # `lgi render` keeps a gray input gray
@@ -306,6 +331,9 @@ class Fitter:
         self.state = dict(ckpt["state"])
         self.generator.set_state(ckpt["generator"])
         self.added = list(ckpt["added"])
+        best = ckpt.get("best")
+        self.best = None if best is None else (best["psnr"], best["step"],
+                                               {k: v.to(self.device) for k, v in best["params"].items()})
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -313,8 +341,12 @@ def load_checkpoint(path: Path) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
     except FileNotFoundError:
         raise FileNotFoundError(f"checkpoint not found: {path}") from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != "lgi-train-checkpoint/1":
+    if not isinstance(ckpt, dict) or ckpt.get("format") not in (CHECKPOINT_FORMAT, "lgi-train-checkpoint/1"):
         raise ValueError(f"{path} is not an lgi-train checkpoint")
+    if ckpt["format"] == "lgi-train-checkpoint/1" and ckpt.get("render_mode") == "topk":
+        # Fitted with the top-K blend of lgi-gsplat2d 0.1, whose cutoff was hard: render it that way.
+        ckpt["render_mode"] = "topk-hard"
+        ckpt.get("config", {})["render_mode"] = "topk-hard"
     return ckpt
 
 

@@ -141,6 +141,7 @@ def fit_image(image_path: str | Path, run_dir: str | Path, cfg: FitConfig, resum
     summary = {"image": str(image_path), "width": int(target.shape[2]), "height": int(target.shape[1]),
                "channels": 1 if gray else 3, "num_gaussians": result.model.num_gaussians, "steps": result.steps,
                "seconds": round(result.seconds, 3), "stop_reason": result.stop_reason,
+               "kept_step": result.best_step if result.best_step is not None else result.steps,
                "metrics_8bit": metrics, "psnr_float": result.psnr}
     atomic_write_bytes(run_dir / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
     return result

@@ -254,7 +254,7 @@ def info(source, as_json, quiet):
         click.echo(json.dumps(report, indent=2))
         return
     click.echo(f"{source}: LGI {r['width']}x{r['height']}, {r['channels']} channel(s) {r['color_space']}, "
-               f"{r['gaussians']} Gaussians, {r['render_mode']}" + (f" K={r['topk']}" if r["render_mode"] == "topk" else ""))
+               f"{r['gaussians']} Gaussians, {r['render_mode']}" + (f" K={r['topk']}" if r["render_mode"] != "sum" else ""))
     click.echo(f"  {len(data)} bytes, {report['bpp']:.4f} bpp, {report['bits_per_gaussian']:.1f} bits per Gaussian")
     click.echo(f"  positions: {r['position_bits'][0]}x{r['position_bits'][1]}-bit grid (finest class)")
     if len(counts) > 1:

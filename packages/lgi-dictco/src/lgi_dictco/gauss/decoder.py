@@ -215,7 +215,7 @@ def decode_cost(params: dict[str, np.ndarray], header: LgiHeader, width: int, he
     clipped to the image) with one pixel of margin, so the count is an upper bound on the rasterizer's.
     """
     n = int(params["means"].shape[0])
-    slots = header.topk if header.render_mode == "topk" else 0
+    slots = header.topk if header.render_mode != "sum" else 0
     nty = -(-height // TILE)
     if n == 0:
         return DecodeCost(width, height, header.channels, slots, 0, 0, np.zeros(nty, np.int64))

@@ -42,7 +42,7 @@ from lgi_dictco.errors import LgiFormatError
 from lgi_dictco.gauss.quant import class_steps
 
 MAGIC = b"\x89LGI\r\n\x1a\n"
-VERSION = (2, 0)
+VERSION = (2, 1)  # 2.1: render mode 2 (continuous top-K); a 2.0 file reads unchanged
 
 # Documented decoder limits (docs/format.md): checked before anything is allocated.
 MAX_PIXELS = 1 << 27          # 134 M pixels (e.g. 16384 × 8192) for the stored size
@@ -55,7 +55,9 @@ MAX_TOPK = 32
 MAX_CLASSES = 8
 MAX_CLASS_EXP = 16      # |e|: step multipliers 2^(e/2) within 2^-8 .. 2^8
 
-RENDER_MODES = {0: "topk", 1: "sum"}       # frozen ids, never derived from dict order
+# Frozen ids, never derived from dict order. 0 is the top-K blend with a hard cutoff that format 2.0
+# files were made with (lgi_gsplat2d mode "topk-hard"); 2 the continuous one (mode "topk").
+RENDER_MODES = {0: "topk-hard", 1: "sum", 2: "topk"}
 COLOR_SPACES = {0: "rgb", 1: "gray", 2: "opp"}   # "opp": lgi_dictco.gauss.quant.OPPONENT
 GROUPS = (b"SHAP", b"COLR")
 

@@ -29,9 +29,24 @@ constexpr int kMaxK = 32;                     // largest K of the top-K blend
 constexpr double kCutoff = 9.0;               // a Gaussian touches a pixel where q <= 9 (3 sigma)
 constexpr double kSigmas = 3.0;               // radius = ceil(kSigmas * sqrt(lambda_max))
 constexpr double kTopkEps = 1e-4;             // top-K output: sum c w / (sum w + kTopkEps)
+constexpr double kTopkFloor = 0.011108996538242306;  // exp(-4.5), the Gaussian's value at the cutoff q = 9
 constexpr double kMaxRadius = 1073741824.0;   // 2^30: radii of absurdly large Gaussians are capped here
 
-enum Mode : int { kModeSum = 0, kModeTopk = 1 };
+// Top-K weights. kModeTopk: w = exp(-q/2) - kTopkFloor for a selected Gaussian, which reaches 0 at the
+// cutoff, so the image is a continuous function of the Gaussians (docs/training.md: a hard cutoff made the
+// loss climb late in a fit). kModeTopkHard: w = exp(-q/2), a jump of exp(-4.5) at the cutoff (the blend of
+// lgi-gsplat2d 0.1 and of .lgi render mode 0; kept so that those files decode as they were made).
+enum Mode : int { kModeSum = 0, kModeTopk = 1, kModeTopkHard = 2 };
+
+LGI_HD bool is_topk(int mode) { return mode == kModeTopk || mode == kModeTopkHard; }
+template <typename T>
+LGI_HD T topk_floor(int mode) { return mode == kModeTopk ? T(kTopkFloor) : T(0); }
+// The weight of a selected Gaussian from e = exp(-q/2) (clamped: e may round below the floor at q = 9).
+template <typename T>
+LGI_HD T topk_weight(T e, T floor) { return e > floor ? e - floor : T(0); }
+// dw/dq = -0.5 * topk_slope(w): exp(-q/2) where the weight is positive, 0 where it is clamped.
+template <typename T>
+LGI_HD T topk_slope(T w, T floor) { return w > T(0) ? w + floor : T(0); }
 
 // Overloads that mean the same on the host and on the device (cosf/sinf exist in both).
 LGI_HD float cos_t(float x) { return cosf(x); }

@@ -50,7 +50,8 @@ void check_raster_inputs(const Tensor& xys, const Tensor& radii, const Tensor& c
     TORCH_CHECK_VALUE(mode == lgi::kModeSum, "opacities are used in sum mode only");
   }
   TORCH_CHECK_VALUE(height >= 1 && width >= 1, "height and width must be >= 1");
-  TORCH_CHECK_VALUE(mode == lgi::kModeSum || mode == lgi::kModeTopk, "mode must be 0 (sum) or 1 (topk)");
+  TORCH_CHECK_VALUE(mode == lgi::kModeSum || lgi::is_topk(static_cast<int>(mode)),
+                    "mode must be 0 (sum), 1 (topk) or 2 (topk-hard)");
   TORCH_CHECK_VALUE(k >= 1 && k <= lgi::kMaxK, "k must be in [1, ", lgi::kMaxK, "]");
   TORCH_CHECK_VALUE(height * width * k < (int64_t(1) << 31), "image too large: height * width * k >= 2^31");
   TORCH_CHECK_VALUE(n < (int64_t(1) << 31), "too many Gaussians");
@@ -63,7 +64,7 @@ Tensor empty_i32(const Tensor& like, at::IntArrayRef size) {
 // [out [H,W,C], sel [H,W,K], wsel [H,W,K], wsum [H,W]]; the last three only in top-K mode (else empty).
 std::vector<Tensor> forward_outputs(const Tensor& xys, int64_t height, int64_t width, int64_t c, int64_t mode,
                                     int64_t k) {
-  const bool topk = mode == lgi::kModeTopk;
+  const bool topk = lgi::is_topk(static_cast<int>(mode));
   return {torch::empty({height, width, c}, xys.options()),
           topk ? empty_i32(xys, {height, width, k}) : empty_i32(xys, {0}),
           topk ? torch::empty({height, width, k}, xys.options()) : torch::empty({0}, xys.options()),

@@ -147,6 +147,7 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
     const VecT<T> wv = exp_neg(T(-0.5) * qv);
     std::memcpy(qbest + s, &wv, sizeof(wv));
   }
+  const T floor = topk_floor<T>(a.mode);
   for (int r = 0; r < tg.ht; ++r) {
     for (int l = 0; l < tg.wt; ++l) {
       const int p = r * kTile + l;
@@ -155,7 +156,7 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
       T wt = T(0);
       for (int kk = 0; kk < cnt[p]; ++kk) {
         const int64_t g = gid[ebest[p * KS + kk]];
-        const T w = qbest[p * KS + kk];
+        const T w = topk_weight(qbest[p * KS + kk], floor);
         wt += w;
         for (int ch = 0; ch < C; ++ch) col[ch] += w * a.colors[g * C + ch];
         sel[P * K + kk] = ebest[p * KS + kk];
@@ -240,6 +241,7 @@ void backward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const int32_
                         const T* wsel, const T* wsum, bool need_geom, bool need_col, T* acc, T* partials) {
   const int C = a.channels, K = a.k, G = kStats + C;
   std::fill(acc, acc + static_cast<size_t>(e1 - e0) * G, T(0));
+  const T floor = topk_floor<T>(a.mode);
   for (int r = 0; r < tg.ht; ++r) {
     const int i = tg.i0 + r;
     const T dy0 = T(i) + T(0.5);
@@ -261,7 +263,7 @@ void backward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const int32_
         if (need_geom) {
           T dldw = T(0);
           for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - op[ch]);
-          const T t = w * (dldw / denom);
+          const T t = topk_slope(w, floor) * (dldw / denom);
           A[0] += t * dx;
           A[1] += t * dy;
           A[2] += t * dx * dx;
@@ -336,13 +338,13 @@ int64_t rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* num_tiles_h
   {
     std::vector<VecT<T>> acc(static_cast<size_t>(a.channels) * kTile), lim(kTile);
     std::vector<T> col(a.channels);
-    std::vector<T> qbest(a.mode == kModeTopk ? static_cast<size_t>(kTilePixels) * topk_stride<T>(a.k) : 0);
+    std::vector<T> qbest(is_topk(a.mode) ? static_cast<size_t>(kTilePixels) * topk_stride<T>(a.k) : 0);
     std::vector<int32_t> ebest(qbest.size());
     std::vector<std::pair<T, int32_t>> order;
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < NT; ++t) {
       const TileGeom tg(t, TX, a.height, a.width);
-      if (a.mode == kModeTopk) {
+      if (is_topk(a.mode)) {
         forward_tile_topk(a, tg, boxes, list_gid, tile_offsets[t], tile_offsets[t + 1], qbest.data(),
                           ebest.data(), lim.data(), order, col.data(), out, sel, wsel, wsum);
       } else {
@@ -370,14 +372,14 @@ void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* ga
   for (int t = 0; t < NT; ++t) max_entries = std::max(max_entries, tile_offsets[t + 1] - tile_offsets[t]);
 #pragma omp parallel num_threads(a.nthreads)
   {
-    std::vector<T> acc(a.mode == kModeTopk ? static_cast<size_t>(max_entries) * G : 0), S(G);
+    std::vector<T> acc(is_topk(a.mode) ? static_cast<size_t>(max_entries) * G : 0), S(G);
     std::vector<VecT<T>> gt(a.mode == kModeSum ? static_cast<size_t>(C) * kTile : 0), scol(C);
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < NT; ++t) {
       const int32_t e0 = tile_offsets[t], e1 = tile_offsets[t + 1];
       if (e0 == e1) continue;
       const TileGeom tg(t, TX, a.height, a.width);
-      if (a.mode == kModeTopk) {
+      if (is_topk(a.mode)) {
         backward_tile_topk(a, tg, list_gid, list_slot, e0, e1, grad_out, out, sel, wsel, wsum, need_geom,
                            need_col, acc.data(), partials.get());
       } else {

@@ -138,7 +138,7 @@ __global__ void forward_kernel(CudaRaster a, const int32_t* tile_offsets, const 
       const int4 bx = s_box[k];
       if (j < bx.x || j > bx.y || i < bx.z || i > bx.w) continue;
       const float q = q_at(s_x[k], s_y[k], s_a[k], s_b2[k], s_c[k], px, py);
-      if (a.mode == kModeTopk) {
+      if (is_topk(a.mode)) {
         if (q < lim) topk_insert(qs, ids, cnt, lim, K, q, b0 + k);
       } else if (q <= float(kCutoff)) {
         const float w = __expf(-0.5f * q);
@@ -153,13 +153,14 @@ __global__ void forward_kernel(CudaRaster a, const int32_t* tile_offsets, const 
     }
   }
   if (!inside) return;
-  if (a.mode == kModeTopk) {
+  if (is_topk(a.mode)) {
     float wt = 0.0f;
     if (CC == 0) {
       for (int ch = 0; ch < C; ++ch) out[P * C + ch] = 0.0f;
     }
+    const float floor = topk_floor<float>(a.mode);
     for (int kk = 0; kk < cnt; ++kk) {
-      const float w = __expf(-0.5f * qs[kk]);
+      const float w = topk_weight(__expf(-0.5f * qs[kk]), floor);
       const float* col = a.colors + static_cast<int64_t>(list_gid[ids[kk]]) * C;
       wt += w;
       if (CC > 0) {
@@ -215,7 +216,7 @@ __global__ void backward_kernel(CudaRaster a, const int32_t* tile_offsets, const
   float sw[kMaxK];
   int n_sel = 0, cursor = 0;
   float denom = 1.0f;
-  if (a.mode == kModeTopk && inside) {
+  if (is_topk(a.mode) && inside) {
     for (int kk = 0; kk < K && sel[P * K + kk] >= 0; ++kk) {
       int pos = n_sel++;
       const int32_t e = sel[P * K + kk];
@@ -251,12 +252,12 @@ __global__ void backward_kernel(CudaRaster a, const int32_t* tile_offsets, const
       const float dx = px - s_x[k], dy = py - s_y[k];
       const float* col = a.colors + static_cast<int64_t>(s_g[k]) * C;
       float w = 0.0f, t_ = 0.0f, wc = 0.0f;
-      if (a.mode == kModeTopk) {
+      if (is_topk(a.mode)) {
         if (cursor < n_sel && se[cursor] == e) {
           w = sw[cursor++];
           float dldw = 0.0f;
           for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (col[ch] - op[ch]);
-          t_ = w * (dldw / denom);
+          t_ = topk_slope(w, topk_floor<float>(a.mode)) * (dldw / denom);
           wc = w / denom;
         }
       } else if (inside) {
@@ -345,17 +346,18 @@ __global__ void no_tiles_forward_kernel(CudaRaster a, float* out, int32_t* sel, 
     if (!in_box(box_of(a, g), i, j)) continue;
     const float q = q_at(a.xys[2 * g], a.xys[2 * g + 1], a.conics[3 * g], 2.0f * a.conics[3 * g + 1],
                          a.conics[3 * g + 2], px, py);
-    if (a.mode == kModeTopk) {
+    if (is_topk(a.mode)) {
       if (q < lim) topk_insert(qs, ids, cnt, lim, K, q, static_cast<int32_t>(g));
     } else if (q <= float(kCutoff)) {
       const float w = __expf(-0.5f * q) * (a.opacities ? a.opacities[g] : 1.0f);
       for (int ch = 0; ch < C; ++ch) out[P * C + ch] += w * a.colors[g * C + ch];
     }
   }
-  if (a.mode != kModeTopk) return;
+  if (!is_topk(a.mode)) return;
   float wt = 0.0f;
+  const float floor = topk_floor<float>(a.mode);
   for (int kk = 0; kk < cnt; ++kk) {
-    const float w = __expf(-0.5f * qs[kk]);
+    const float w = topk_weight(__expf(-0.5f * qs[kk]), floor);
     wt += w;
     for (int ch = 0; ch < C; ++ch) out[P * C + ch] += w * a.colors[static_cast<int64_t>(ids[kk]) * C + ch];
     sel[P * K + kk] = ids[kk];
@@ -395,7 +397,7 @@ __global__ void no_tiles_backward_kernel(CudaRaster a, const float* grad_out, co
       if (!(q <= float(kCutoff))) continue;
       const float* gp = grad_out + P * C;
       float t_, wc;
-      if (a.mode == kModeTopk) {
+      if (is_topk(a.mode)) {
         int found = -1;
         for (int kk = 0; kk < K && sel[P * K + kk] >= 0; ++kk) {
           if (sel[P * K + kk] == g) found = kk;
@@ -404,7 +406,7 @@ __global__ void no_tiles_backward_kernel(CudaRaster a, const float* grad_out, co
         const float w = wsel[P * K + found], denom = wsum[P] + float(kTopkEps);
         float dldw = 0.0f;
         for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - out[P * C + ch]);
-        t_ = w * (dldw / denom);
+        t_ = topk_slope(w, topk_floor<float>(a.mode)) * (dldw / denom);
         wc = w / denom;
       } else {
         const float w = __expf(-0.5f * q);

@@ -13,7 +13,7 @@ template <typename T>
 void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel, T* wsel, T* wsum) {
   const int C = a.channels, K = a.k;
   const std::vector<PixBox> boxes = boxes_of(a);
-  const T l9 = lim9<T>();
+  const T l9 = lim9<T>(), floor = topk_floor<T>(a.mode);
 #pragma omp parallel num_threads(a.nthreads)
   {
     std::vector<T> acc(C), qs(K);
@@ -32,17 +32,17 @@ void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel
           const Gauss<T> Gs(a, g);
           const T dx = (T(j) + T(0.5)) - Gs.x, dy = dy0 - Gs.y;
           const T q = q_form(Gs.a, dx, Gs.b2 * dy, Gs.c * dy * dy);
-          if (a.mode == kModeTopk) {
+          if (is_topk(a.mode)) {
             if (q < lim) topk_insert(qs.data(), ids.data(), cnt, lim, K, q, static_cast<int32_t>(g));
           } else if (q <= T(kCutoff)) {
             const T w = exp_neg(T(-0.5) * q) * (a.opacities ? a.opacities[g] : T(1));
             for (int ch = 0; ch < C; ++ch) acc[ch] += w * a.colors[g * C + ch];
           }
         }
-        if (a.mode == kModeTopk) {
+        if (is_topk(a.mode)) {
           T wt = T(0);
           for (int kk = 0; kk < cnt; ++kk) {
-            const T w = exp_neg(T(-0.5) * qs[kk]);
+            const T w = topk_weight(exp_neg(T(-0.5) * qs[kk]), floor);
             wt += w;
             for (int ch = 0; ch < C; ++ch) acc[ch] += w * a.colors[ids[kk] * C + ch];
             sel[P * K + kk] = ids[kk];
@@ -67,6 +67,7 @@ void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, 
                                      T* grad_opacities) {
   const int C = a.channels, K = a.k, G = kStats + C;
   const std::vector<PixBox> boxes = boxes_of(a);
+  const T floor = topk_floor<T>(a.mode);
 #pragma omp parallel num_threads(a.nthreads)
   {
     std::vector<T> S(G);
@@ -85,7 +86,7 @@ void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, 
           if (!(q <= T(kCutoff))) continue;
           const T* gp = grad_out + P * C;
           T t, wc, w;  // t = w dL/dw (per unit opacity in sum mode), wc = the colour gradient factor
-          if (a.mode == kModeTopk) {
+          if (is_topk(a.mode)) {
             int found = -1;
             for (int kk = 0; kk < K && sel[P * K + kk] >= 0; ++kk) {
               if (sel[P * K + kk] == g) found = kk;
@@ -95,7 +96,7 @@ void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, 
             const T denom = wsum[P] + T(kTopkEps);
             T dldw = T(0);
             for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - out[P * C + ch]);
-            t = w * (dldw / denom);
+            t = topk_slope(w, floor) * (dldw / denom);
             wc = w / denom;
           } else {
             w = exp_neg(T(-0.5) * q);
