@@ -79,13 +79,16 @@ def run_pillow(name: str, fmt: str, quality: int, kw: dict, img: Image.Image, re
 
 
 def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, steps: int | None,
-            effort: str = "default", lam: float | None = None, step_scale: float = 1.0, codec: str = "lgi") -> dict:
+            effort: str = "default", lam: float | None = None, step_scale: float = 1.0, codec: str = "lgi",
+            blend: str | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
     h, w = ref.shape[:2]
     opts = with_effort(EncodeOptions(target_bytes=target_bytes_for(bpp, None, h, w)), effort)
     opts.fit = opts.fit.replace(device=device)
+    if blend is not None:
+        opts.fit = opts.fit.replace(render_mode=blend)
     if steps is not None:
         opts.fit_steps = steps
     c = opts.codec
@@ -243,6 +246,7 @@ def main() -> int:
     ap.add_argument("--skip-lgi", action="store_true")
     ap.add_argument("--lambda", dest="lam", type=float, help="LGI's rate term in dB per bpp (default: the encoder's, priced by the target)")
     ap.add_argument("--step-scale", type=float, default=1.0, help="multiply LGI's default value steps (research)")
+    ap.add_argument("--blend", choices=["sum", "topk"], help="LGI's blend mode (default: the encoder's)")
     ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
     ap.add_argument("--skip-peers", action="store_true", help="only LGI (peers already in --out)")
     ap.add_argument("--out", type=Path, default=RESULTS / "rd_kodak.csv")
@@ -283,7 +287,7 @@ def main() -> int:
                 continue
             if name == args.codec_name:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
-                              args.step_scale, args.codec_name)
+                              args.step_scale, args.codec_name, args.blend)
                 print(f"{path.stem} {name} {setting}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB "
                       f"{row['encode_s']:.1f} s enc, {row['decode_s'] * 1000:.1f} ms dec, N={row['gaussians']}",
                       flush=True)

@@ -145,3 +145,33 @@ def test_a_read_only_file_in_the_run_folder_is_one_line(image_path, tmp_path):
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "config.yaml exists and is read-only" in result.output
     assert (out / "config.yaml").read_text() == "keep: me\n"
+
+
+def test_preset_image_gs_then_config_then_flags(image_path, tmp_path):
+    """--preset is the base, --config overrides the fields it names, flags override both."""
+    import yaml
+
+    from lgi_train.config import PRESETS, FitConfig
+
+    conf = tmp_path / "c.yaml"
+    conf.write_text("topk: 6\nsteps: 12\n")
+    out = tmp_path / "run"
+    result = CliRunner().invoke(fit, [str(image_path), "-o", str(out), "-n", "30", "--preset", "image-gs",
+                                      "--config", str(conf), "--steps", "8", "-q", "--no-pictures"])
+    assert result.exit_code == 0, result.output
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    for field, value in PRESETS["image-gs"].items():
+        if field != "topk":
+            assert saved[field] == value, field
+    assert saved["topk"] == 6 and saved["steps"] == 8 and saved["num_gaussians"] == 30
+    assert FitConfig.preset("default") == FitConfig()
+
+
+def test_an_unknown_preset_is_refused(image_path, tmp_path):
+    result = CliRunner().invoke(fit, [str(image_path), "-o", str(tmp_path / "r"), "--preset", "fastest"])
+    assert result.exit_code == 2 and "fastest" in result.output and not (tmp_path / "r").exists()
+
+
+def test_summary_names_the_kept_step(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert 1 <= summary["kept_step"] <= summary["steps"]

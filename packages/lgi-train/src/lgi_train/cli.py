@@ -16,6 +16,7 @@ from lgi_dictco.clitools import (
     preflight,
     root_flags,
 )
+from lgi_train.config import PRESETS
 
 # Flags that map one-to-one onto FitConfig fields (the flag is the field name with dashes).
 _FLAG_FIELDS = {
@@ -53,8 +54,11 @@ def _read_checkpoint(path: Path, option: str | None = None) -> dict:
 @click.argument("image", type=click.Path(path_type=Path))
 @click.option("-o", "--output", "run_dir", type=click.Path(path_type=Path), required=True,
               help="Run folder (created): config, metrics, renders, checkpoints.")
+@click.option("--preset", type=click.Choice(list(PRESETS)), default="default", show_default=True,
+              help="Starting configuration: default (the best measured on Kodak, docs/training.md) or image-gs "
+                   "(Image-GS as published: top-k, L1 + SSIM, plateau schedule). --config and flags override it.")
 @click.option("--config", "config_file", type=click.Path(path_type=Path),
-              help="YAML config; flags given on the command line override it.")
+              help="YAML config; fields it leaves out keep the preset's values; flags override it.")
 @click.option("-n", "--gaussians", type=int, help="Number of Gaussians N [10000].")
 @click.option("--init", type=click.Choice(["gradient", "placement", "slic", "saliency", "random"]),
               help="Initialization [gradient].")
@@ -67,7 +71,8 @@ def _read_checkpoint(path: Path, option: str | None = None) -> dict:
 @click.option("--device", help="cpu, cuda or cuda:N [cpu].")
 @click.option("--seed", type=int, help="Random seed [0].")
 @click.option("--loss", type=click.Choice(["l1_ssim", "l1", "l2", "ms_ssim", "l1_lpips"]), help="[l1_ssim]")
-@click.option("--mode", type=click.Choice(["topk", "sum"]), help="Blend mode [topk].")
+@click.option("--mode", type=click.Choice(["topk", "sum", "topk-hard"]),
+              help="Blend mode [topk]; topk-hard is lgi-gsplat2d 0.1's top-k (hard 3-sigma cutoff).")
 @click.option("--topk", type=int, help="K of top-k blending [10].")
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), help="Rasterizer backend [auto].")
 @click.option("--progressive/--no-progressive", default=None, help="Error-guided growth [on].")
@@ -83,7 +88,7 @@ def _read_checkpoint(path: Path, option: str | None = None) -> dict:
 @click.option("--no-pictures", is_flag=True, help="Skip the Gaussian and growth pictures.")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (progress stays on stderr).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress; only errors and the result.")
-def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flags):
+def fit(image, run_dir, preset, config_file, resume, no_pictures, as_json, quiet, **flags):
     """Fit Gaussians to IMAGE (Image-GS style) and write a run folder.
 
     Progress goes to stderr: one bar over the whole run (stage, ETA) on a terminal, a line per stage
@@ -110,7 +115,8 @@ def fit(image, run_dir, config_file, resume, no_pictures, as_json, quiet, **flag
     # The folder must be writable; a read-only file inside it is refused when it is written (no --force).
     preflight(run_dir / "summary.json", force=True)
     try:
-        cfg = FitConfig.load(config_file) if config_file else FitConfig()
+        cfg = FitConfig.preset(preset)
+        cfg = FitConfig.load(config_file, base=cfg) if config_file else cfg
         if ckpt is not None and config_file is None:
             cfg = FitConfig.from_dict(ckpt["config"])
         changes = {_FLAG_FIELDS[k]: v for k, v in flags.items() if v is not None}

@@ -16,6 +16,16 @@ LOSSES = ("l1_ssim", "l1", "l2", "ms_ssim", "l1_lpips")
 RENDER_MODES = ("topk", "sum", "topk-hard")
 
 
+# Named starting points for `lgi fit --preset`; a preset changes only the fields it names.
+PRESETS: dict[str, dict[str, Any]] = {
+    "default": {},
+    # Image-GS (SIGGRAPH 2025) as published: top-k normalized blending, L1 + SSIM, a plateau schedule that
+    # decays the learning rates and stops the fit by itself, no coarse-to-fine.
+    "image-gs": {"render_mode": "topk", "topk": 10, "loss": "l1_ssim", "ssim_weight": 0.1, "schedule": "plateau",
+                 "coarse_to_fine": False, "progressive": True},
+}
+
+
 class ConfigError(ValueError):
     """A configuration value is invalid; the message names the field and the allowed values."""
 
@@ -129,6 +139,13 @@ class FitConfig:
             raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
         return cls(**data).validate()
 
+    @classmethod
+    def preset(cls, name: str) -> FitConfig:
+        """The defaults with preset ``name`` applied (:data:`PRESETS`)."""
+        if name not in PRESETS:
+            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+        return cls().replace(**PRESETS[name])
+
     def replace(self, **changes: Any) -> FitConfig:
         return dataclasses.replace(self, **changes).validate()
 
@@ -140,7 +157,8 @@ class FitConfig:
         atomic_write_bytes(path, yaml.safe_dump(self.to_dict(), sort_keys=False).encode())
 
     @classmethod
-    def load(cls, path: str | Path) -> FitConfig:
+    def load(cls, path: str | Path, base: FitConfig | None = None) -> FitConfig:
+        """A YAML config; fields it leaves out keep the values of ``base`` (the defaults when None)."""
         import yaml
 
         try:
@@ -151,7 +169,7 @@ class FitConfig:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if not isinstance(data, dict):
             raise ConfigError(f"config file {path} must hold a mapping of field: value")
-        return cls.from_dict(data)
+        return cls.from_dict({**(base or cls()).to_dict(), **data})
 
 
 def default_config_path() -> Path:
