@@ -17,9 +17,11 @@ gradient init, seed 0; the PSNR of the render every 20 steps. Variants:
 The patched variants replace the per-block function of the pure-torch reference (``_reference._block``)
 and run about 25x slower than the native kernels. Besides the PSNR: the best PSNR and its step (a fit that
 climbs has them at the end) and the *dark pixels*, where the render is near black (RGB sum < 0.05)
-though the image is not (> 0.6): the speckles of holes that no Gaussian covers.
+though the image is not (> 0.6): the speckles of holes that no Gaussian covers. ``last_psnr`` is the last step's, ``final_psnr`` what the
+fit returns (the fitter keeps its best state: ``kept_step``); the dark pixels are counted on the latter.
 
-Writes benchmarks/results/topk_blend.csv (one row per fit), topk_blend_curves.csv and topk_blend.png.
+Writes benchmarks/results/topk_blend.csv (one row per fit), topk_blend_curves.csv and topk_blend.png; a rerun
+replaces the rows (and curves) of the fits it repeats and keeps the others.
 Not timed: the figures do not depend on the machine's load.
 """
 
@@ -96,8 +98,10 @@ def run_one(image: str, variant: str, n: int, steps: int):
         ref._block = original
     dark = int(((out.sum(0) < 0.05) & (target.sum(0) > 0.6)).sum())
     best_step, best = max(((s, p) for s, p in curve if s > 0), key=lambda sp: sp[1])
-    row = dict(image=image, variant=variant, gaussians=n, steps=steps, final_psnr=round(result.psnr, 3),
-               best_psnr=round(best, 3), best_step=best_step, dark_pixels=dark, seconds=round(seconds, 1))
+    last = [p for s, p in curve if s == steps][0]
+    row = dict(image=image, variant=variant, gaussians=n, steps=steps, last_psnr=round(last, 3),
+               best_psnr=round(best, 3), best_step=best_step, final_psnr=round(result.psnr, 3),
+               kept_step=result.best_step or steps, dark_pixels=dark, seconds=round(seconds, 1))
     return row, [dict(image=image, variant=variant, step=s, psnr=round(p, 3)) for s, p in curve]
 
 
@@ -150,12 +154,16 @@ def main() -> int:
             rows.append(row)
             curves.extend(curve)
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    redone = {(r["image"], r["variant"]) for r in rows}
     for path, table in ((args.out, rows), (curves_path, curves)):
+        if path.exists():
+            kept = [r for r in csv.DictReader(open(path)) if (r["image"], r["variant"]) not in redone]
+            table[:0] = [{k: r.get(k, "") for k in table[0]} for r in kept]
         with open(path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(table[0]))
             writer.writeheader()
             writer.writerows(table)
-    plot(curves, args.out.with_suffix(".png"))
+    plot(curves, args.out.with_suffix(".png"))  # every fit in the files, old and new
     print(f"wrote {args.out}, {curves_path}, {args.out.with_suffix('.png')}")
     return 0
 

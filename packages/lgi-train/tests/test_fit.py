@@ -174,7 +174,8 @@ def test_coarse_to_fine_runs_both_stages():
 
 
 def test_plateau_ends_the_fit():
-    cfg = small_cfg(steps=2000, progressive=False, plateau_patience=5, plateau_min_gain=5.0, max_plateaus=2)
+    cfg = small_cfg(steps=2000, progressive=False, schedule="plateau", coarse_to_fine=False, plateau_patience=5,
+                    plateau_min_gain=5.0, max_plateaus=2)
     result = Fitter(synthetic(), cfg).run()
     assert result.stop_reason == "plateau" and result.steps < 100
     assert result.history[-1].lr_scale == pytest.approx(0.1)
@@ -213,7 +214,8 @@ def test_topk_no_longer_climbs_late_in_a_fit():
 
     def run(mode):
         curve = []
-        cfg = FitConfig(num_gaussians=1000, render_mode=mode, loss="l2", schedule="cosine", steps=600, log_every=1)
+        cfg = FitConfig(num_gaussians=1000, render_mode=mode, loss="l2", schedule="cosine", steps=600, log_every=1,
+                        coarse_to_fine=False)
         result = Fitter(target, cfg, on_step=lambda s: curve.append(s)).run()
         late = [s.psnr for s in curve if s.stage == "fine" and 300 < s.step <= 600]
         return result, max(late), late[-1]

@@ -62,21 +62,21 @@ def _read_checkpoint(path: Path, option: str | None = None) -> dict:
 @click.option("-n", "--gaussians", type=int, help="Number of Gaussians N [10000].")
 @click.option("--init", type=click.Choice(["gradient", "placement", "slic", "saliency", "random"]),
               help="Initialization [gradient].")
-@click.option("--steps", type=int, help="Maximum optimization steps [2000].")
+@click.option("--steps", type=int, help="Optimization steps [2000, or sized to --max-seconds].")
 @click.option("--max-seconds", type=float,
-              help="Time budget; the fit stops when it is spent. With --schedule cosine and no --steps, the "
-                   "step count is sized so that the schedule completes within it.")
+              help="Time budget in seconds; the fit stops when it is spent. With the cosine schedule (the "
+                   "default) and no --steps, the step count is sized so that the schedule completes within it.")
 @click.option("--schedule", type=click.Choice(["plateau", "cosine"]),
-              help="Learning-rate schedule [plateau]: plateau (Image-GS) or cosine over the step budget.")
+              help="Learning-rate schedule [cosine]: cosine over the step budget, or plateau (Image-GS).")
 @click.option("--device", help="cpu, cuda or cuda:N [cpu].")
 @click.option("--seed", type=int, help="Random seed [0].")
 @click.option("--loss", type=click.Choice(["l1_ssim", "l1", "l2", "ms_ssim", "l1_lpips"]), help="[l1_ssim]")
 @click.option("--mode", type=click.Choice(["topk", "sum", "topk-hard"]),
-              help="Blend mode [topk]; topk-hard is lgi-gsplat2d 0.1's top-k (hard 3-sigma cutoff).")
+              help="Blend mode [sum]; topk is Image-GS's; topk-hard is lgi-gsplat2d 0.1's top-k (hard 3-sigma cutoff).")
 @click.option("--topk", type=int, help="K of top-k blending [10].")
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), help="Rasterizer backend [auto].")
 @click.option("--progressive/--no-progressive", default=None, help="Error-guided growth [on].")
-@click.option("--coarse-to-fine/--no-coarse-to-fine", default=None, help="Fit a downsampled image first [off].")
+@click.option("--coarse-to-fine/--no-coarse-to-fine", default=None, help="Fit a half-size image for the first half of the steps [on].")
 @click.option("--qat/--no-qat", default=None, help="Quantization-aware training at the end [off].")
 @click.option("--bits-position", type=int)
 @click.option("--bits-scale", type=int)
