@@ -37,7 +37,9 @@ nox.options.reuse_venv = "yes"
 
 def _stamp() -> str:
     h = hashlib.sha256()
-    for f in [ROOT / "constraints.txt", ROOT / "noxfile.py", *sorted(ROOT.glob("packages/*/pyproject.toml"))]:
+    # The packages' __init__.py hold their versions (hatch reads them at install time): a bump reinstalls.
+    for f in [ROOT / "constraints.txt", ROOT / "noxfile.py", *sorted(ROOT.glob("packages/*/pyproject.toml")),
+              *sorted(ROOT.glob("packages/*/src/*/__init__.py"))]:
         h.update(f.read_bytes())
     return h.hexdigest()
 
