@@ -36,10 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from _common import KODAK, RESULTS, write_csv
 
-ROOT = Path(__file__).resolve().parents[1]
-KODAK = ROOT.parent / "shared" / "data" / "kodak"
-RESULTS = ROOT / "benchmarks" / "results"
 NATIVE = {"hard": "topk-hard", "floor": "topk", "sum": "sum"}
 PATCHED = {"eps": (False, 0.01, False), "floor-eps": (True, 0.01, False), "floor-k1": (True, 1e-4, True)}
 
@@ -98,7 +96,7 @@ def run_one(image: str, variant: str, n: int, steps: int):
         ref._block = original
     dark = int(((out.sum(0) < 0.05) & (target.sum(0) > 0.6)).sum())
     best_step, best = max(((s, p) for s, p in curve if s > 0), key=lambda sp: sp[1])
-    last = [p for s, p in curve if s == steps][0]
+    last = curve[-1][1]  # the last step's (a fit ends at its last step: no time cap here)
     row = dict(image=image, variant=variant, gaussians=n, steps=steps, last_psnr=round(last, 3),
                best_psnr=round(best, 3), best_step=best_step, final_psnr=round(result.psnr, 3),
                kept_step=result.best_step or steps, dark_pixels=dark, seconds=round(seconds, 1))
@@ -153,16 +151,12 @@ def main() -> int:
             print(" ".join(f"{k}={v}" for k, v in row.items()), flush=True)
             rows.append(row)
             curves.extend(curve)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
     redone = {(r["image"], r["variant"]) for r in rows}
     for path, table in ((args.out, rows), (curves_path, curves)):
         if path.exists():
             kept = [r for r in csv.DictReader(open(path)) if (r["image"], r["variant"]) not in redone]
             table[:0] = [{k: r.get(k, "") for k in table[0]} for r in kept]
-        with open(path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(table[0]))
-            writer.writeheader()
-            writer.writerows(table)
+        write_csv(path, table)
     plot(curves, args.out.with_suffix(".png"))  # every fit in the files, old and new
     print(f"wrote {args.out}, {curves_path}, {args.out.with_suffix('.png')}")
     return 0

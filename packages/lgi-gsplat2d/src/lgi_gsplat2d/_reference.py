@@ -107,8 +107,8 @@ def _block(xys, conics, colors, opacities, idx, box, rows, cols, mode, k):
             below = below | (tie & (tie.cumsum(-1) <= need))
         keep = below
     w = torch.where(keep, torch.exp(-0.5 * q), 0.0)
-    if mode == "topk":
-        w = torch.where(keep, (w - TOPK_FLOOR).clamp(min=0.0), 0.0)
+    if mode == "topk":  # 0 where not kept stays 0
+        w = (w - TOPK_FLOOR).clamp(min=0.0)
     if mode == "sum":
         if opacities is not None:
             w = w * opacities[idx]
