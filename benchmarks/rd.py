@@ -109,7 +109,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
     psnr, msssim = metrics(dec, ref)
     return {"codec": codec, "setting": bpp, "bytes": len(result.data), "bpp": len(result.data) * 8 / (h * w),
             "psnr": psnr, "ms_ssim": msssim, "encode_s": encode_s, "decode_s": float(np.median(dec_times)),
-            "gaussians": result.num_gaussians, "device": device}
+            "gaussians": result.num_gaussians, "device": device, "data": result.data,
+            "stages": {k: round(v, 1) for k, v in result.stage_seconds.items()}}
 
 
 def bd_rate(r1: np.ndarray, d1: np.ndarray, r2: np.ndarray, d2: np.ndarray) -> float:
@@ -249,6 +250,7 @@ def main() -> int:
     ap.add_argument("--blend", choices=["sum", "topk"], help="LGI's blend mode (default: the encoder's)")
     ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
     ap.add_argument("--skip-peers", action="store_true", help="only LGI (peers already in --out)")
+    ap.add_argument("--keep-files", type=Path, help="also write each LGI file into this folder (CODEC_IMAGE_BPP.lgi)")
     ap.add_argument("--out", type=Path, default=RESULTS / "rd_kodak.csv")
     ap.add_argument("--reference", action="append", default=[],
                     help="CSV:old=new — add the rows of codec `old` from an earlier run's CSV as codec `new` "
@@ -288,9 +290,13 @@ def main() -> int:
             if name == args.codec_name:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
                               args.step_scale, args.codec_name, args.blend)
+                data, stages = row.pop("data"), row.pop("stages")
+                if args.keep_files:
+                    args.keep_files.mkdir(parents=True, exist_ok=True)
+                    (args.keep_files / f"{name}_{path.stem}_{setting}.lgi").write_bytes(data)
                 print(f"{path.stem} {name} {setting}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB "
-                      f"{row['encode_s']:.1f} s enc, {row['decode_s'] * 1000:.1f} ms dec, N={row['gaussians']}",
-                      flush=True)
+                      f"{row['encode_s']:.1f} s enc {stages}, {row['decode_s'] * 1000:.1f} ms dec, "
+                      f"N={row['gaussians']}", flush=True)
             else:
                 fmt, _, kw = codecs[name]
                 row = run_pillow(name, fmt, setting, kw, img, ref)

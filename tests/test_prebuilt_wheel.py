@@ -15,6 +15,7 @@ import sys
 import zipfile
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,7 +102,7 @@ def test_gsplat2d_wheel_carries_every_cpu_variant(tmp_path, monkeypatch):
 
     wheel, site = _build_and_install(tmp_path, "lgi-gsplat2d", monkeypatch)
     manifest = json.loads((site / "lgi_gsplat2d" / "_prebuilt" / "manifest.json").read_text())
-    assert set(manifest["cpu"]) == set(_backend.ISAS)
+    assert set(manifest["cpu"]) == set(_backend.ISAS) == set(manifest["native"])
     g = torch.Generator().manual_seed(5)
     n = 300
     scene = (torch.rand(n, 2, generator=g), 0.01 + 0.05 * torch.rand(n, 2, generator=g),
@@ -118,5 +119,21 @@ def test_gsplat2d_wheel_carries_every_cpu_variant(tmp_path, monkeypatch):
         img = torch.load(tmp_path / "img.pt")
         if isa == _backend.cpu_isa():
             assert torch.equal(img, jit)  # the JIT build of this CPU's variant: the same flags
+        else:
+            torch.testing.assert_close(img, jit, atol=1e-5, rtol=1e-5)
+
+    # The torch-free renderer of the decoder, from the same wheel: no torch imported, the same pixels.
+    np_scene = [t.numpy() for t in scene]
+    np.save(tmp_path / "scene.npy", np.concatenate([np_scene[0], np_scene[1], np_scene[2][:, None], np_scene[3]], 1))
+    code = ("import sys, numpy as np\nfrom lgi_gsplat2d import native\n"
+            "a = np.load('scene.npy')\n"
+            "img = native.render(a[:, 0:2], a[:, 2:4], a[:, 4], a[:, 5:8], 48, 64)\n"
+            "np.save('native.npy', img); print('torch' in sys.modules, native.library_origin())\n")
+    for isa in runnable:
+        res = _run_installed(site, tmp_path, code, LGI_KERNEL_ISA=isa)
+        assert res.stdout.strip().splitlines()[-1] == f"False prebuilt, {isa}"
+        img = torch.from_numpy(np.load(tmp_path / "native.npy"))
+        if isa == _backend.cpu_isa():
+            assert torch.equal(img, jit)
         else:
             torch.testing.assert_close(img, jit, atol=1e-5, rtol=1e-5)

@@ -18,7 +18,7 @@ no CUDA build; ``1``: fail where no toolkit is found; default: build where one i
 from __future__ import annotations
 
 import functools
-import importlib.util
+import importlib
 import json
 import os
 import shutil
@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 try:  # the hook needs hatchling; the compile step run as a script does not
@@ -51,6 +52,14 @@ def compile_target(target: dict, out_dir: Path, work_dir: Path, env: dict[str, s
     setuptools puts Python's own CFLAGS first (here ``-DNDEBUG -g -fwrapv -O3 -Wall``); the flags
     appended after the target's undo what the JIT build does not have, so both compile the same code.
     """
+    if "command" in target:  # a plain shared library (no torch, no Python module): the compiler directly
+        library = out_dir / f"{target['name']}.so"
+        command = [str(library) if part == "{output}" else part for part in target["command"]]
+        res = subprocess.run(command, env=env, capture_output=True, text=True, cwd=work_dir)
+        if res.returncode != 0 or not library.is_file():
+            tail = "\n".join((res.stdout + res.stderr).strip().splitlines()[-30:])
+            raise RuntimeError(f"compiling {target['name']} failed (exit {res.returncode}):\n{tail}")
+        return library
     target = dict(target, cflags=[*target["cflags"], *_UNDO_PYTHON_CFLAGS])
     code = ("import json, sys\n"
             "from setuptools import setup\n"
@@ -74,12 +83,14 @@ def compile_target(target: dict, out_dir: Path, work_dir: Path, env: dict[str, s
 
 @functools.cache
 def _load_backend(path: Path):
-    """A package's ``_backend.py``, executed once per build process (it imports torch)."""
-    spec = importlib.util.spec_from_file_location(f"_lgi_prebuild_{path.parent.name}", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+    """A package's ``_backend.py``, imported once per build process as a module of its package (under
+    another name, so the installed package, if any, is not touched; its relative imports work)."""
+    package = f"_lgi_prebuild_{path.parent.name}"
+    if package not in sys.modules:  # the package's folder without running its __init__
+        module = types.ModuleType(package)
+        module.__path__ = [str(path.parent)]
+        sys.modules[package] = module  # dataclasses look their module up there
+    return importlib.import_module(f"{package}.{path.stem}")
 
 
 class PrebuildHook(BuildHookInterface):
@@ -127,8 +138,8 @@ class PrebuildHook(BuildHookInterface):
             print(f"lgi prebuild: {library.name} in {time.perf_counter() - started:.0f} s", file=sys.stderr,
                   flush=True)
             manifest["sources"][kind] = backend.sources_digest(kind)
-            if kind == "cpu":
-                manifest.setdefault("cpu", {})[target["key"]] = library.name
+            if kind in ("cpu", "native"):
+                manifest.setdefault(kind, {})[target["key"]] = library.name
             else:
                 manifest["cuda"] = {"file": library.name, "archs": archs, "cuda": torch.version.cuda}
             build_data["force_include"][str(library)] = f"{package}/_prebuilt/{library.name}"

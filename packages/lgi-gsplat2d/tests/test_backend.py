@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from lgi_gsplat2d import _backend, kernel_status
+from lgi_gsplat2d import _backend, kernel_status, native
 from lgi_gsplat2d import _reference as ref
 from lgi_gsplat2d import functional as F
 
@@ -22,7 +22,7 @@ def test_import_never_compiles(tmp_path):
     code = ("import sys, lgi_gsplat2d; "
             "print('torch.utils.cpp_extension' in sys.modules, sorted(lgi_gsplat2d.kernel_status()))")
     res = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
-    assert res.stdout.split() == ["False", "['cpu',", "'cuda']"]
+    assert res.stdout.split() == ["False", "['cpu',", "'cuda',", "'native']"]
     assert res.stderr == ""
     assert not (tmp_path / "cache").exists()  # kernel_status looked, and created nothing
 
@@ -30,7 +30,7 @@ def test_import_never_compiles(tmp_path):
 def test_kernel_status_reports_the_cpu_build(cpu_ext):
     status = kernel_status()
     assert status["cpu"] == "built"
-    assert set(status) == {"cpu", "cuda"} and all(isinstance(v, str) and v for v in status.values())
+    assert set(status) == {"cpu", "cuda", "native"} and all(isinstance(v, str) and v for v in status.values())
     if not torch.cuda.is_available() and "built" not in status["cuda"]:
         assert status["cuda"].startswith(("not built", "build failed"))
 
@@ -38,9 +38,11 @@ def test_kernel_status_reports_the_cpu_build(cpu_ext):
 def test_kernel_status_with_an_empty_cache(tmp_path, monkeypatch):
     monkeypatch.setenv("LGI_EXTENSIONS_DIR", str(tmp_path))
     monkeypatch.setattr(_backend, "_loaded", {})
+    monkeypatch.setattr(native, "_state", {})
     status = kernel_status()
     assert status["cpu"] == "not built (builds on first use)"
     assert status["cuda"].startswith("not built")
+    assert status["native"] in ("not built (builds on first use)", f"prebuilt, {_backend.cpu_isa()}")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -149,8 +149,15 @@ def test_which_gpus_a_cuda_build_runs_on(monkeypatch, archs, caps, runs):
 
 def test_prebuild_targets_use_the_jit_flags():
     targets = _backend.prebuild_targets(["avx2", "generic"], "9.0")
-    assert [t["name"] for t in targets] == ["lgi_gsplat2d_cpu_avx2", "lgi_gsplat2d_cpu_generic", "lgi_gsplat2d_cuda"]
+    assert [t["name"] for t in targets] == ["lgi_gsplat2d_cpu_avx2", "lgi_gsplat2d_cpu_generic",
+                                            "lgi_gsplat2d_native_avx2", "lgi_gsplat2d_native_generic",
+                                            "lgi_gsplat2d_cuda"]
     assert targets[0]["cflags"] == _backend._cpu_cflags("avx2") and "-mavx2" in targets[0]["cflags"]
     assert not any(f.startswith("-mavx") for f in targets[1]["cflags"])
-    assert all(Path(s).is_file() for t in targets for s in t["sources"])
-    assert targets[2]["cuda_cflags"] == _backend._cuda_cflags()
+    assert all(Path(s).is_file() for t in targets for s in t.get("sources", []))
+    assert targets[4]["cuda_cflags"] == _backend._cuda_cflags()
+    # The torch-free renderer: the same kernel flags, compiled as a plain shared library.
+    native_avx2 = targets[2]["command"]
+    assert "-shared" in native_avx2 and native_avx2[-2:] == ["-o", "{output}"]
+    assert all(f in native_avx2 for f in _backend._cpu_cflags("avx2"))
+    assert not any(f.startswith("-mavx") for f in targets[3]["command"])

@@ -29,7 +29,7 @@ def _naive(means, scales, rots, colors, h, w, mode, k, opacities=None):
     if mode == "topk":  # continuous at the cutoff: exp(-q/2) - exp(-4.5), 0 outside
         v = torch.where(v > 0, v - math.exp(-4.5), 0.0)
     num = (v[..., None] * colors[top.indices]).sum(-2)
-    return num / (v.sum(-1, keepdim=True) + 1e-4)
+    return num / (v.sum(-1, keepdim=True) + (0.01 if mode == "topk" else 1e-4))  # common.h: topk_eps
 
 
 @pytest.mark.parametrize("mode,k", [("sum", 0), ("topk", 1), ("topk", 3), ("topk-hard", 1), ("topk-hard", 3)])

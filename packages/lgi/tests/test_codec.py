@@ -215,9 +215,16 @@ def test_rate_control_refines_steps_when_every_gaussian_fits():
     assert full < size <= goal
     assert probed == size  # the search reports the size of what it chose
     # Under the size of all of them, it prunes, and again reports the probed size of the count it chose.
-    n, same, probed, all_kept = _search_count(model, sens, order, 48, 64, opts, int(full * 0.7), lambda *a: None)
-    assert n < 40 and not all_kept and same is opts
-    assert probed == _probe_size(model, sens, order, n, 48, 64, opts) <= int(full * 0.7)
+    # (A goal between the sizes of the fewest Gaussians the encoder keeps and of all 40.)
+    from lgi_train.compress.encoder import MIN_GAUSSIANS
+
+    smallest = _probe_size(model, sens, order, MIN_GAUSSIANS, 48, 64, opts)
+    goal = (smallest + full) // 2
+    assert smallest < goal < full
+    n, same, probed, all_kept = _search_count(model, sens, order, 48, 64, opts, goal, lambda *a: None)
+    assert MIN_GAUSSIANS <= n < 40 and not all_kept and same is opts
+    assert probed == _probe_size(model, sens, order, n, 48, 64, opts) <= goal
+    assert _probe_size(model, sens, order, n + 1, 48, 64, opts) > goal  # the largest count that fits
 
 
 def test_lambda_reaches_the_codec_settings():

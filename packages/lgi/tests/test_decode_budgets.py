@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import json
+import os
 import subprocess
 import sys
 
@@ -15,9 +17,10 @@ from PIL import Image
 import lgi_gsplat2d
 from lgi import decoding
 from lgi.cli import cli
-from lgi.decoding import DecodeError, prepare, render_plan, to_png_bytes, write_png
+from lgi.decoding import DecodeError, prepare, render_plan, renderer, to_png_bytes, write_png
 from lgi_dictco import LgiFormatError
 from lgi_dictco.gauss import MAX_OUTPUT_PIXELS, MAX_WORK, GroupCoding, LgiHeader, LgiPayload, encode_lgi
+from lgi_gsplat2d import native
 
 
 def make_file(n=200, width=120, height=80, *, log_scale=(-5.0, -2.0), mode="topk", k=10, channels=3, seed=0,
@@ -200,7 +203,9 @@ def test_decode_times_say_what_is_start_up(tmp_path):
     assert rec["decode_seconds"] > 0 and rec["startup_seconds"] >= 0
     assert rec["seconds"] == pytest.approx(rec["decode_seconds"] + rec["startup_seconds"], abs=2e-4)
     r = CliRunner().invoke(cli, ["decode", str(src), "-o", str(tmp_path / "b.png")])
-    assert r.exit_code == 0 and "s start-up: loading torch and the kernels)" in r.output
+    assert r.exit_code == 0 and "s start-up: loading the native renderer)" in r.output
+    r = CliRunner().invoke(cli, ["decode", str(src), "-o", str(tmp_path / "c.png"), "--backend", "cpu"])
+    assert r.exit_code == 0 and "s start-up: loading torch and its kernels)" in r.output
 
 
 def test_cli_help_names_the_defaults():
@@ -230,3 +235,55 @@ def test_large_output_is_banded_and_streamed(tmp_path):
     assert '"bands": ' in r.stdout and Image.open(out).size == (5400, 3600)
     # Unbanded, top-K K=10 alone would hold 19.4 M x (12 + 84) B = 1.9 GB.
     assert peak_kib < 1_500_000
+
+
+# --- the torch-free renderer (lgi_gsplat2d.native): `lgi decode` without torch ----------------------------
+
+@pytest.fixture(scope="module")
+def native_lib():
+    return native.library_origin()  # built into the run's cache on first use; a failure fails the tests
+
+
+def _png(plan, backend) -> bytes:
+    buf = io.BytesIO()
+    write_png(plan, buf, backend=backend)
+    return buf.getvalue()
+
+
+@pytest.mark.parametrize("mode,channels", [("topk", 3), ("sum", 3), ("topk-hard", 3), ("topk", 1)])
+def test_native_png_is_the_torch_kernels_png(native_lib, mode, channels):
+    data = make_file(n=300, width=110, height=75, log_scale=(-4, -1), mode=mode, channels=channels, seed=4)
+    plan = prepare(data, 1.3)
+    assert renderer("cpu", "auto") == "native"
+    assert _png(plan, "native") == _png(plan, "cpu") == to_png_bytes(render_plan(plan, backend="cpu"))
+    # The tensor API draws with it too, to the same bits.
+    assert np.array_equal(render_plan(plan, backend="native").numpy(), render_plan(plan, backend="cpu").numpy())
+
+
+def test_native_bands_stream_the_same_pixels(native_lib):
+    data = make_file(n=300, width=90, height=70, log_scale=(-4, -1), seed=5)
+    banded = prepare(data, 1.5, band_rows=7)
+    native_png = np.asarray(Image.open(io.BytesIO(_png(banded, "native"))))
+    torch_png = np.asarray(Image.open(io.BytesIO(_png(banded, "cpu"))))
+    # Both shift each band's centres by y0 in float32 the same way: the same bytes.
+    assert np.array_equal(native_png, torch_png)
+
+
+def test_native_on_a_gpu_is_a_clear_error():
+    with pytest.raises(DecodeError, match="draws on the CPU"):
+        renderer("cuda", "native")
+
+
+def test_lgi_decode_loads_no_torch(native_lib, tmp_path):
+    src, out = tmp_path / "x.lgi", tmp_path / "x.png"
+    data = make_file(n=200, width=96, height=64, seed=1)
+    src.write_bytes(data)
+    code = ("import sys\nfrom lgi.cli import main\n"
+            f"rc = main(['decode', {str(src)!r}, '-o', {str(out)!r}, '--json'])\n"
+            "print('torch' in sys.modules, rc, file=sys.stderr)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.strip().splitlines()[-1] == "False 0"
+    report = json.loads(res.stdout)
+    assert report["renderer"] == "native" and report["width"] == 96
+    assert out.read_bytes() == _png(prepare(data), "cpu")

@@ -28,7 +28,7 @@ from lgi_dictco.clitools import (
 _CHECKPOINT_HELP = "Local DCAE checkpoint (.pt); pretrained weights cannot be downloaded here."
 _CHECKPOINT_ENV = "LGI_DICTCO_CHECKPOINT"
 #: What ``decompress -o`` can write: the format follows the extension (``lgi_dictco.dcae.io.save_image``).
-_IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tiff", ".ppm")
+_IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 
 def _fail(exc: BaseException) -> click.ClickException:

@@ -7,16 +7,34 @@ Coordinates, the 3-sigma cutoff and the blend modes are documented in :mod:`lgi_
 and the package README. Importing this package never compiles: native kernels build on first use.
 """
 
-from ._backend import BackendUnavailable, kernel_status
-from .functional import (
-    MAX_INTERSECTIONS,
-    MAX_PIXEL_SLOTS,
-    RenderLimitError,
-    project_gaussians_2d_scale_rot,
-    rasterize_gaussians_no_tiles,
-    rasterize_gaussians_sum,
-    render,
-)
+import importlib
+
+# Importing the package imports no torch: the torch-dependent names load on first use (PEP 562), so the
+# torch-free lgi_gsplat2d.native (the decoder's renderer) starts in milliseconds.
+_LAZY = {
+    "BackendUnavailable": "native",
+    "kernel_status": "_backend",
+    "MAX_INTERSECTIONS": "functional",
+    "MAX_PIXEL_SLOTS": "functional",
+    "RenderLimitError": "native",
+    "project_gaussians_2d_scale_rot": "functional",
+    "rasterize_gaussians_no_tiles": "functional",
+    "rasterize_gaussians_sum": "functional",
+    "render": "functional",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_LAZY])
+
 
 __version__ = "0.2.0"
 

@@ -21,7 +21,6 @@ it); ``LGI_PREBUILT=0`` ignores the prebuilt kernels.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import json
@@ -37,6 +36,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from . import native
+from .native import _AVX512, ISAS, BackendUnavailable, _cpu_flags, cpu_cflags, extensions_dir  # noqa: F401
 
 __all__ = ["BackendUnavailable", "kernel_status", "load", "resolve", "extensions_dir"]
 
@@ -59,57 +61,17 @@ _warned: set[str] = set()
 _origin: dict[str, str] = {}  # how each loaded backend came: "prebuilt, <variant>, torch <v>" or "built"
 
 
-class BackendUnavailable(RuntimeError):
-    """A native backend could not be built or loaded; the message says why."""
-
-
-def extensions_dir() -> Path:
-    """Root of the build cache: ``$LGI_EXTENSIONS_DIR`` or ``~/.cache/lgi/extensions``."""
-    root = os.environ.get("LGI_EXTENSIONS_DIR")
-    return Path(root).expanduser() if root else Path.home() / ".cache" / "lgi" / "extensions"
-
-
-# The CPU variants, best first: the CPU flags each needs and the compiler flags it is built with.
-# The kernels work on 16-float rows: one AVX-512 register (about 2x faster than AVX2 on an AVX-512 CPU).
-_AVX512 = ("avx512f", "avx512dq", "avx512vl", "avx512bw")
-ISAS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
-    "avx512": (_AVX512, tuple("-m" + f for f in _AVX512)),
-    "avx2": (("avx2",), ("-mavx2",)),
-    "generic": ((), ()),  # the x86-64 baseline (SSE2)
-}
-
-
-@functools.lru_cache(maxsize=1)
-def _cpu_flags() -> frozenset[str]:
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return frozenset()
-    lines = re.findall(r"^flags\s*:\s*(.*)$", text, flags=re.MULTILINE)
-    return frozenset(lines[0].split()) if lines else frozenset()
-
-
 def cpu_isa() -> str:
-    """The CPU variant of the kernels this process uses: ``$LGI_KERNEL_ISA``, else the best this CPU runs.
+    """The CPU variant of the kernels this process uses (:func:`lgi_gsplat2d.native.cpu_isa`).
 
     Raises:
         BackendUnavailable: ``LGI_KERNEL_ISA`` names an unknown variant or one this CPU cannot run.
     """
-    have = _cpu_flags()
-    forced = os.environ.get("LGI_KERNEL_ISA", "").strip().lower()
-    if forced:
-        if forced not in ISAS:
-            raise BackendUnavailable(f"LGI_KERNEL_ISA={forced!r}: expected one of {', '.join(ISAS)}")
-        missing = [f for f in ISAS[forced][0] if f not in have]
-        if missing:
-            raise BackendUnavailable(f"LGI_KERNEL_ISA={forced}: this CPU lacks {', '.join(missing)}")
-        return forced
-    return next(isa for isa, (needs, _) in ISAS.items() if all(f in have for f in needs))
+    return native.cpu_isa(_cpu_flags())
 
 
 def _cpu_cflags(isa: str | None = None) -> list[str]:
-    # -ffp-contract=off: no fused multiply-adds, so q (common.h: q_form) rounds exactly like the reference.
-    return ["-O3", "-fopenmp", "-ffp-contract=off", "-fno-math-errno", "-Wno-psabi", *ISAS[isa or cpu_isa()][1]]
+    return cpu_cflags(isa or cpu_isa())
 
 
 def _cuda_arch() -> str:
@@ -129,6 +91,8 @@ def _cuda_cflags() -> list[str]:
 
 def sources_digest(kind: str) -> str:
     """A digest of the sources of ``kind``'s kernels (what a prebuilt manifest records)."""
+    if kind == "native":
+        return native.sources_digest()
     h = hashlib.sha256()
     for name in (*_HEADERS, *_SOURCES[kind]):
         h.update(name.encode())
@@ -283,6 +247,7 @@ def _kernel_status() -> dict[str, str]:
         status["cuda"] = "not built (no GPU)"
     else:
         status["cuda"] = "not built (builds on first use)"
+    status["native"] = native.status()  # the torch-free renderer of the decoder
     return status
 
 
@@ -413,6 +378,9 @@ def prebuild_targets(isas: list[str], cuda_archs: str | None) -> list[dict]:
                 "sources": [str(_CSRC / f) for f in _SOURCES["cpu"] if not f.endswith(".h")],
                 "include_dirs": [str(_CSRC)], "cflags": _cpu_cflags(isa), "cuda_cflags": [],
                 "ldflags": ["-fopenmp"]} for isa in isas]
+    # The torch-free renderer of the decoder (native.py): a plain shared library, compiled directly.
+    targets += [{"kind": "native", "key": isa, "name": f"{native.NAME}_{isa}",
+                 "command": native.compile_command(Path("{output}"), isa)} for isa in isas]
     if cuda_archs:
         targets.append({"kind": "cuda", "key": cuda_archs, "name": "lgi_gsplat2d_cuda",
                         "sources": [str(_CSRC / f) for f in _SOURCES["cuda"]], "include_dirs": [str(_CSRC)],

@@ -23,7 +23,8 @@ __all__ = ["project_gaussians_2d_scale_rot", "rasterize_gaussians_sum", "rasteri
 
 CUTOFF = 9.0        # q <= 9: 3 sigma
 SIGMAS = 3.0        # radius = ceil(3 sqrt(lambda_max))
-TOPK_EPS = 1e-4
+TOPK_EPS = 0.01          # csrc/common.h: kTopkEps, the normalization epsilon of mode "topk"
+TOPK_HARD_EPS = 1e-4     # kTopkHardEps, that of mode "topk-hard"
 TOPK_FLOOR = math.exp(-4.5)  # csrc/common.h: kTopkFloor; mode "topk" weighs exp(-q/2) - TOPK_FLOOR
 MAX_RADIUS = 2.0**30
 _BLOCK = 32         # pixels per block side
@@ -113,7 +114,7 @@ def _block(xys, conics, colors, opacities, idx, box, rows, cols, mode, k):
         if opacities is not None:
             w = w * opacities[idx]
         return w @ col
-    return (w @ col) / (w.sum(-1, keepdim=True) + TOPK_EPS)
+    return (w @ col) / (w.sum(-1, keepdim=True) + (TOPK_EPS if mode == "topk" else TOPK_HARD_EPS))
 
 
 def _rasterize(xys, radii, conics, colors, height, width, mode, k, opacities):

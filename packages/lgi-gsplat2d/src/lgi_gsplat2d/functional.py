@@ -14,9 +14,10 @@ Conventions (the same everywhere in LGI):
   ceil(3 sqrt(lambda_max(Sigma_px))); the radius box contains that ellipse, and tiles are 16 x 16.
 * ``mode="sum"``: I(p) = sum_i c_i o_i w_i(p) (o_i = opacity, 1 when not given).
   ``mode="topk"``: per pixel the K largest w_i (the K smallest q; ties go to the lower index),
-  I(p) = sum c_i v_i / (sum v_i + 1e-4) with v_i = w_i - e^-4.5, which falls to 0 at the cutoff, so the
+  I(p) = sum c_i v_i / (sum v_i + 0.01) with v_i = w_i - e^-4.5, which falls to 0 at the cutoff, so the
   image is continuous in the Gaussians' parameters; gradients flow through the selected K. K is 1..32.
-  ``mode="topk-hard"``: the same with v_i = w_i, a jump of e^-4.5 at the cutoff (the top-K blend of
+  The 0.01 draws a barely covered pixel darker, which keeps fits from leaving pixels uncovered (black).
+  ``mode="topk-hard"``: v_i = w_i and 1e-4, a jump of e^-4.5 at the cutoff (the top-K blend of
   lgi-gsplat2d 0.1, kept for files made with it; docs/training.md shows why it was replaced).
 * A zero scale culls a Gaussian (radius 0: it draws nothing, its gradients are 0).
 
@@ -40,6 +41,7 @@ import torch
 from . import _reference
 from ._autograd import MODES, ProjectGaussians, RasterizeNoTiles, RasterizeTiles
 from ._backend import resolve
+from .native import RenderLimitError
 
 __all__ = ["MAX_INTERSECTIONS", "MAX_PIXEL_SLOTS", "RenderLimitError", "project_gaussians_2d_scale_rot",
            "rasterize_gaussians_sum", "rasterize_gaussians_no_tiles", "render"]
@@ -47,10 +49,6 @@ __all__ = ["MAX_INTERSECTIONS", "MAX_PIXEL_SLOTS", "RenderLimitError", "project_
 _MAX_K = 32
 MAX_PIXEL_SLOTS = (1 << 31) - 1     # height * width * k, the top-K buffers' 32-bit index space
 MAX_INTERSECTIONS = (1 << 31) - 1   # Gaussian-tile pairs of one call, the tile lists' 32-bit offsets
-
-
-class RenderLimitError(ValueError):
-    """A render request beyond the rasterizer's documented limits (see the module docstring)."""
 
 
 def _check_limits(height: int, width: int, k: int, num_tiles_hit: torch.Tensor | None = None) -> None:

@@ -174,7 +174,9 @@ _MAX_WORK_HELP = ("Refuse files whose drawing needs more Gaussian-tile intersect
 @click.option("--max-pixels", type=click.IntRange(min=1), help=_MAX_PIXELS_HELP)
 @click.option("--max-work", type=click.IntRange(min=1), help=_MAX_WORK_HELP)
 @click.option("--device", default="cpu", show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "native", "cpu", "cuda", "torch"]), default="auto",
+              show_default=True, help="Renderer: auto = the torch-free native library on the CPU where it loads, "
+              "else torch's kernels (cpu / cuda); torch = the pure-PyTorch reference.")
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the result (this command shows no progress).")
 @FORCE
@@ -193,7 +195,7 @@ def decode(source, output, scale, width, max_pixels, max_work, device, backend, 
         # Priced and refused here, before torch loads and before the output is opened.
         plan = prepare(data, scale, width, max_pixels=max_pixels or MAX_OUTPUT_PIXELS, max_work=max_work or MAX_WORK)
         t_parsed = time.perf_counter()
-        startup = _load_renderer(device, backend)  # timed apart: a process's start-up, not the decode
+        drawn_by, startup = _load_renderer(device, backend)  # timed apart: start-up, not the decode
         t1 = time.perf_counter()
         with atomic_open(output, force=force) as f:
             write_png(plan, f, device=device, backend=backend)
@@ -206,27 +208,33 @@ def decode(source, output, scale, width, max_pixels, max_work, device, backend, 
     if as_json:
         click.echo(json.dumps({"input": str(source), "output": str(output), "width": out_w, "height": out_h,
                                "seconds": round(decode_s + startup, 4), "decode_seconds": round(decode_s, 4),
-                               "startup_seconds": round(startup, 4), "work": plan.work, "bands": len(plan.bands),
+                               "startup_seconds": round(startup, 4), "renderer": drawn_by, "work": plan.work,
+                               "bands": len(plan.bands),
                                "memory_estimate_bytes": plan.memory_bytes()}))
     else:
         bands = f", {len(plan.bands)} bands" if len(plan.bands) > 1 else ""
         click.echo(f"{output}: {out_w}x{out_h} from {plan.header.num_gaussians} Gaussians in {decode_s * 1000:.0f} ms"
-                   f"{bands} (+{startup:.1f} s start-up: loading torch and the kernels)")
+                   f"{bands} (+{startup:.1f} s start-up: loading "
+                   + ("the native renderer)" if drawn_by == "native" else "torch and its kernels)"))
 
 
-def _load_renderer(device: str, backend: str) -> float:
-    """Import torch and load the rasterizer's kernels for ``device`` (what the first render would do);
-    returns the seconds it took."""
+def _load_renderer(device: str, backend: str) -> tuple[str, float]:
+    """Load the renderer a decode will use (what the first render would do): the torch-free native
+    library on the CPU where it loads, else torch and its kernels. Returns (its name, the seconds it took)."""
+    from lgi.decoding import renderer
+
     t0 = time.perf_counter()
-    import torch
+    name = renderer(device, backend)  # DecodeError where --backend native cannot load
+    if name == "torch":
+        import torch
 
-    from lgi_gsplat2d import _backend
+        from lgi_gsplat2d import _backend
 
-    try:
-        _backend.resolve(backend, torch.device(device), torch.float32)
-    except (ValueError, _backend.BackendUnavailable):
-        pass  # the render raises it, with its own message
-    return time.perf_counter() - t0
+        try:
+            _backend.resolve(backend, torch.device(device), torch.float32)
+        except (ValueError, _backend.BackendUnavailable):
+            pass  # the render raises it, with its own message
+    return name, time.perf_counter() - t0
 
 
 def _read(path: Path) -> bytes:

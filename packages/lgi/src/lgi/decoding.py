@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from lgi_dictco.gauss.decoder import BAND_BYTES, MAX_OUTPUT_PIXELS, MAX_WORK, RENDER_CALL_LIMIT
 
 __all__ = ["BAND_BYTES", "MAX_OUTPUT_PIXELS", "MAX_WORK", "DecodeError", "Decoded", "Plan", "decode",
-           "decode_window", "info_report", "output_size", "prepare", "to_png_bytes", "write_png"]
+           "decode_window", "info_report", "output_size", "prepare", "renderer", "to_png_bytes", "write_png"]
 
 
 class DecodeError(ValueError):
@@ -138,8 +138,59 @@ def prepare(data: bytes, scale: float | None = None, width: int | None = None, *
                 height=out_h, cost=cost, bands=bands)
 
 
+def renderer(device: str = "cpu", backend: str = "auto") -> str:
+    """Which renderer draws a decode: ``"native"`` (lgi_gsplat2d.native, no torch) or ``"torch"``.
+
+    ``backend="native"`` asks for the torch-free library (an error where it cannot load); ``"auto"`` on
+    the CPU takes it where it loads (prebuilt, cached or built now) and torch's kernels otherwise; any
+    other backend, or a GPU, is torch's.
+    """
+    if backend == "native":
+        if device != "cpu":
+            raise DecodeError(f"the native renderer draws on the CPU, not on {device}")
+        from lgi_gsplat2d import native
+
+        try:
+            native.library_origin()
+        except native.BackendUnavailable as exc:
+            raise DecodeError(f"the native renderer is unavailable: {exc}") from None
+        return "native"
+    if backend == "auto" and device == "cpu":
+        from lgi_gsplat2d import native
+
+        return "native" if native.available() else "torch"
+    return "torch"
+
+
+def _native_bands(plan: Plan):
+    """Yield (y0, [C, rows, W] numpy float32 in [0, 1]) for the plan's bands, drawn without torch."""
+    import numpy as np
+
+    from lgi_gsplat2d import native
+
+    h, p = plan.header, plan.params
+    for y0, y1 in plan.bands:
+        if p["means"].shape[0] == 0:
+            yield y0, np.zeros((h.channels, y1 - y0, plan.width), np.float32)
+            continue
+        try:
+            band = native.render_band(p["means"], p["scales"], p["rotations"], p["colors"], plan.height,
+                                      plan.width, y0, y1 - y0, mode=h.render_mode, k=h.topk)
+        except native.RenderLimitError as exc:
+            raise DecodeError(f"the renderer refused: {exc}") from None
+        yield y0, np.clip(band, 0.0, 1.0).transpose(2, 0, 1)
+
+
 def _bands(plan: Plan, device: str, backend: str):
     """Yield (y0, [C, rows, W] in [0, 1]) for the plan's bands; renderer limits as DecodeError."""
+    if renderer(device, backend) == "native":
+        yield from _native_bands(plan)
+    else:
+        yield from _torch_bands(plan, device, backend)
+
+
+def _torch_bands(plan: Plan, device: str, backend: str):
+    """:func:`_bands` through lgi_gsplat2d's torch functions: [C, rows, W] tensors."""
     import lgi_gsplat2d
     from lgi_dictco.gauss import render, render_bands
 
@@ -157,14 +208,19 @@ def _bands(plan: Plan, device: str, backend: str):
 
 
 def render_plan(plan: Plan, device: str = "cpu", backend: str = "auto"):
-    """[C, H, W] float32 image in [0, 1] of a plan, assembled from its bands."""
+    """[C, H, W] float32 torch tensor in [0, 1] of a plan, assembled from its bands (drawn by
+    :func:`renderer`'s choice; :func:`write_png` needs no torch at all)."""
+    import numpy as np
     import torch
 
+    def tensor(band):
+        return torch.from_numpy(np.ascontiguousarray(band)) if isinstance(band, np.ndarray) else band
+
     if len(plan.bands) == 1:
-        return next(_bands(plan, device, backend))[1]
+        return tensor(next(_bands(plan, device, backend))[1])
     image = torch.empty(plan.header.channels, plan.height, plan.width, device=device)
     for y0, band in _bands(plan, device, backend):
-        image[:, y0:y0 + band.shape[1]] = band
+        image[:, y0:y0 + band.shape[1]] = tensor(band)
     return image
 
 
@@ -220,10 +276,13 @@ def info_report(data: bytes) -> dict:
 
 
 def _to_uint8(image):
-    """[C, H, W] in [0, 1] → [H, W, C] uint8 numpy (rounded: the one 8-bit conversion of a decode)."""
+    """[C, H, W] in [0, 1] (a tensor or numpy) → [H, W, C] uint8 numpy (rounded half to even, in float32:
+    the one 8-bit conversion of a decode, the same for both renderers)."""
     import numpy as np
 
-    arr = (image.detach().clamp(0, 1).cpu().numpy() * 255).round().astype(np.uint8)
+    if not isinstance(image, np.ndarray):
+        image = image.detach().clamp(0, 1).cpu().numpy()
+    arr = np.rint(np.clip(image, 0, 1, dtype=np.float32) * np.float32(255)).astype(np.uint8)
     return arr.transpose(1, 2, 0)
 
 
@@ -295,9 +354,10 @@ class _PngRows:
 
 def write_png(plan: Plan, f, device: str = "cpu", backend: str = "auto") -> None:
     """Render a plan into the open binary file ``f`` as a PNG. One band: Pillow's PNG of the whole image,
-    as always; several: the bands streamed into the PNG as they are drawn (memory: one band)."""
+    as always; several: the bands streamed into the PNG as they are drawn (memory: one band). On the CPU
+    the torch-free renderer draws it where it loads (:func:`renderer`)."""
     if len(plan.bands) == 1:
-        f.write(to_png_bytes(render_plan(plan, device, backend)))
+        f.write(to_png_bytes(next(_bands(plan, device, backend))[1]))
         return
     png = _PngRows(f, plan.width, plan.height, plan.header.channels)
     for _, band in _bands(plan, device, backend):

@@ -166,7 +166,7 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
         sel[P * K + kk] = -1;
         wsel[P * K + kk] = T(0);
       }
-      const T denom = wt + T(kTopkEps);
+      const T denom = wt + topk_eps<T>(a.mode);
       for (int ch = 0; ch < C; ++ch) out[P * C + ch] = col[ch] / denom;
       wsum[P] = wt;
     }
@@ -252,7 +252,7 @@ void backward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const int32_
       if (sp[0] < 0) continue;
       const T* gp = grad_out + P * C;
       const T* op = out + P * C;
-      const T denom = wsum[P] + T(kTopkEps);
+      const T denom = wsum[P] + topk_eps<T>(a.mode);
       for (int kk = 0; kk < K && sp[kk] >= 0; ++kk) {
         const int32_t e = sp[kk];
         const int64_t g = gid[e];

@@ -176,7 +176,7 @@ __global__ void forward_kernel(CudaRaster a, const int32_t* tile_offsets, const 
       sel[P * K + kk] = -1;
       wsel[P * K + kk] = 0.0f;
     }
-    const float denom = wt + float(kTopkEps);
+    const float denom = wt + topk_eps<float>(a.mode);
     if (CC > 0) {
 #pragma unroll
       for (int ch = 0; ch < (CC > 0 ? CC : 1); ++ch) out[P * C + ch] = acc[ch] / denom;
@@ -229,7 +229,7 @@ __global__ void backward_kernel(CudaRaster a, const int32_t* tile_offsets, const
       se[pos] = e;
       sw[pos] = w;
     }
-    denom = wsum[P] + float(kTopkEps);
+    denom = wsum[P] + topk_eps<float>(a.mode);
   }
   const int e0 = tile_offsets[t], e1 = tile_offsets[t + 1];
   for (int b0 = e0; b0 < e1; b0 += nb) {
@@ -367,7 +367,7 @@ __global__ void no_tiles_forward_kernel(CudaRaster a, float* out, int32_t* sel, 
     sel[P * K + kk] = -1;
     wsel[P * K + kk] = 0.0f;
   }
-  for (int ch = 0; ch < C; ++ch) out[P * C + ch] /= wt + float(kTopkEps);
+  for (int ch = 0; ch < C; ++ch) out[P * C + ch] /= wt + topk_eps<float>(a.mode);
   wsum[P] = wt;
 }
 
@@ -403,7 +403,7 @@ __global__ void no_tiles_backward_kernel(CudaRaster a, const float* grad_out, co
           if (sel[P * K + kk] == g) found = kk;
         }
         if (found < 0) continue;
-        const float w = wsel[P * K + found], denom = wsum[P] + float(kTopkEps);
+        const float w = wsel[P * K + found], denom = wsum[P] + topk_eps<float>(a.mode);
         float dldw = 0.0f;
         for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - out[P * C + ch]);
         t_ = topk_slope(w, topk_floor<float>(a.mode)) * (dldw / denom);

@@ -52,7 +52,7 @@ void rasterize_no_tiles_forward_cpu(const RasterArgs<T>& a, T* out, int32_t* sel
             sel[P * K + kk] = -1;
             wsel[P * K + kk] = T(0);
           }
-          for (int ch = 0; ch < C; ++ch) acc[ch] /= wt + T(kTopkEps);
+          for (int ch = 0; ch < C; ++ch) acc[ch] /= wt + topk_eps<T>(a.mode);
           wsum[P] = wt;
         }
         for (int ch = 0; ch < C; ++ch) out[P * C + ch] = acc[ch];
@@ -93,7 +93,7 @@ void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, 
             }
             if (found < 0) continue;
             w = wsel[P * K + found];
-            const T denom = wsum[P] + T(kTopkEps);
+            const T denom = wsum[P] + topk_eps<T>(a.mode);
             T dldw = T(0);
             for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - out[P * C + ch]);
             t = topk_slope(w, floor) * (dldw / denom);
