@@ -81,11 +81,8 @@ int lgi_render_band_f32(int64_t n, const float* means, const float* scales, cons
     a.conics = conics.data();
     a.colors = colors;
     a.nthreads = nthreads;
-    const int64_t pixels = int64_t(rows) * width;
     const int64_t num_tiles = int64_t(lgi::tiles_x(width)) * lgi::tiles_y(rows);
     std::vector<int32_t> goff(n + 1), toff(num_tiles + 1), boxes(4 * n), gid, slot;
-    std::vector<int32_t> sel(lgi::is_topk(mode) ? pixels * k : 0);
-    std::vector<float> wsel(sel.size()), wsum(lgi::is_topk(mode) ? pixels : 0);
     const lgi::ListAllocator alloc = [&](int64_t m, int32_t** pg, int32_t** ps) {
       gid.resize(m);
       slot.resize(m);
@@ -93,9 +90,7 @@ int lgi_render_band_f32(int64_t n, const float* means, const float* scales, cons
       *ps = slot.data();
     };
     const int64_t bad = lgi::rasterize_forward_cpu<float>(a, tiles.data(), goff.data(), toff.data(), boxes.data(),
-                                                          alloc, out, sel.empty() ? nullptr : sel.data(),
-                                                          wsel.empty() ? nullptr : wsel.data(),
-                                                          wsum.empty() ? nullptr : wsum.data());
+                                                          alloc, out, nullptr, nullptr, nullptr);
     if (bad >= 0) return fail(err, errlen, kInternal, "tile counts disagree with the projection");
   } catch (const std::length_error& exc) {
     return fail(err, errlen, kLimit, exc.what());

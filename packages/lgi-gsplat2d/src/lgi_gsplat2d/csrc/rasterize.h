@@ -40,7 +40,8 @@ using ListAllocator = std::function<void(int64_t m, int32_t** list_gid, int32_t*
 // Forward: bins the Gaussians (gauss_offsets [N+1], tile_offsets [T+1], boxes [N,4] = pixel boxes
 // (j0, j1, i0, i1), the lists through `alloc`), then renders out [H,W,C]; top-K mode also writes
 // sel [H,W,K] (list entries, ascending (q, entry), -1 padded), wsel [H,W,K] (their weights, 0 padded)
-// and wsum [H,W] (sum of the selected weights). num_tiles_hit [N] is checked against the radii: returns
+// and wsum [H,W] (sum of the selected weights), unless sel is null (a render that no backward pass
+// follows: all three are skipped). num_tiles_hit [N] is checked against the radii: returns
 // -1, or the first Gaussian whose count disagrees (then nothing is rendered).
 template <typename T>
 int64_t rasterize_forward_cpu(const RasterArgs<T>& a, const int32_t* num_tiles_hit, int32_t* gauss_offsets,

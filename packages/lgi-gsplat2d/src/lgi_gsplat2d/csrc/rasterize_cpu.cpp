@@ -70,6 +70,29 @@ int topk_stride(int k) {
   return k;
 }
 
+// One pixel of the top-K blend: the weights of its cnt kept q (qb, already exp(-q/2)), their weighted
+// colours summed into acc[0..C) and, when sel is given, the entries and weights the backward pass reads.
+// Returns the weight sum. NC > 0 fixes the channel count at compile time so that acc stays in registers
+// (summed through memory, every term waits for the previous store); the additions are the same either way.
+template <int NC, typename T>
+LGI_INLINE T blend_topk_pixel(const T* colors, int C, const int32_t* gid, const int32_t* eb, const T* qb, int cnt,
+                              T floor, T* acc, int32_t* sel, T* wsel) {
+  const int CC = NC > 0 ? NC : C;
+  for (int ch = 0; ch < CC; ++ch) acc[ch] = T(0);
+  T wt = T(0);
+  for (int kk = 0; kk < cnt; ++kk) {
+    const T w = topk_weight(qb[kk], floor);
+    const T* cg = colors + static_cast<int64_t>(gid[eb[kk]]) * CC;
+    wt += w;
+    for (int ch = 0; ch < CC; ++ch) acc[ch] += w * cg[ch];
+    if (sel) {
+      sel[kk] = eb[kk];
+      wsel[kk] = w;
+    }
+  }
+  return wt;
+}
+
 // lim: kTile row vectors of per-pixel acceptance limits.
 template <typename T>
 void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox* boxes, const int32_t* gid,
@@ -148,27 +171,30 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
     std::memcpy(qbest + s, &wv, sizeof(wv));
   }
   const T floor = topk_floor<T>(a.mode);
+  const T eps = topk_eps<T>(a.mode);
+  const bool save = sel != nullptr;  // the selections the backward pass reads (a plain render skips them)
   for (int r = 0; r < tg.ht; ++r) {
     for (int l = 0; l < tg.wt; ++l) {
       const int p = r * kTile + l;
       const int64_t P = (static_cast<int64_t>(tg.i0) + r) * a.width + tg.j0 + l;
-      for (int ch = 0; ch < C; ++ch) col[ch] = T(0);
-      T wt = T(0);
-      for (int kk = 0; kk < cnt[p]; ++kk) {
-        const int64_t g = gid[ebest[p * KS + kk]];
-        const T w = topk_weight(qbest[p * KS + kk], floor);
-        wt += w;
-        for (int ch = 0; ch < C; ++ch) col[ch] += w * a.colors[g * C + ch];
-        sel[P * K + kk] = ebest[p * KS + kk];
-        wsel[P * K + kk] = w;
+      int32_t* sp = save ? sel + P * K : nullptr;
+      T* wp = save ? wsel + P * K : nullptr;
+      T wt;
+      if (C == 3) {
+        T acc[3];
+        wt = blend_topk_pixel<3>(a.colors, 3, gid, ebest + p * KS, qbest + p * KS, cnt[p], floor, acc, sp, wp);
+        for (int ch = 0; ch < 3; ++ch) out[P * 3 + ch] = acc[ch] / (wt + eps);
+      } else {
+        wt = blend_topk_pixel<0>(a.colors, C, gid, ebest + p * KS, qbest + p * KS, cnt[p], floor, col, sp, wp);
+        for (int ch = 0; ch < C; ++ch) out[P * C + ch] = col[ch] / (wt + eps);
       }
-      for (int kk = cnt[p]; kk < K; ++kk) {
-        sel[P * K + kk] = -1;
-        wsel[P * K + kk] = T(0);
+      if (save) {
+        for (int kk = cnt[p]; kk < K; ++kk) {
+          sp[kk] = -1;
+          wp[kk] = T(0);
+        }
+        wsum[P] = wt;
       }
-      const T denom = wt + topk_eps<T>(a.mode);
-      for (int ch = 0; ch < C; ++ch) out[P * C + ch] = col[ch] / denom;
-      wsum[P] = wt;
     }
   }
 }
