@@ -19,6 +19,7 @@ bit length b with the frequency model and its b − 1 low bits raw.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from itertools import accumulate
 from math import isqrt
 
@@ -44,6 +45,21 @@ def _weight(code: int) -> int:
 
 
 _WEIGHTS = [_weight(c) for c in range(MAX_CODE + 1)]
+
+
+@lru_cache(maxsize=256)
+def _frequencies(codes: tuple[int, ...]) -> tuple[int, ...]:
+    """FrequencyTable.frequencies of ``codes`` (cached: a decoder asks twice per stream)."""
+    w = [_WEIGHTS[c] for c in codes]
+    total_w = sum(w)
+    if total_w == 0:
+        raise LgiFormatError("entropy model has no symbol with a non-zero count")
+    present = len(w) - w.count(0)
+    budget = TOTAL - 1 - present  # each present symbol first gets 1, the rest shared by weight
+    freqs = [(1 + (x * budget) // total_w) if x else 0 for x in w]
+    diff = TOTAL - 1 - sum(freqs)  # >= 0 by construction (floors)
+    freqs[w.index(max(w))] += diff  # the heaviest symbol, the first of equals
+    return tuple(freqs)
 
 
 @dataclass(frozen=True)
@@ -73,17 +89,7 @@ class FrequencyTable:
 
         The last unit of the 2**16 range belongs to a guard symbol (see :meth:`cdf`).
         """
-        w = [_WEIGHTS[c] for c in self.codes]
-        total_w = sum(w)
-        if total_w == 0:
-            raise LgiFormatError("entropy model has no symbol with a non-zero count")
-        present = sum(1 for x in w if x)
-        budget = TOTAL - 1 - present  # each present symbol first gets 1, the rest shared by weight
-        freqs = [(1 + (x * budget) // total_w) if x else 0 for x in w]
-        diff = TOTAL - 1 - sum(freqs)  # >= 0 by construction (floors)
-        top = max(range(len(w)), key=lambda i: (w[i], -i))
-        freqs[top] += diff
-        return freqs
+        return list(_frequencies(self.codes))
 
     def cdf(self) -> list[int]:
         """compressai layout over L + 1 symbols plus the escape: L + 3 entries.
