@@ -80,7 +80,7 @@ def run_pillow(name: str, fmt: str, quality: int, kw: dict, img: Image.Image, re
 
 def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, steps: int | None,
             effort: str = "default", lam: float | None = None, step_scale: float = 1.0, codec: str = "lgi",
-            blend: str | None = None) -> dict:
+            blend: str | None = None, second_pass: float | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -91,6 +91,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         opts.fit = opts.fit.replace(render_mode=blend)
     if steps is not None:
         opts.fit_steps = steps
+    if second_pass is not None:
+        opts.second_pass_fraction = second_pass or None
     c = opts.codec
     opts.rate_db = lam
     opts.codec = dataclasses.replace(c, color_step=c.color_step * step_scale,
@@ -110,7 +112,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
     return {"codec": codec, "setting": bpp, "bytes": len(result.data), "bpp": len(result.data) * 8 / (h * w),
             "psnr": psnr, "ms_ssim": msssim, "encode_s": encode_s, "decode_s": float(np.median(dec_times)),
             "gaussians": result.num_gaussians, "device": device, "data": result.data,
-            "stages": {k: round(v, 1) for k, v in result.stage_seconds.items()}}
+            "stages": {k: round(v, 1) for k, v in result.stage_seconds.items()}, "rate_log": result.rate_log}
 
 
 def bd_rate(r1: np.ndarray, d1: np.ndarray, r2: np.ndarray, d2: np.ndarray) -> float:
@@ -248,6 +250,9 @@ def main() -> int:
     ap.add_argument("--lambda", dest="lam", type=float, help="LGI's rate term in dB per bpp (default: the encoder's, priced by the target)")
     ap.add_argument("--step-scale", type=float, default=1.0, help="multiply LGI's default value steps (research)")
     ap.add_argument("--blend", choices=["sum", "topk"], help="LGI's blend mode (default: the encoder's)")
+    ap.add_argument("--second-pass", type=float, metavar="FRACTION",
+                    help="LGI's warm second pass length as a fraction of the fine-tuning (0: the cold pass of "
+                         "before, a re-fit and the whole fine-tuning; default: the encoder's)")
     ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
     ap.add_argument("--skip-peers", action="store_true", help="only LGI (peers already in --out)")
     ap.add_argument("--keep-files", type=Path, help="also write each LGI file into this folder (CODEC_IMAGE_BPP.lgi)")
@@ -289,14 +294,15 @@ def main() -> int:
                 continue
             if name == args.codec_name:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
-                              args.step_scale, args.codec_name, args.blend)
-                data, stages = row.pop("data"), row.pop("stages")
+                              args.step_scale, args.codec_name, args.blend, args.second_pass)
+                data, stages, rate_log = row.pop("data"), row.pop("stages"), row.pop("rate_log")
                 if args.keep_files:
                     args.keep_files.mkdir(parents=True, exist_ok=True)
                     (args.keep_files / f"{name}_{path.stem}_{setting}.lgi").write_bytes(data)
                 print(f"{path.stem} {name} {setting}: {row['bpp']:.3f} bpp {row['psnr']:.2f} dB "
                       f"{row['encode_s']:.1f} s enc {stages}, {row['decode_s'] * 1000:.1f} ms dec, "
-                      f"N={row['gaussians']}", flush=True)
+                      f"N={row['gaussians']}, {rate_log.get('passes')} pass(es)"
+                      f"{' (' + rate_log['second_pass'] + ')' if 'second_pass' in rate_log else ''}", flush=True)
             else:
                 fmt, _, kw = codecs[name]
                 row = run_pillow(name, fmt, setting, kw, img, ref)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -78,6 +79,53 @@ def test_rate_control_lands_under_and_near_the_target(bpp):
     if not log.get("shrinks"):
         assert log["kept"] == result.num_gaussians
     assert log["passes"] in (1, 2) and log["probed_bytes"] > 0 and log["first_pass_bytes"] > 0
+
+
+def test_the_warm_second_pass_starts_from_the_first_and_adds_the_next_fitted():
+    from lgi_dictco.gauss.torch_quant import features_to_shape
+    from lgi_train.compress.codec import QuantizedSet
+    from lgi_train.compress.encoder import _grown, _pruned
+    from lgi_train.model import GaussianModel
+
+    g = torch.Generator().manual_seed(3)
+    n = 40
+    fitted = GaussianModel(torch.rand(n, 2, generator=g), 0.02 + 0.05 * torch.rand(n, 2, generator=g),
+                           3 * torch.rand(n, generator=g), torch.rand(n, 3, generator=g), render_mode="topk")
+    order = torch.randperm(n, generator=g)
+    qset = QuantizedSet(_pruned(fitted, order, 25), 32, 48, CodecSettings())
+    with torch.no_grad():
+        qset.xy += 0.01  # as fine-tuning would have moved them
+    grown = _grown(qset, fitted, order, 25, 31)
+    assert grown.num_gaussians == 31
+    first = torch.zeros(n, dtype=torch.bool)
+    first[order[:25]] = True
+    kept = torch.zeros(n, dtype=torch.bool)
+    kept[order[:31]] = True
+    from_first = first[kept]  # rows of the grown set, in the fit's index order, that pass one coded
+    with torch.no_grad():
+        scales, rot = features_to_shape(qset.shape.values())
+        assert torch.equal(grown.xy[from_first], qset.positions())
+        assert torch.allclose(grown.color[from_first], qset.rgb_colors())
+        assert torch.allclose(torch.exp(grown.log_scale[from_first]), scales, rtol=1e-5)
+        assert torch.equal(grown.xy[~from_first], fitted.xy[kept & ~first])
+        assert torch.equal(grown.color[~from_first], fitted.color[kept & ~first])
+
+
+@pytest.mark.parametrize("fraction", [0.4, None])
+def test_both_second_passes_land_under_the_target(fraction):
+    # A high rate price and a longer fine-tune shrink the first pass below 95 % of the target, so the
+    # rate control takes its second pass: warm (from the first pass's set) or, with None, cold.
+    target = small_image(64, 96, seed=4)
+    goal = int(4.0 * 64 * 96 / 8)
+    opts = fast_opts(target_bytes=goal, second_pass_fraction=fraction, rate_db=30.0)
+    opts.codec = dataclasses.replace(opts.codec, finetune_steps=40)
+    result = encode_image(target, opts)
+    log = result.rate_log
+    assert log["first_pass_bytes"] < 0.95 * goal and log["passes"] == 2
+    assert log.get("second_pass") == ("warm" if fraction else None)
+    assert log["kept"] == result.num_gaussians and log["final_bytes"] == len(result.data)
+    assert 0.95 * goal <= len(result.data) <= goal
+    assert torch.equal(decode_bytes(result.data).image, result.image)
 
 
 def test_impossible_target_is_a_rate_error():

@@ -6,7 +6,9 @@ target rate (finer at high rates: ``step_scale_for``). The encoder fits a few mo
 the first estimate, then binary-searches the count whose pruned, quantized and entropy-coded set (no
 fine-tuning: a fraction of a second per probe) lands just under the target, prunes to it, re-fits
 briefly, fine-tunes once, and checks the real size, pruning a little more in the rare case it is
-still over. If even every fitted Gaussian stays under 95 % of the target, the quantizer steps are
+still over. Fine-tuning with the rate term usually leaves the file under 95 % of the target: the count
+is then searched again, and the first pass's fine-tuned set, grown by the next most important fitted
+Gaussians, is fine-tuned for a fraction of the steps (``second_pass_fraction``). If even every fitted Gaussian stays under 95 % of the target, the quantizer steps are
 refined instead until the set uses the budget. The result is at or under the target, within a few
 percent.
 """
@@ -74,6 +76,12 @@ class EncodeOptions:
     # the second pass but cost up to 0.3 dB (docs/codec.md, "Rate control: anticipating the
     # shrinkage"), so 1: none.
     finetune_shrink: float = 1.0
+    # When the first pass codes under 95 % of the target and the search finds room for more Gaussians,
+    # the second pass starts from the first pass's fine-tuned set plus the next most important fitted
+    # Gaussians and fine-tunes this fraction of the steps (docs/codec.md, "Rate control: a warm
+    # second pass"). None: prune the fit again, re-fit and fine-tune the whole length (the encoder
+    # until 2026-12).
+    second_pass_fraction: float | None = 0.4
     # The fine-tuning's rate price in dB per bpp (compress/rate.py); None: RATE_DB_AT_HALF_BPP, scaled
     # as 1/bpp with the target (the step scale squared), following the slope of LGI's RD curve.
     rate_db: float | None = None
@@ -203,10 +211,10 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     lrs = {"xy": cfg.lr_position * s, "shape": cfg.lr_scale * s, "color": cfg.lr_color * s}
     loss_fn = make_loss(cfg)
 
-    def quantize_and_finetune(options: EncodeOptions) -> QuantizedSet:
+    def quantize_and_finetune(options: EncodeOptions, steps: int | None = None) -> QuantizedSet:
+        steps = options.codec.finetune_steps if steps is None else steps
         qs = QuantizedSet(model, h, w, options.codec, importance=sens, generator=generator)
-        finetune(qs, target, options.codec.finetune_steps, lrs, loss_fn,
-                 on_step=lambda k, _: stage("finetune", k / max(1, options.codec.finetune_steps)),
+        finetune(qs, target, steps, lrs, loss_fn, on_step=lambda k, _: stage("finetune", k / max(1, steps)),
                  rate_db=options.codec.rate_db)
         return qs
 
@@ -232,7 +240,14 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         # with finetune_shrink < 1; within a per cent over, the pruning loop below is cheaper.)
         goal = int(budget * opts.size_margin * probed / len(data))
         n_more, opts_more, _, _ = _search_count(fitted, fitted_sens, order, h, w, opts, goal, stage)
-        if n_more != n_final:
+        if n_more > n_final and opts.second_pass_fraction is not None:
+            model = _grown(qset, fitted, order, n_final, n_more)
+            sens = calc_sensitivity(model, h, w)
+            n_final, opts = n_more, opts_more
+            qset = quantize_and_finetune(opts, max(10, round(opts.codec.finetune_steps * opts.second_pass_fraction)))
+            data = encode_lgi(qset.to_payload())
+            log.update(passes=2, kept=n_final, second_pass="warm")
+        elif n_more != n_final:
             n_final, opts = n_more, opts_more
             model, sens = prune_and_refit(n_final)
             qset = quantize_and_finetune(opts)
@@ -316,6 +331,30 @@ def _refine_steps(model, sens, order, h, w, opts: EncodeOptions, goal: int, stag
         else:
             lo = mid
     return best, best_size
+
+
+def _grown(qset: QuantizedSet, fitted: GaussianModel, order: torch.Tensor, n_from: int, n_to: int) -> GaussianModel:
+    """The first pass's coded Gaussians (the ``n_from`` most important of the fit, fine-tuned, as the
+    file holds them) and the next ``n_to - n_from`` of the fit as fitted, in the fit's index order
+    (the order ``_pruned`` keeps, so pass one's rows are the first set's in sequence)."""
+    from lgi_dictco.gauss.torch_quant import features_to_shape
+
+    keep1 = torch.zeros(fitted.num_gaussians, dtype=torch.bool)
+    keep1[order[:n_from]] = True
+    keep2 = torch.zeros_like(keep1)
+    keep2[order[:n_to]] = True
+    with torch.no_grad():
+        scales1, rot1 = features_to_shape(qset.shape.values())
+        xy, rot, color = (t.detach().clone() for t in (fitted.xy, fitted.rotation, fitted.color))
+        scales = torch.exp(fitted.log_scale.detach())
+        dev = xy.device
+        xy[keep1.to(dev)] = qset.positions().to(xy)
+        scales[keep1.to(dev)] = scales1.to(scales)
+        rot[keep1.to(dev)] = rot1.to(rot)
+        color[keep1.to(dev)] = qset.rgb_colors().to(color)
+    k2 = keep2.to(dev)
+    return GaussianModel(xy[k2], scales[k2], rot[k2], color[k2], render_mode=fitted.render_mode,
+                         topk=fitted.topk, backend=fitted.backend).to(dev)
 
 
 def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, loss_fn, lrs) -> QuantizedSet:
