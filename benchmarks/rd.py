@@ -80,7 +80,8 @@ def run_pillow(name: str, fmt: str, quality: int, kw: dict, img: Image.Image, re
 
 def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, steps: int | None,
             effort: str = "default", lam: float | None = None, step_scale: float = 1.0, codec: str = "lgi",
-            blend: str | None = None, second_pass: float | None = None) -> dict:
+            blend: str | None = None, second_pass: float | None = None,
+            coarse_fraction: float | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -93,6 +94,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         opts.fit_steps = steps
     if second_pass is not None:
         opts.second_pass_fraction = second_pass or None
+    if coarse_fraction is not None:
+        opts.fit = opts.fit.replace(coarse_fraction=coarse_fraction)
     c = opts.codec
     opts.rate_db = lam
     opts.codec = dataclasses.replace(c, color_step=c.color_step * step_scale,
@@ -250,6 +253,8 @@ def main() -> int:
     ap.add_argument("--lambda", dest="lam", type=float, help="LGI's rate term in dB per bpp (default: the encoder's, priced by the target)")
     ap.add_argument("--step-scale", type=float, default=1.0, help="multiply LGI's default value steps (research)")
     ap.add_argument("--blend", choices=["sum", "topk"], help="LGI's blend mode (default: the encoder's)")
+    ap.add_argument("--coarse-fraction", type=float,
+                    help="share of LGI's fit steps at half size (coarse-to-fine; default: the encoder's)")
     ap.add_argument("--second-pass", type=float, metavar="FRACTION",
                     help="LGI's warm second pass length as a fraction of the fine-tuning (0: the cold pass of "
                          "before, a re-fit and the whole fine-tuning; default: the encoder's)")
@@ -294,7 +299,8 @@ def main() -> int:
                 continue
             if name == args.codec_name:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
-                              args.step_scale, args.codec_name, args.blend, args.second_pass)
+                              args.step_scale, args.codec_name, args.blend, args.second_pass,
+                              args.coarse_fraction)
                 data, stages, rate_log = row.pop("data"), row.pop("stages"), row.pop("rate_log")
                 if args.keep_files:
                     args.keep_files.mkdir(parents=True, exist_ok=True)
