@@ -177,8 +177,12 @@ def test_the_rans_coder_loads_without_the_rest_of_compressai():
             "print('compressai' in sys.modules, 'compressai.ans' in sys.modules)\n"
             "from lgi_dictco._compressai import ans\n"
             "import lgi_dictco.dcae\n"
+            "print('compressai' in sys.modules, 'torch' in sys.modules)\n"
+            "from lgi_dictco.dcae import DCAE\n"
             "import compressai\n"
             "from compressai.ans import RansDecoder\n"
             "print(compressai.ans is ans, RansDecoder is ans.RansDecoder)\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split()
-    assert out == ["False", "True", "True", "True"]
+    # the .lgi coder: ans alone; `import lgi_dictco.dcae`: still neither compressai nor torch (its names
+    # load on first use); the model: all of compressai, sharing the one ans module
+    assert out == ["False", "True", "False", "False", "True", "True"]

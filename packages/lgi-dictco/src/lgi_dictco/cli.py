@@ -385,7 +385,7 @@ def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, for
     _check_checkpoint(checkpoint)
     data = path.read_bytes()
     preflight(output, force)
-    try:  # the file's own checks first: a forged file is refused before torch and the model load
+    try:  # the file's own checks first: a forged file is refused before torch, compressai and the model load
         check_file(data, max_pixels=max_pixels or MAX_PIXELS)
     except LgiFormatError as exc:
         raise click.ClickException(f"{file}: {exc}") from None

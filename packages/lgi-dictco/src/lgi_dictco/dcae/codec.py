@@ -7,7 +7,7 @@ from torch import Tensor
 
 from lgi_dictco.dcae import format as fmt
 from lgi_dictco.dcae.model import DCAE
-from lgi_dictco.dcae.registry import model_id, model_name, name_of_config
+from lgi_dictco.dcae.registry import model_id, name_of_config
 from lgi_dictco.errors import LgiFormatError
 
 
@@ -42,12 +42,7 @@ def encode(model: DCAE, image: Tensor, *, lmbda: float = 0.0, metric: str = "unk
 
 def check_compatible(model: DCAE, header: fmt.DcaeHeader) -> None:
     """Raise :class:`LgiFormatError` unless ``model`` has exactly the weights that coded the file."""
-    try:
-        file_model = model_name(header.model_id)
-    except KeyError:
-        raise LgiFormatError(
-            f".dcae header: unknown model id {header.model_id} (a newer lgi-dictco wrote it?)"
-        ) from None
+    file_model = fmt.model_name_of(header)
     ours = name_of_config(model.config)
     if file_model != ours:
         raise LgiFormatError(
@@ -69,9 +64,10 @@ def decode(model: DCAE, data: bytes, *, max_pixels: int = fmt.MAX_PIXELS) -> tup
         (image [1, 3, H, W] in [0, 1], header).
 
     Raises:
-        LgiFormatError: the file is malformed, or was not coded with this model's weights.
+        LgiFormatError: the file is malformed (:func:`~lgi_dictco.dcae.format.check_file`, the checks
+            ``lgi dictco decompress`` makes before torch loads), or was not coded with this model's weights.
     """
-    header, y_string, z_string = fmt.unpack(data, max_pixels=max_pixels)
+    header, y_string, z_string = fmt.check_file(data, max_pixels=max_pixels)
     check_compatible(model, header)
     out = model.decompress([[y_string], [z_string]], header.y_shape, (header.height, header.width))
     return out["x_hat"], header

@@ -12,8 +12,10 @@ import dataclasses
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
+if TYPE_CHECKING:  # annotations only: the model registry and the .dcae checks load without torch
+    import torch
 
 
 @dataclass(frozen=True)

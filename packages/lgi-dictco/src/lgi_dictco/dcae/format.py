@@ -33,6 +33,7 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from lgi_dictco.dcae.registry import model_name
 from lgi_dictco.errors import LgiFormatError
 
 MAGIC = b"DCAE"
@@ -195,17 +196,37 @@ def unpack(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[DcaeHeader, bytes
     return header, payloads[1], payloads[0]
 
 
-def check_file(data: bytes, max_pixels: int = MAX_PIXELS) -> DcaeHeader:
-    """Every check that needs no model: :func:`unpack`, and both chunks shaped like rANS streams.
-
-    Cheap (no torch): a command runs it before loading a checkpoint.
+def model_name_of(header: DcaeHeader) -> str:
+    """The preset name of the model that coded the file, from the frozen id table.
 
     Raises:
-        LgiFormatError: as :func:`unpack`, or a chunk that cannot be a rANS stream.
+        LgiFormatError: the id is not in the table (a newer lgi-dictco wrote the file, or it is forged).
+    """
+    try:
+        return model_name(header.model_id)
+    except KeyError:
+        raise LgiFormatError(
+            f".dcae header: unknown model id {header.model_id} (a newer lgi-dictco wrote it?)"
+        ) from None
+
+
+def check_file(data: bytes, max_pixels: int = MAX_PIXELS) -> tuple[DcaeHeader, bytes, bytes]:
+    """Every check of a ``.dcae`` file that needs no model: :func:`unpack`, a model id in the frozen
+    table, and both chunks shaped like rANS streams.
+
+    Pure Python (no torch, no compressai): ``lgi dictco decompress`` runs it before they load, and
+    :func:`lgi_dictco.dcae.codec.decode` runs it first, so both refuse a file with the same message.
+
+    Returns:
+        (header, y_string, z_string), as :func:`unpack`.
+
+    Raises:
+        LgiFormatError: as :func:`unpack`, an unknown model id, or a chunk that cannot be a rANS stream.
     """
     from lgi_dictco.dcae._rans import check_stream
 
     header, y_string, z_string = unpack(data, max_pixels=max_pixels)
+    model_name_of(header)
     check_stream(z_string, ".dcae z chunk")
     check_stream(y_string, ".dcae y chunk")
-    return header
+    return header, y_string, z_string

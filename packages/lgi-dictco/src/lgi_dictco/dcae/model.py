@@ -19,6 +19,9 @@ from __future__ import annotations
 import math
 import zlib
 
+from lgi_dictco import _compressai_all  # noqa: F401 - first: compressai loads quietly, sharing ans
+
+# isort: split
 import torch
 import torch.nn.functional as F
 from compressai.ans import BufferedRansEncoder
