@@ -111,13 +111,15 @@ def test_the_warm_second_pass_starts_from_the_first_and_adds_the_next_fitted():
         assert torch.equal(grown.color[~from_first], fitted.color[kept & ~first])
 
 
-@pytest.mark.parametrize("fraction", [0.4, None])
-def test_both_second_passes_land_under_the_target(fraction):
+@pytest.mark.parametrize("fraction, refit", [(0.4, 0), (0.4, 20), (None, 0)])
+def test_both_second_passes_land_under_the_target(fraction, refit):
     # A high rate price and a longer fine-tune shrink the first pass below 95 % of the target, so the
-    # rate control takes its second pass: warm (from the first pass's set) or, with None, cold.
+    # rate control takes its second pass: warm (from the first pass's set, with or without a float
+    # re-fit of the grown set first) or, with None, cold.
     target = small_image(64, 96, seed=4)
     goal = int(4.0 * 64 * 96 / 8)
-    opts = fast_opts(target_bytes=goal, second_pass_fraction=fraction, rate_db=30.0)
+    opts = fast_opts(target_bytes=goal, second_pass_fraction=fraction, rate_db=30.0,
+                     second_pass_refit_steps=refit)
     opts.codec = dataclasses.replace(opts.codec, finetune_steps=40)
     result = encode_image(target, opts)
     log = result.rate_log

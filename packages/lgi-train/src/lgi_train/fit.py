@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from lgi_dictco.fileio import atomic_open, atomic_write_bytes
 from lgi_train.config import FitConfig
 from lgi_train.init import colors_at, initialize, sample_from_density, scales_from_density
-from lgi_train.losses import make_loss
+from lgi_train.losses import clamped_mse, make_loss
 from lgi_train.model import ATTRIBUTES, GaussianModel, QuantSpec, make_optimizer
 
 CHECKPOINT_FORMAT = "lgi-train-checkpoint/2"  # /2: render mode "topk" is the continuous top-K blend
@@ -260,8 +260,7 @@ class Fitter:
 
     @torch.no_grad()
     def _final_psnr(self) -> float:
-        final = self.model.render(*self.target.shape[1:]).clamp(0, 1)
-        mse = float(((final - self.target) ** 2).mean())
+        mse = clamped_mse(self.model.render(*self.target.shape[1:]), self.target)
         return 10 * math.log10(1 / mse) if mse > 0 else 99.0
 
     def _train_step(self, target: torch.Tensor, keep_best: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -272,8 +271,7 @@ class Fitter:
         loss = self.loss_fn(render, target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        with torch.no_grad():
-            mse = float(((render.detach().clamp(0, 1) - target) ** 2).mean())
+        mse = clamped_mse(render, target)
         psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0
         if keep_best and (self.best is None or psnr > self.best[0]):
             self.best = (psnr, self.state["step"],

@@ -82,6 +82,9 @@ class EncodeOptions:
     # second pass"). None: prune the fit again, re-fit and fine-tune the whole length (the encoder
     # until 2026-12).
     second_pass_fraction: float | None = 0.4
+    # Float re-fit steps of the warm second pass's grown set before its fine-tuning (0: none), at the
+    # re-fit's half learning rates, so that the first pass's Gaussians make room for the added ones.
+    second_pass_refit_steps: int = 0
     # The fine-tuning's rate price in dB per bpp (compress/rate.py); None: RATE_DB_AT_HALF_BPP, scaled
     # as 1/bpp with the target (the step scale squared), following the slope of LGI's RD curve.
     rate_db: float | None = None
@@ -176,21 +179,26 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     order = torch.argsort(fitted_sens.importance.cpu(), descending=True, stable=True)
     generator = torch.Generator().manual_seed(cfg.seed)
 
+    def refit(m: GaussianModel, steps: int) -> GaussianModel:
+        """A fixed, short float re-fit of ``m`` at half the fit's learning rates."""
+        if steps <= 0:
+            return m
+        from lgi_train.model import make_optimizer
+
+        refit_cfg = cfg.replace(num_gaussians=m.num_gaussians, steps=steps, progressive=False,
+                                coarse_to_fine=False, qat=False, max_seconds=None)
+        refitter = Fitter(target, refit_cfg)
+        refitter.model = m
+        refitter.optimizer = make_optimizer(m, {k: v * 0.5 for k, v in refitter.lrs.items()})
+        refitter.state["best_psnr"] = float("inf")  # no plateau stop
+        m = refitter.run().model
+        m.quant = None
+        return m
+
     def prune_and_refit(n: int):
         if n >= fitted.num_gaussians:
             return fitted, fitted_sens
-        pruned = _pruned(fitted, order, n)
-        if opts.refit_steps > 0:
-            refit_cfg = cfg.replace(num_gaussians=n, steps=opts.refit_steps, progressive=False,
-                                    coarse_to_fine=False, qat=False, max_seconds=None)
-            refitter = Fitter(target, refit_cfg)
-            refitter.model = pruned
-            from lgi_train.model import make_optimizer
-
-            refitter.optimizer = make_optimizer(pruned, {k: v * 0.5 for k, v in refitter.lrs.items()})
-            refitter.state["best_psnr"] = float("inf")  # no plateau stop: a fixed, short re-fit
-            pruned = refitter.run().model
-            pruned.quant = None
+        pruned = refit(_pruned(fitted, order, n), opts.refit_steps)
         return pruned, calc_sensitivity(pruned, h, w)
 
     n_final, probed_all, probed = fitted.num_gaussians, None, None
@@ -241,7 +249,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         goal = int(budget * opts.size_margin * probed / len(data))
         n_more, opts_more, _, _ = _search_count(fitted, fitted_sens, order, h, w, opts, goal, stage)
         if n_more > n_final and opts.second_pass_fraction is not None:
-            model = _grown(qset, fitted, order, n_final, n_more)
+            model = refit(_grown(qset, fitted, order, n_final, n_more), opts.second_pass_refit_steps)
             sens = calc_sensitivity(model, h, w)
             n_final, opts = n_more, opts_more
             qset = quantize_and_finetune(opts, max(10, round(opts.codec.finetune_steps * opts.second_pass_fraction)))
