@@ -262,7 +262,7 @@ def main() -> int:
                          "before, a re-fit and the whole fine-tuning; default: the encoder's)")
     ap.add_argument("--second-pass-refit", type=int, metavar="STEPS",
                     help="float re-fit steps of the warm second pass's grown set before its fine-tuning "
-                         "(default: the encoder's)")
+                         "(0: none, the warm pass of before; default: the encoder's)")
     ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
     ap.add_argument("--skip-peers", action="store_true", help="only LGI (peers already in --out)")
     ap.add_argument("--keep-files", type=Path, help="also write each LGI file into this folder (CODEC_IMAGE_BPP.lgi)")
