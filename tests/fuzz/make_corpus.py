@@ -9,7 +9,6 @@ names the outcome under the default budgets of `lgi decode`: the start of the on
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
@@ -17,6 +16,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
+from corpus_files import write_corpus  # noqa: E402
 from lgi_targets import container, head_bytes, payload_file, raw_stream  # noqa: E402
 
 from lgi_dictco.bitio import write_varint  # noqa: E402
@@ -97,14 +97,7 @@ def corpus() -> dict[str, tuple[bytes, str]]:
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    expected = {}
-    for name, (data, outcome) in corpus().items():
-        (OUT / f"{name}.lgi").write_bytes(data)
-        expected[name] = outcome
-    (OUT / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True) + "\n")
-    total = sum((OUT / f"{n}.lgi").stat().st_size for n in expected)
-    print(f"{len(expected)} files, {total} bytes in {OUT}")
+    write_corpus(OUT, corpus(), ".lgi")
 
 
 if __name__ == "__main__":

@@ -13,12 +13,16 @@ claims 15 bypass groups) are not here: test_dcae_rans.py and test_dcae_fuzz.py d
 
 from __future__ import annotations
 
-import json
 import struct
+import sys
 import zlib
 from pathlib import Path
 
-from lgi_dictco.dcae.format import DcaeHeader, latent_shapes, pack
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from corpus_files import write_corpus  # noqa: E402
+
+from lgi_dictco.dcae.format import DcaeHeader, latent_shapes, pack  # noqa: E402
 
 OUT = Path(__file__).resolve().parent / "corpus" / "dcae"
 _TINY = 3  # the frozen id of dcae-tiny: a model id the decoder knows
@@ -79,14 +83,7 @@ def corpus() -> dict[str, tuple[bytes, str]]:
 
 
 def main() -> None:
-    OUT.mkdir(parents=True, exist_ok=True)
-    expected = {}
-    for name, (data, outcome) in corpus().items():
-        (OUT / f"{name}.dcae").write_bytes(data)
-        expected[name] = outcome
-    (OUT / "expected.json").write_text(json.dumps(expected, indent=1, sort_keys=True, ensure_ascii=False) + "\n")
-    total = sum((OUT / f"{n}.dcae").stat().st_size for n in expected)
-    print(f"{len(expected)} files, {total} bytes in {OUT}")
+    write_corpus(OUT, corpus(), ".dcae")
 
 
 if __name__ == "__main__":
