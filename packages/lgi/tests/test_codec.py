@@ -61,6 +61,18 @@ def test_same_input_and_seed_same_bytes(encoded):
     assert other.data != result.data
 
 
+def test_a_large_image_is_fitted_in_tiles_and_still_lands_under_its_target():
+    target = small_image(64, 96, seed=3)
+    goal = int(3.0 * 64 * 96 / 8)
+    result = encode_image(target, fast_opts(target_bytes=goal, tile_above=0, tile=32, tile_overlap=8))
+    log = result.rate_log
+    assert log["tiles"] == 6 and 0.8 * log["fitted"] <= log["tile_fitted"] <= 1.2 * log["fitted"]
+    assert 0.9 * goal <= len(result.data) <= goal
+    assert torch.equal(decode_bytes(result.data).image, result.image)
+    untiled = encode_image(target, fast_opts(target_bytes=goal))
+    assert "tiles" not in untiled.rate_log
+
+
 def test_codebooks_round_trip_too():
     target = small_image(40, 40, seed=2)
     result = encode_image(target, fast_opts(num_gaussians=50, shape_codebook=8, color_codebook=8))
@@ -225,6 +237,8 @@ def test_cli_bad_requests(files):
         (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--steps", "0"], "--steps must be >= 1"),
         (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--device", "gpu"], "is not a device"),
         (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--lambda", "-1"], "--lambda must be >= 0"),
+        (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--tile", "8"], "--tile must be >= 16"),
+        (encode, [str(files / "in.png"), "-o", str(files / "x.lgi"), "--tile-above", "-1"], "--tile-above must be"),
         (decode, [str(files / "good.lgi"), "-o", str(files / "y.jpg")], "does not end in .png"),
         (decode, [str(files), "-o", str(files / "y.png")], "is a folder"),
         (decode, [str(files / "good.lgi"), "-o", str(files / "y.png"), "--scale", "0"], "--scale must be > 0"),

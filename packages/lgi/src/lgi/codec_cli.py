@@ -31,7 +31,7 @@ def _progress(label: str, quiet: bool):
 
 
 def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend, effort="default",
-                   lam=None):
+                   lam=None, tile=None, tile_above=None):
     """Turn the flags into EncodeOptions (raises click errors for impossible combinations)."""
     from lgi_train.compress.encoder import (
         QUALITY_PRESETS,
@@ -65,18 +65,27 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
         if not lam >= 0:
             raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
         opts.rate_db = lam
+    if tile is not None:
+        if tile < 16:
+            raise click.BadParameter(f"--tile must be >= 16 pixels, got {tile}", param_hint="'--tile'")
+        opts.tile = tile
+    if tile_above is not None:
+        if tile_above < 0:
+            raise click.BadParameter(f"--tile-above must be >= 0 pixels, got {tile_above}", param_hint="'--tile-above'")
+        opts.tile_above = tile_above
     return opts
 
 
 def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, steps=None, device="cpu", seed=0,
-                  backend="auto", effort="default", lam=None, on_stage=None) -> tuple[bytes, dict]:
+                  backend="auto", effort="default", lam=None, tile=None, tile_above=None,
+                  on_stage=None) -> tuple[bytes, dict]:
     """Encode a loaded image as `lgi encode` does (shared with `lgi batch encode`).
 
     Args:
         target: [3, H, W] float32 in [0, 1] (``lgi_train.runs.load_target``); gray (three equal
             channels) is coded as one channel.
         bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam: the command's flags
-            (``lam``: ``--lambda``).
+            (``lam``: ``--lambda``); tile, tile_above: ``--tile``, ``--tile-above`` (None: the encoder's).
         on_stage: progress callback ``(stage, fraction)``.
 
     Returns:
@@ -93,7 +102,8 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
         # A gray image is coded as one channel (a grayscale .lgi, decoded to a grayscale PNG): no bits
         # go to colour that is not there (a 128x96 crop at 1 bpp: 25.69 dB against 24.41 as RGB).
         target = target[:1].contiguous()
-    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam)
+    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam,
+                          tile, tile_above)
     try:
         result = encode_image(target.to(device), opts, on_stage)
     except RateError as exc:
@@ -122,14 +132,18 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
 @click.option("--lambda", "lam", type=float, metavar="DB",
               help="Research: the rate term's price in dB per bit per pixel during fine-tuning (0: off; "
                    "default: the codec's). The target size still holds.")
+@click.option("--tile", type=int, metavar="PIXELS",
+              help="Side of the tiles a large image is fitted in (default 1024), with 32 pixels of overlap.")
+@click.option("--tile-above", type=int, metavar="PIXELS",
+              help="Fit in tiles only images of more pixels than this (default 4194304 = 2^22; 0: always).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress (it goes to stderr, also with --json).")
 @FORCE
-def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, device, seed, backend, as_json, quiet,
-           force):
+def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, tile, tile_above, device, seed, backend,
+           as_json, quiet, force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
     check_input_file(image, "image")
     check_suffix(output, (".lgi",), "a .lgi file")
@@ -148,7 +162,7 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, dev
     with progress:
         data, report = encode_target(target, bpp=bpp, size=size, quality=quality, gaussians=gaussians, steps=steps,
                                      device=device, seed=seed, backend=backend, effort=effort, lam=lam,
-                                     on_stage=on_stage)
+                                     tile=tile, tile_above=tile_above, on_stage=on_stage)
     atomic_write(output, data, force=force)
     report = {"input": str(image), "output": str(output), **report}
     if as_json:
