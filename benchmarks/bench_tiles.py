@@ -42,13 +42,19 @@ def run_one(photo: Path, mode: str, bpp: float, out_lgi: Path) -> dict:
     seconds = time.perf_counter() - t0
     out_lgi.write_bytes(data)
     h, w = target.shape[1:]
-    from lgi_train.compress.tiles import tile_grid
-
     return {"photo": photo.stem[:8], "mode": mode, "bpp_target": bpp, "bytes": len(data),
             "bpp": round(len(data) * 8 / (h * w), 4), "psnr": round(report["psnr"], 3),
-            "gaussians": report["gaussians"], "tiles": len(tile_grid(h, w, 1024, 32)) if mode == "tiled" else 1,
+            "gaussians": report["gaussians"], "tiles": len(_grid(h, w)) if mode == "tiled" else 1,
             "encode_s": round(seconds, 1), "fit_s": round(report["stage_seconds"]["fit"], 1),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024), "cpu": cpu_name()}
+
+
+def _grid(h: int, w: int):
+    """The tiles the encoder's defaults cut an h x w image into."""
+    from lgi_train.compress.encoder import EncodeOptions
+    from lgi_train.compress.tiles import tile_grid
+
+    return tile_grid(h, w, EncodeOptions.tile, EncodeOptions.tile_overlap)
 
 
 def seam_crop(photo: Path, files: dict[str, Path], out: Path, size: int = 96, zoom: int = 4) -> None:
@@ -57,11 +63,10 @@ def seam_crop(photo: Path, files: dict[str, Path], out: Path, size: int = 96, zo
     from PIL import Image
 
     from lgi.decoding import decode
-    from lgi_train.compress.tiles import tile_grid
 
     ref = Image.open(photo).convert("RGB")
     w, h = ref.size
-    tiles = tile_grid(h, w, 1024, 32)
+    tiles = _grid(h, w)
     cy = tiles[0].y1 if len(tiles) > 1 and tiles[0].y1 < h else h // 2
     cx = tiles[0].x1 if tiles[0].x1 < w else w // 2
     box = (cx - size // 2, cy - size // 2, cx + size // 2, cy + size // 2)

@@ -264,15 +264,20 @@ def status() -> str:
     return "not built (builds on first use)"
 
 
-def default_threads() -> int:
-    """Threads to render with: ``$OMP_NUM_THREADS``, else the CPUs this process may run on."""
-    env = os.environ.get("OMP_NUM_THREADS", "").strip()
-    if env.isdigit() and int(env) > 0:
-        return int(env)
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity mask on Linux, else the machine's count)."""
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def default_threads() -> int:
+    """Threads to render with: ``$OMP_NUM_THREADS``, else :func:`usable_cpus`."""
+    env = os.environ.get("OMP_NUM_THREADS", "").strip()
+    if env.isdigit() and int(env) > 0:
+        return int(env)
+    return usable_cpus()
 
 
 def _f32(name: str, a, shape: tuple) -> np.ndarray:

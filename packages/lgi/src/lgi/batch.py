@@ -531,7 +531,9 @@ def _relative(path: Path, base: Path) -> str:
 
 def default_workers(device: str, jobs: int | None, threads: int | None) -> tuple[int, int]:
     """(jobs, threads per job): by default one job per core on CPU (one thread each), one job on a GPU."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    from lgi_gsplat2d.native import usable_cpus
+
+    cores = usable_cpus()
     if jobs is None:
         jobs = cores if device == "cpu" else 1
     if threads is None:

@@ -20,7 +20,6 @@ density puts in the margin.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -121,8 +120,9 @@ def _fit_one(job: tuple) -> dict[str, torch.Tensor]:
 def default_workers(threads: int | None = None) -> int:
     """Worker processes for the tile fits: one per spare core group of ``threads`` (the torch threads
     of the parent). On 2 cores with 2 threads: 1, the tiles run one after the other in-process."""
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cpus // max(1, threads or torch.get_num_threads()))
+    from lgi_gsplat2d.native import usable_cpus
+
+    return max(1, usable_cpus() // max(1, threads or torch.get_num_threads()))
 
 
 def fit_in_tiles(target: torch.Tensor, cfg: FitConfig, n: int, tile: int, overlap: int, workers: int = 1,
