@@ -77,7 +77,7 @@ def test_a_too_large_image_is_one_clear_line(tmp_path, checkpoint):
     t0 = time.perf_counter()
     res = CliRunner().invoke(dictco, ["compress", str(tmp_path / "huge.png"), "-o", str(tmp_path / "x.dcae"),
                                       "--checkpoint", str(checkpoint)])
-    _one_line_error(res, "huge.png", "too many pixels")
+    _one_line_error(res, "huge.png", "20000x20000 = 400000000 pixels is more than the limit of 33554432 (--max-pixels")
     assert time.perf_counter() - t0 < 5 and not (tmp_path / "x.dcae").exists()
 
 

@@ -28,6 +28,10 @@ from lgi_dictco.clitools import (
 _CHECKPOINT_HELP = "Local DCAE checkpoint (.pt); pretrained weights cannot be downloaded here."
 _CHECKPOINT_ENV = "LGI_DICTCO_CHECKPOINT"
 #: What ``decompress -o`` can write: the format follows the extension (``lgi_dictco.dcae.io.save_image``).
+# The largest image `lgi dictco compress` takes by default (--max-pixels): with dcae-tiny the peak memory
+# grows by about 190 bytes a pixel over ~0.9 GB, so 2^25 pixels (33.5 MP) stay within 8 GB
+# (benchmarks/bench_memory.py, results/memory.csv; larger presets need more).
+COMPRESS_MAX_PIXELS = 1 << 25
 _IMAGE_OUTPUTS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".ppm")
 
 
@@ -320,10 +324,12 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
     show_default=True,
     help="Decode on the same kind of device: CPU and GPU arithmetic differ.",
 )
+@click.option("--max-pixels", type=click.IntRange(min=1), default=COMPRESS_MAX_PIXELS, show_default=True,
+              help="Refuse larger images, from their header (the default keeps dcae-tiny within 8 GB).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @FORCE
-def compress(image, output, checkpoint, device, as_json, quiet, force) -> None:
+def compress(image, output, checkpoint, device, max_pixels, as_json, quiet, force) -> None:
     """Code IMAGE into a .dcae file."""
     quiet = _quiet(quiet)
     check_input_file(image, "image")
@@ -336,7 +342,7 @@ def compress(image, output, checkpoint, device, as_json, quiet, force) -> None:
 
     preflight(output, force)
     try:
-        x = load_image(image)
+        x = load_image(image, max_pixels)
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None
     model, meta = _load(checkpoint, device)

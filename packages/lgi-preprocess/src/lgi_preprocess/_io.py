@@ -12,6 +12,7 @@ import hashlib
 import io
 import os
 import tempfile
+import threading
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -51,7 +52,8 @@ def read_image_bytes(path: str | os.PathLike) -> bytes:
     return data
 
 
-def load_image(source: Any, *, background: tuple[float, float, float] = DEFAULT_BACKGROUND) -> np.ndarray:
+def load_image(source: Any, *, background: tuple[float, float, float] = DEFAULT_BACKGROUND,
+               max_pixels: int | None = None) -> np.ndarray:
     """Load an image as RGB float32 in ``[0, 1]``.
 
     Handles Pillow modes ``RGB``, ``RGBA``/``LA``/``PA``/``RGBa`` (alpha composited over ``background``),
@@ -61,12 +63,15 @@ def load_image(source: Any, *, background: tuple[float, float, float] = DEFAULT_
     therefore decoded with OpenCV at full depth. EXIF orientation is applied; for animations the first
     frame is used.
 
-    The pixel limit is Pillow's decompression-bomb guard: images with more than ``PIL.Image.MAX_IMAGE_PIXELS``
-    pixels (89,478,485 by default; set that attribute to change it) are refused.
+    The pixel limit is ``max_pixels`` when given (a command's limit, ``--max-pixels``: what it can process
+    within its memory budget, see :mod:`lgi_preprocess.limits`), else Pillow's decompression-bomb guard:
+    images with more than ``PIL.Image.MAX_IMAGE_PIXELS`` pixels (89,478,485 by default; set that attribute
+    to change it) are refused. Either way the size is checked from the header, before any pixel is decoded.
 
     Args:
         source: a path (``str`` / ``os.PathLike``) or a ``PIL.Image.Image``.
         background: RGB in [0, 1] under transparent pixels.
+        max_pixels: refuse images of more pixels than this (None: Pillow's guard).
 
     Returns:
         ``[H, W, 3]`` float32 in [0, 1].
@@ -77,7 +82,7 @@ def load_image(source: Any, *, background: tuple[float, float, float] = DEFAULT_
     from PIL import Image
 
     if isinstance(source, Image.Image):
-        _check_pixels(source.size, "<PIL image>")
+        _check_pixels(source.size, "<PIL image>", max_pixels)
         try:
             source.load()
         except Exception as exc:  # noqa: BLE001 - a lazily opened image can still be truncated
@@ -85,11 +90,14 @@ def load_image(source: Any, *, background: tuple[float, float, float] = DEFAULT_
         return _from_pil(source, "<PIL image>", background)
     if not isinstance(source, (str, os.PathLike)):
         raise PreprocessError(f"load_image takes a path or a PIL image, not {type(source).__name__}")
-    return decode_image(read_image_bytes(source), str(source), background=background)
+    return decode_image(read_image_bytes(source), str(source), background=background, max_pixels=max_pixels)
 
 
-def decode_image(data: bytes, name: str, *, background: tuple[float, float, float] = DEFAULT_BACKGROUND
-                 ) -> np.ndarray:
+_PIL_GUARD = threading.Lock()
+
+
+def decode_image(data: bytes, name: str, *, background: tuple[float, float, float] = DEFAULT_BACKGROUND,
+                 max_pixels: int | None = None) -> np.ndarray:
     """Decode encoded image bytes (see :func:`load_image`); ``name`` is used in error messages."""
     from PIL import Image, UnidentifiedImageError
 
@@ -97,14 +105,22 @@ def decode_image(data: bytes, name: str, *, background: tuple[float, float, floa
         # Pillow only warns between 1x and 2x its limit; we refuse from 1x (see _check_pixels).
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
-            img = Image.open(io.BytesIO(data))
+            if max_pixels is None:
+                img = Image.open(io.BytesIO(data))
+            else:  # the command's limit replaces Pillow's guard (checked below, from the header)
+                with _PIL_GUARD:
+                    guard, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+                    try:
+                        img = Image.open(io.BytesIO(data))
+                    finally:
+                        Image.MAX_IMAGE_PIXELS = guard
         except Image.DecompressionBombError as exc:
             raise PreprocessError(f"{name}: refused, too many pixels ({exc})") from None
         except UnidentifiedImageError:
             raise PreprocessError(f"{name}: not an image (no decoder recognizes its format)") from None
         except Exception as exc:  # noqa: BLE001 - every decoder failure is the file's fault
             raise PreprocessError(f"{name}: corrupt image ({type(exc).__name__}: {exc})") from None
-        _check_pixels(img.size, name)
+        _check_pixels(img.size, name, max_pixels)
         try:
             img.load()
         except Exception as exc:  # noqa: BLE001 - truncated data, broken streams, bad chunk CRCs
@@ -114,13 +130,18 @@ def decode_image(data: bytes, name: str, *, background: tuple[float, float, floa
     return _from_pil(img, name, background)
 
 
-def _check_pixels(size: tuple[int, int], name: str) -> None:
+def _check_pixels(size: tuple[int, int], name: str, max_pixels: int | None = None) -> None:
     from PIL import Image
 
-    limit = Image.MAX_IMAGE_PIXELS
     w, h = size
     if w <= 0 or h <= 0:
         raise PreprocessError(f"{name}: image has no pixels ({w}x{h})")
+    if max_pixels is not None:
+        if w * h > max_pixels:
+            raise PreprocessError(f"{name}: refused, {w}x{h} = {w * h} pixels is more than the limit of "
+                                  f"{max_pixels} (--max-pixels raises it, if the memory is there)")
+        return
+    limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and w * h > limit:
         raise PreprocessError(f"{name}: refused, {w}x{h} = {w * h} pixels exceeds the limit of {limit} "
                               "(PIL.Image.MAX_IMAGE_PIXELS, Pillow's decompression-bomb guard)")

@@ -9,6 +9,9 @@ from __future__ import annotations
 import click
 
 _MODES = ("overwrite", "skip", "update", "prompt")
+# The largest image `lgi preprocess` takes by default (--max-pixels): every map of it costs about 110
+# bytes a pixel, so 2^26 pixels (67 MP) stay within 8 GB (benchmarks/bench_memory.py, results/memory.csv).
+PREPROCESS_MAX_PIXELS = 1 << 26
 
 
 def _parse_maps(value: str) -> tuple[str, ...]:
@@ -81,6 +84,8 @@ def _root_flags(ctx: click.Context) -> tuple[int, bool]:
                    "saliency=0.15,distance=0.1.")
 @click.option("--background", default="white", show_default=True, metavar="COLOR",
               help="Under transparent pixels: white, black or R,G,B in [0, 1].")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=PREPROCESS_MAX_PIXELS, show_default=True,
+              help="Refuse larger images, from their header (the default keeps every map within 8 GB).")
 @click.option("--use-gpu", is_flag=True, help="Sobel gradient through torch on CUDA (needs torch).")
 @click.option("--slic-init", is_flag=True, help="Also write <stem>_slic_init.json: one Gaussian per superpixel.")
 @click.option("--montage", is_flag=True, help="Also write <stem>_montage.png: the image and every map.")
@@ -90,8 +95,8 @@ def _root_flags(ctx: click.Context) -> tuple[int, bool]:
 @click.pass_context
 def preprocess(ctx: click.Context, images: tuple[str, ...], output: str, maps: str, mode: str, n_segments: int,
                compactness: float, sigma: float, entropy_tile_size: int, texture_tile_size: int,
-               weights: str | None, background: str, use_gpu: bool, slic_init: bool, montage: bool,
-               as_json: bool, quiet: bool) -> None:
+               weights: str | None, background: str, max_pixels: int, use_gpu: bool, slic_init: bool,
+               montage: bool, as_json: bool, quiet: bool) -> None:
     """Content maps, placement map and SLIC init for IMAGE files.
 
     Writes <stem>_<map>.npy for every map and <stem>.json (input path, SHA-256, size, parameters,
@@ -129,7 +134,7 @@ def preprocess(ctx: click.Context, images: tuple[str, ...], output: str, maps: s
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    pre = ImagePreprocessor(config)
+    pre = ImagePreprocessor(config, max_pixels=max_pixels)
     steps = config.steps()
     results: list[dict] = []
     seen_stems: dict[str, str] = {}

@@ -207,10 +207,13 @@ class ImagePreprocessor:
 
     Args:
         config: the parameters; ``None`` means the defaults.
+        max_pixels: refuse image files of more pixels than this, from their header (``lgi preprocess
+            --max-pixels``; None: Pillow's guard, see :func:`lgi_preprocess.load_image`).
     """
 
-    def __init__(self, config: PreprocessConfig | None = None):
+    def __init__(self, config: PreprocessConfig | None = None, max_pixels: int | None = None):
         self.config = config if config is not None else PreprocessConfig()
+        self.max_pixels = max_pixels
 
     # ----------------------------------------------------------------------------------------- computing
 
@@ -231,10 +234,11 @@ class ImagePreprocessor:
 
         if isinstance(image_or_path, (str, os.PathLike)):
             data = read_image_bytes(image_or_path)
-            rgb = decode_image(data, str(image_or_path), background=self.config.background)
+            rgb = decode_image(data, str(image_or_path), background=self.config.background,
+                               max_pixels=self.max_pixels)
             source = {"path": str(Path(image_or_path).resolve()), "sha256": sha256_bytes(data), "bytes": len(data)}
         elif isinstance(image_or_path, Image.Image):
-            rgb, source = load_image(image_or_path, background=self.config.background), {}
+            rgb, source = load_image(image_or_path, background=self.config.background, max_pixels=self.max_pixels), {}
         else:
             rgb, source = as_rgb_float(image_or_path, background=self.config.background), {}
         return self._compute(rgb, source, progress)
@@ -341,7 +345,7 @@ class ImagePreprocessor:
                 return skipped("declined")
             reason = "confirmed"
 
-        rgb = decode_image(data, str(src), background=cfg.background)
+        rgb = decode_image(data, str(src), background=cfg.background, max_pixels=self.max_pixels)
         source = {"path": str(src.resolve()), "sha256": sha, "bytes": len(data)}
         result = self._compute(rgb, source, progress)
 

@@ -18,6 +18,11 @@ from lgi_dictco.clitools import (
 )
 from lgi_train.config import PRESETS
 
+# The largest image `lgi fit` takes by default (--max-pixels): a whole-image fit's peak memory grows by
+# about 300 bytes a pixel over ~1 GB, so 2^24 pixels (16.8 MP) stay within 8 GB (benchmarks/bench_memory.py,
+# results/memory.csv). `lgi encode` fits large images in tiles and takes more.
+FIT_MAX_PIXELS = 1 << 24
+
 # Flags that map one-to-one onto FitConfig fields (the flag is the field name with dashes).
 _FLAG_FIELDS = {
     "gaussians": "num_gaussians", "init": "init", "steps": "steps", "max_seconds": "max_seconds",
@@ -86,9 +91,11 @@ def _read_checkpoint(path: Path, option: str | None = None) -> dict:
 @click.option("--saliency-weights", help="TorchScript saliency model for --init saliency.")
 @click.option("--resume", type=click.Path(path_type=Path), help="Checkpoint to continue from.")
 @click.option("--no-pictures", is_flag=True, help="Skip the Gaussian and growth pictures.")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=FIT_MAX_PIXELS, show_default=True,
+              help="Refuse larger images, from their header (the default keeps the fit within 8 GB).")
 @click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON on stdout (progress stays on stderr).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress; only errors and the result.")
-def fit(image, run_dir, preset, config_file, resume, no_pictures, as_json, quiet, **flags):
+def fit(image, run_dir, preset, config_file, resume, no_pictures, max_pixels, as_json, quiet, **flags):
     """Fit Gaussians to IMAGE (Image-GS style) and write a run folder.
 
     Progress goes to stderr: one bar over the whole run (stage, ETA) on a terminal, a line per stage
@@ -127,7 +134,7 @@ def fit(image, run_dir, preset, config_file, resume, no_pictures, as_json, quiet
         _fail(f"steps must be >= 1, got {cfg.steps} (from {config_file or 'the checkpoint'})")
     check_device(cfg.device)
     try:  # a bad image is one line before any progress is shown
-        target = load_target(image)
+        target = load_target(image, max_pixels)
     except ImageError as exc:
         _fail(str(exc))
     if cfg.schedule == "cosine" and cfg.max_seconds and flags.get("steps") is None and resume is None:

@@ -24,23 +24,24 @@ class ImageError(ValueError):
     """An input image cannot be read; the message names the file and the reason."""
 
 
-def load_target(path: str | Path) -> torch.Tensor:
-    """[3, H, W] float32 in [0, 1] from any image Pillow reads (alpha composited on white)."""
+def load_target(path: str | Path, max_pixels: int | None = None) -> torch.Tensor:
+    """[3, H, W] float32 in [0, 1] from any image Pillow reads (alpha composited on white); images of
+    more than ``max_pixels`` pixels (None: Pillow's guard) are refused from the header."""
     from lgi_preprocess import PreprocessError, load_image
 
     try:
-        rgb = load_image(path)
+        rgb = load_image(path, max_pixels=max_pixels)
     except PreprocessError as exc:
         raise ImageError(str(exc)) from None
     return _as_target(rgb)
 
 
-def decode_target(data: bytes, name: str) -> torch.Tensor:
+def decode_target(data: bytes, name: str, max_pixels: int | None = None) -> torch.Tensor:
     """:func:`load_target` from an image file's bytes (``name`` for messages): what a batch worker gets."""
     from lgi_preprocess import PreprocessError, decode_image
 
     try:
-        rgb = decode_image(data, name)
+        rgb = decode_image(data, name, max_pixels=max_pixels)
     except PreprocessError as exc:
         raise ImageError(str(exc)) from None
     return _as_target(rgb)

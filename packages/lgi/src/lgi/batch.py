@@ -215,7 +215,7 @@ def encode_task(name: str, inputs: dict[str, bytes], settings: dict) -> dict:
         from lgi_train.runs import decode_target
 
         _check_pixels(inputs["image"], name, settings.get("max_pixels"))
-        target = decode_target(inputs["image"], name)
+        target = decode_target(inputs["image"], name, settings.get("max_pixels"))
         data, report = encode_target(target, **{k: settings[k] for k in ENCODE_FLAGS})
     except Exception as exc:  # noqa: BLE001 - a bad item is recorded, never stops the batch
         return _failure(exc)

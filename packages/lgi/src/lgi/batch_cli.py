@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from lgi.codec_cli import QUALITIES
+from lgi.codec_cli import ENCODE_MAX_PIXELS, QUALITIES
 from lgi_dictco.clitools import check_device
 
 MANIFEST_HELP = "a manifest (lgi-batch.jsonl) in the output folder records every item"
@@ -166,7 +166,8 @@ def batch():
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
-@click.option("--max-pixels", type=int, help="Refuse (record as failed) images with more pixels than this.")
+@click.option("--max-pixels", type=int, default=ENCODE_MAX_PIXELS, show_default=True,
+              help="Refuse (record as failed) images with more pixels than this (the limit of `lgi encode`).")
 @_common
 @click.pass_context
 def encode(ctx, source, output, bpp, size, quality, gaussians, effort, steps, device, seed, backend, max_pixels,
@@ -178,7 +179,7 @@ def encode(ctx, source, output, bpp, size, quality, gaussians, effort, steps, de
     check_device(device)
     if steps is not None and steps < 1:
         raise click.BadParameter(f"--steps must be >= 1, got {steps}", param_hint="'--steps'")
-    if max_pixels is not None and max_pixels < 1:
+    if max_pixels < 1:
         raise click.BadParameter(f"--max-pixels must be >= 1, got {max_pixels}", param_hint="'--max-pixels'")
     # The flags are checked once here (any size will do); targets an image is too small for fail per item.
     encode_options((1024, 1024), bpp, size, quality, gaussians, steps, device, seed, backend, effort)

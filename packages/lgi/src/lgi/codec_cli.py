@@ -12,6 +12,10 @@ from lgi_dictco.clitools import FORCE, check_device, check_input_file, check_suf
 from lgi_dictco.fileio import atomic_write_bytes as atomic_write
 
 QUALITIES = ("low", "medium", "high", "max")
+# The largest image `lgi encode` takes by default (--max-pixels): its peak memory grows by about 200
+# bytes a pixel over ~1 GB, so 2^25 pixels (33.5 MP) stay within 8 GB (benchmarks/bench_memory.py,
+# results/memory.csv; docs/reliability.md). Larger images are refused from their header, before work.
+ENCODE_MAX_PIXELS = 1 << 25
 
 
 
@@ -136,14 +140,16 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
               help="Side of the tiles a large image is fitted in (default 1024), with 32 pixels of overlap.")
 @click.option("--tile-above", type=int, metavar="PIXELS",
               help="Fit in tiles only images of more pixels than this (default 4194304 = 2^22; 0: always).")
+@click.option("--max-pixels", type=click.IntRange(min=1), default=ENCODE_MAX_PIXELS, show_default=True,
+              help="Refuse larger images, from their header (the default keeps the encoder within 8 GB).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress (it goes to stderr, also with --json).")
 @FORCE
-def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, tile, tile_above, device, seed, backend,
-           as_json, quiet, force):
+def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, tile, tile_above, max_pixels, device,
+           seed, backend, as_json, quiet, force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
     check_input_file(image, "image")
     check_suffix(output, (".lgi",), "a .lgi file")
@@ -155,7 +161,7 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, til
     from lgi_train.runs import ImageError, load_target
 
     try:
-        target = load_target(image)
+        target = load_target(image, max_pixels)
     except ImageError as exc:
         raise click.ClickException(str(exc)) from None
     progress, on_stage = _progress("lgi encode", quiet)

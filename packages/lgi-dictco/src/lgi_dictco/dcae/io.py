@@ -18,13 +18,14 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".p
 IMAGE_LOADERS = "lgi.image_loaders"
 
 
-def load_image(path: str | os.PathLike) -> Tensor:
+def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Tensor:
     """Read an image as RGB floats in [0, 1]: [1, 3, H, W].
 
     The reading is done by the one LGI image loader, ``lgi_preprocess.load_image``, so ``lgi dictco``
     sees an image exactly as ``lgi encode`` and ``lgi fit`` do: EXIF orientation applied, alpha
     composited on white, 16-bit data at full depth, palette, CMYK and grayscale converted, and images
-    above Pillow's pixel limit (``PIL.Image.MAX_IMAGE_PIXELS``) refused in one line. lgi-dictco is a
+    above ``max_pixels`` (None: Pillow's pixel limit, ``PIL.Image.MAX_IMAGE_PIXELS``) refused in one line,
+    from the header. lgi-dictco is a
     leaf and never imports lgi-preprocess: the loader is found through the entry-point group
     ``lgi.image_loaders`` (install ``lgi-dictco[images]``). Decoding never needs it.
 
@@ -44,7 +45,7 @@ def load_image(path: str | os.PathLike) -> Tensor:
             "(pip install 'lgi-dictco[images]')"
         )
     try:
-        rgb = found[0].load()(path)
+        rgb = found[0].load()(path, max_pixels=max_pixels)
     except ValueError as exc:  # lgi-preprocess's PreprocessError: one line naming the file
         raise ValueError(f"cannot read image {exc}") from None
     return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).unsqueeze(0)
