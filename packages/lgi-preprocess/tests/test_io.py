@@ -191,3 +191,25 @@ def test_atomic_write_replaces_and_cleans_up(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["x.npy"]  # no temporary file left behind
     write_text(tmp_path / "sub" / "m.json", "{}")
     assert Path(tmp_path / "sub" / "m.json").read_text() == "{}"
+
+
+def test_a_killed_writers_temporaries_are_swept_by_the_next_write(tmp_path):
+    import os
+    import time
+
+    from lgi_preprocess._io import STALE_SECONDS, save_npy
+
+    out = tmp_path / "a_gradient.npy"
+    stale, fresh, other = (tmp_path / ".a_gradient.npy.x1.tmp", tmp_path / ".a_gradient.npy.x2.tmp",
+                           tmp_path / ".b_gradient.npy.x3.tmp")
+    for p in (stale, fresh, other):
+        p.write_bytes(b"partial")
+    old = time.time() - STALE_SECONDS - 60
+    os.utime(stale, (old, old))
+    os.utime(other, (old, old))
+    save_npy(out, np.zeros(3))
+    assert not stale.exists()  # a killed writer's, an hour old
+    assert fresh.exists()      # possibly a live writer's
+    assert other.exists()      # another file's: not this write's business
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".a_gradient.npy.x2.tmp", ".b_gradient.npy.x3.tmp",
+                                                          "a_gradient.npy"]

@@ -13,6 +13,7 @@ import io
 import os
 import tempfile
 import threading
+import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -249,14 +250,31 @@ def _file_mode() -> int:
     return 0o666 & ~_UMASK
 
 
+#: A temporary ``.NAME.*.tmp`` beside an output older than this was left by a writer that was killed.
+STALE_SECONDS = 3600
+
+
+def _sweep_stale(path: Path) -> None:
+    # The same rule as lgi_dictco.fileio (the two leaves share no code): a kill (SIGKILL, a timeout,
+    # power loss) skips every cleanup, so what it left is removed by the next write of the same file.
+    now = time.time()
+    with contextlib.suppress(OSError):
+        for tmp in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                if tmp.is_file() and now - tmp.stat().st_mtime > STALE_SECONDS:
+                    tmp.unlink()
+
+
 def atomic_write(path: str | os.PathLike, write: Callable[[IO[bytes]], None]) -> Path:
     """Write a file through a temporary file in the same folder, then ``os.replace`` it into place.
 
     A reader (or a later ``skip`` run) sees either the old file or the complete new one, never a partial
     file; on any error the temporary file is removed and the old file, if any, is left untouched.
+    Temporaries of the same file older than :data:`STALE_SECONDS` (a killed writer's) are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    _sweep_stale(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
