@@ -81,3 +81,25 @@ def test_clamped_mse_reads_the_displayed_image(layout):
     assert clamped_mse(x, target) == pytest.approx(ref, rel=1e-6)
     assert x.detach().min() < 0 and x.detach().max() > 1  # the clamp mattered
     assert float(((x.detach() - target) ** 2).mean()) != pytest.approx(ref, rel=1e-6)
+
+
+def test_the_memory_order_cache_keeps_no_target_alive():
+    """The [H, W, C] copy of a target is made once per target and dropped with it: a finished fit's
+    image is not held until the next one (24 bytes a pixel), and a new target at a freed one's address
+    gets its own copy."""
+    import gc
+    import weakref
+
+    from lgi_train.losses import _memory_order, mean_squared_error
+
+    render = torch.rand(8, 9, 3).permute(2, 0, 1)  # the rasterizer's layout: [C, H, W] of an [H, W, C]
+    target = torch.rand(3, 8, 9)
+    want = float(((render - target) ** 2).mean())
+    assert abs(float(mean_squared_error(render, target)) - want) < 1e-6
+    copy = weakref.ref(_memory_order._entry[2])
+    assert _memory_order._entry[0]() is target
+    del target
+    gc.collect()
+    assert _memory_order._entry is None and copy() is None
+    other = torch.rand(3, 8, 9)
+    assert abs(float(mean_squared_error(render, other)) - float(((render - other) ** 2).mean())) < 1e-6

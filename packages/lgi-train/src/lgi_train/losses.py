@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -40,17 +41,24 @@ class _MemoryOrder:
     """
 
     def __init__(self) -> None:
-        # (target, its version, the target as [H, W, C]). The target itself is held, not its address:
-        # a freed target's memory can come back as the next image's, at the same address, shape and
-        # version. One tuple, replaced whole: two threads fitting at once each use the entry they read.
-        self._entry: tuple[torch.Tensor, int, torch.Tensor] | None = None
+        # (a weak reference to the target, its version, the target as [H, W, C]). A reference, not the
+        # address: a freed target's memory can come back as the next image's, at the same address, shape
+        # and version; a weak one, so that the entry does not keep an image (24 bytes a pixel with its
+        # copy) alive after its fit, e.g. between the items of `lgi batch`: when the target goes, the
+        # entry goes. One tuple, replaced whole: two threads fitting at once each use the entry they read.
+        self._entry: tuple[weakref.ref, int, torch.Tensor] | None = None
+
+    def _forget(self, ref: weakref.ref) -> None:
+        entry = self._entry
+        if entry is not None and entry[0] is ref:
+            self._entry = None
 
     def __call__(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if x.dim() != 3 or x.shape != y.shape or x.is_contiguous() or not x.permute(1, 2, 0).is_contiguous():
             return x, y
         entry = self._entry
-        if entry is None or entry[0] is not y or entry[1] != y._version:
-            entry = (y, y._version, y.permute(1, 2, 0).contiguous())
+        if entry is None or entry[0]() is not y or entry[1] != y._version:
+            entry = (weakref.ref(y, self._forget), y._version, y.permute(1, 2, 0).contiguous())
             self._entry = entry
         return x.permute(1, 2, 0), entry[2]
 
