@@ -34,7 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _common import RESULTS, cpu_name
+from _common import RESULTS, cpu_name, write_csv
 
 ROOT = Path(__file__).resolve().parents[1]
 CLIC = ROOT.parent / "shared" / "data" / "clic2025" / "0c49a5cce349020bbba2f97ae41e90ba.png"
@@ -157,11 +157,7 @@ def main() -> int:
                    "seconds": round(seconds, 1), "status": status, "cpu": cpu_name()}
             print(json.dumps(row), flush=True)
             rows.append(row)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with open(args.out, "w", newline="") as f:
-                writer = csv.DictWriter(f, fieldnames=FIELDS)
-                writer.writeheader()
-                writer.writerows(rows)
+            write_csv(args.out, rows, FIELDS)
     plot(rows, args.out.with_suffix(".png"))
     return 0
 
