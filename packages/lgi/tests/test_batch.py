@@ -137,7 +137,7 @@ def test_bad_items_are_recorded_and_the_exit_code_says_so(tmp_path):
     recs = {r["item"]: r for r in records(out)}
     assert recs["good.png"]["status"] == "ok" and (out / "good.lgi").is_file()
     assert {k for k, r in recs.items() if r["status"] == "failed"} == {"large.png", "corrupt.png", "empty.jpg"}
-    assert "too large" in recs["large.png"]["error"] and "2000" in recs["large.png"]["error"]
+    assert "48x48 = 2304 pixels is more than the limit of 2000" in recs["large.png"]["error"]
     assert "corrupt.png" in recs["corrupt.png"]["error"] and "Traceback" not in res.output
     assert "not an image" in recs["empty.jpg"]["error"]
     assert not (out / "large.lgi").exists() and not (out / "corrupt.lgi").exists()

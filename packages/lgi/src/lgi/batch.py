@@ -173,7 +173,7 @@ class Manifest:
 # -- tasks (run in workers: pure functions of bytes and settings) --------------------------------------
 
 class ItemError(ValueError):
-    """An item that cannot be done (e.g. too large); the message names it and says why."""
+    """An item that cannot be done (e.g. a .lgi of another size than its original); the message names it and says why."""
 
 
 def _failure(exc: BaseException) -> dict:
@@ -191,30 +191,12 @@ def _failure(exc: BaseException) -> dict:
     return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
 
-def _check_pixels(data: bytes, name: str, max_pixels: int | None) -> None:
-    """Refuse an image over ``max_pixels`` from its header, before decoding a single pixel."""
-    if not max_pixels:
-        return
-    import io
-
-    from PIL import Image
-
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            w, h = im.size
-    except Exception:  # noqa: BLE001 - unreadable files fail in the decoder, with its message
-        return
-    if w * h > max_pixels:
-        raise ItemError(f"{name}: too large, {w}x{h} = {w * h} pixels exceeds --max-pixels {max_pixels}")
-
-
 def encode_task(name: str, inputs: dict[str, bytes], settings: dict) -> dict:
     """An image's bytes → .lgi bytes and the `lgi encode --json` report, or the failure's message."""
     try:
         from lgi.codec_cli import encode_target
         from lgi_train.runs import decode_target
 
-        _check_pixels(inputs["image"], name, settings.get("max_pixels"))
         target = decode_target(inputs["image"], name, settings.get("max_pixels"))
         data, report = encode_target(target, **{k: settings[k] for k in ENCODE_FLAGS})
     except Exception as exc:  # noqa: BLE001 - a bad item is recorded, never stops the batch
