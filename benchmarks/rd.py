@@ -82,7 +82,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
             effort: str = "default", lam: float | None = None, step_scale: float = 1.0, codec: str = "lgi",
             blend: str | None = None, second_pass: float | None = None,
             coarse_fraction: float | None = None, second_pass_refit: int | None = None,
-            tile_above: int | None = None) -> dict:
+            tile_above: int | None = None, second_pass_below: float | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -101,6 +101,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         opts.second_pass_refit_steps = second_pass_refit
     if tile_above is not None:
         opts.tile_above = tile_above
+    if second_pass_below is not None:
+        opts.second_pass_below = second_pass_below
     c = opts.codec
     opts.rate_db = lam
     opts.codec = dataclasses.replace(c, color_step=c.color_step * step_scale,
@@ -266,6 +268,9 @@ def main() -> int:
     ap.add_argument("--second-pass-refit", type=int, metavar="STEPS",
                     help="float re-fit steps of the warm second pass's grown set before its fine-tuning "
                          "(0: none, the warm pass of before; default: the encoder's)")
+    ap.add_argument("--second-pass-below", type=float, metavar="SHARE",
+                    help="run LGI's second pass when the first pass's file fills less than this share of the "
+                         "target (default: the encoder's, 0.95)")
     ap.add_argument("--tile-above", type=int, metavar="PIXELS",
                     help="fit images above this many pixels in tiles (0: always; default: the encoder's, 2^22)")
     ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
@@ -310,7 +315,8 @@ def main() -> int:
             if name == args.codec_name:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
                               args.step_scale, args.codec_name, args.blend, args.second_pass,
-                              args.coarse_fraction, args.second_pass_refit, args.tile_above)
+                              args.coarse_fraction, args.second_pass_refit, args.tile_above,
+                              args.second_pass_below)
                 data, stages, rate_log = row.pop("data"), row.pop("stages"), row.pop("rate_log")
                 if args.keep_files:
                     args.keep_files.mkdir(parents=True, exist_ok=True)

@@ -26,8 +26,8 @@ def test_bitio_round_trip():
         br.read(16)
 
 
-@settings(max_examples=200, deadline=None)
-@given(st.binary(max_size=24), st.integers(0, 40))
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=64), st.integers(0, 120))
 def test_many_exp_golomb_codes_read_as_one_at_a_time(data, n):
     """read_se_many is read_se n times: same values, same position, same error on any bytes."""
     one, many = BitReader(data), BitReader(data)
@@ -42,6 +42,20 @@ def test_many_exp_golomb_codes_read_as_one_at_a_time(data, n):
     else:
         with pytest.raises(LgiFormatError, match=error):
             many.read_se_many(n)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=48), st.lists(st.integers(0, 62), max_size=40))
+def test_read_array_reads_fields_one_at_a_time(data, widths):
+    """read_array is read(w) for each width w in turn: same values, same position, same refusal."""
+    one, many = BitReader(data), BitReader(data)
+    if sum(widths) > 8 * len(data):
+        with pytest.raises(LgiFormatError, match="truncated"):
+            many.read_array(np.array(widths))
+        return
+    expected = [one.read(w) for w in widths]
+    assert many.read_array(np.array(widths, dtype=np.int64)).tolist() == expected
+    assert many.remaining == one.remaining
 
 
 def test_varint_limits():

@@ -87,6 +87,8 @@ class EncodeOptions:
     # re-fit's half learning rates, so that the first pass's Gaussians make room for the added ones:
     # +0.13..+0.24 dB on all 24 Kodak at 0.5 bpp for ~4 s (docs/codec.md, "A float re-fit").
     second_pass_refit_steps: int = 60
+    # The first pass's file must fill at least this share of the target, else the second pass runs.
+    second_pass_below: float = 0.95
     # The fine-tuning's rate price in dB per bpp (compress/rate.py); None: RATE_DB_AT_HALF_BPP, scaled
     # as 1/bpp with the target (the step scale squared), following the slope of LGI's RD curve.
     rate_db: float | None = None
@@ -254,7 +256,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     stage("entropy-code", 0.0)
     data = encode_lgi(qset.to_payload())
     log["first_pass_bytes"] = len(data)
-    if probed_all is not None and len(data) < 0.95 * budget:
+    if probed_all is not None and len(data) < opts.second_pass_below * budget:
         # Fine-tuning settles values on their grid, which codes smaller than the probe measured: with
         # every fitted Gaussian kept, aim the step search that much higher and quantize once more.
         goal = int(budget * opts.size_margin * probed_all / len(data))
@@ -262,7 +264,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         qset = quantize_and_finetune(opts)
         data = encode_lgi(qset.to_payload())
         log["passes"] = 2
-    elif budget is not None and (len(data) < 0.95 * budget or len(data) > OVER_REDO * budget):
+    elif budget is not None and (len(data) < opts.second_pass_below * budget or len(data) > OVER_REDO * budget):
         # The shrinkage was not the anticipated one (it varies with the image, 0.86-0.94 on Kodak):
         # search the count again aimed by the measured shrinkage, and redo. (Above the target only
         # with finetune_shrink < 1; within a per cent over, the pruning loop below is cheaper.)
