@@ -40,6 +40,8 @@ CONFIGS = {
     "fast": dict(render_mode="sum", loss="l1_ssim", schedule="cosine", coarse_to_fine=True, coarse_fraction=0.5),
     "fast-topk": dict(render_mode="topk", loss="l1_ssim", schedule="cosine", coarse_to_fine=True,
                       coarse_fraction=0.5),
+    # The default with the L2 loss (the fused one: no SSIM window per step), the metric being PSNR.
+    "fast-l2": dict(render_mode="sum", loss="l2", schedule="cosine", coarse_to_fine=True, coarse_fraction=0.5),
 }
 
 
