@@ -7,7 +7,9 @@ Configurations (``--configs``):
   image-gs       Image-GS defaults (``lgi fit --preset image-gs``): top-k blending (K = 10), L1 + 0.1·(1 − SSIM),
                  plateau schedule.
   image-gs-hard  the same with lgi-gsplat2d 0.1's top-k blend (hard cutoff, mode ``topk-hard``).
-  fast           sum blending, L1 + 0.1·(1 − SSIM), cosine schedule over ``--steps``, coarse-to-fine.
+  fast-l2        ``lgi fit``'s defaults: sum blending, L2 loss, cosine schedule over ``--steps``,
+                 coarse-to-fine (the default configuration here).
+  fast           the same with L1 + 0.1·(1 − SSIM) (``lgi fit``'s defaults until 2026-12-04).
   fast-topk      ``fast`` with top-k blending (K = 10).
             ``--steps auto`` (the default) sizes the budget with ``lgi_train.fit.steps_for_budget``: a
             timing probe on this machine, so the schedule completes within ``--max-seconds``; the
@@ -111,7 +113,7 @@ def main() -> int:
     ap.add_argument("--images")
     ap.add_argument("--gaussians", default="2000,10000")
     ap.add_argument("--inits", default="gradient")
-    ap.add_argument("--configs", default="fast")
+    ap.add_argument("--configs", default="fast-l2")
     ap.add_argument("--steps", default="auto",
                     help="step budget, or 'auto' (cosine configs): sized from a timing probe to fit --max-seconds")
     ap.add_argument("--max-seconds", type=float, default=120.0)

@@ -142,6 +142,29 @@ def test_both_second_passes_land_under_the_target(fraction, refit):
     assert torch.equal(decode_bytes(result.data).image, result.image)
 
 
+def test_the_second_pass_trigger_is_the_option():
+    # The same first pass as above (under 95 % of the target); with the trigger at 0 it is kept as it is.
+    target = small_image(64, 96, seed=4)
+    goal = int(4.0 * 64 * 96 / 8)
+    opts = fast_opts(target_bytes=goal, rate_db=30.0, second_pass_below=0.0)
+    opts.codec = dataclasses.replace(opts.codec, finetune_steps=40)
+    log = encode_image(target, opts).rate_log
+    assert log["first_pass_bytes"] < 0.95 * goal and log.get("passes", 1) == 1 and "second_pass" not in log
+    assert log["final_bytes"] == log["first_pass_bytes"]
+
+
+def test_quantizer_steps_follow_the_flatter_law_above_half_a_bit():
+    from lgi_train.compress.encoder import quantizer_scale_for, step_scale_for
+
+    for bpp in (0.05, 0.125, 0.25, 0.5):
+        assert quantizer_scale_for(bpp) == step_scale_for(bpp)
+    assert quantizer_scale_for(1.0) == pytest.approx(0.5 ** 0.25)
+    assert quantizer_scale_for(1.0) > step_scale_for(1.0)
+    rates = [0.5, 0.75, 1.0, 2.0, 8.0, 100.0]
+    scales = [quantizer_scale_for(b) for b in rates]
+    assert scales == sorted(scales, reverse=True) and min(scales) == 0.6
+
+
 def test_impossible_target_is_a_rate_error():
     with pytest.raises(RateError):
         encode_image(small_image(), fast_opts(target_bytes=40))

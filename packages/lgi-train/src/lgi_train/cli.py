@@ -75,7 +75,7 @@ def _read_checkpoint(path: Path, option: str | None = None) -> dict:
               help="Learning-rate schedule [cosine]: cosine over the step budget, or plateau (Image-GS).")
 @click.option("--device", help="cpu, cuda or cuda:N [cpu].")
 @click.option("--seed", type=int, help="Random seed [0].")
-@click.option("--loss", type=click.Choice(["l1_ssim", "l1", "l2", "ms_ssim", "l1_lpips"]), help="[l1_ssim]")
+@click.option("--loss", type=click.Choice(["l1_ssim", "l1", "l2", "ms_ssim", "l1_lpips"]), help="[l2]")
 @click.option("--mode", type=click.Choice(["topk", "sum", "topk-hard"]),
               help="Blend mode [sum]; topk is Image-GS's; topk-hard is lgi-gsplat2d 0.1's top-k (hard 3-sigma cutoff).")
 @click.option("--topk", type=int, help="K of top-k blending [10].")

@@ -43,7 +43,7 @@ class FitConfig:
     # model
     num_gaussians: int = 10000
     # The defaults are the configuration that measured best on Kodak within a time budget (sum blending,
-    # L1 + SSIM, a cosine schedule, coarse-to-fine for the first half; docs/training.md); the Image-GS
+    # the L2 loss, a cosine schedule, coarse-to-fine for the first half; docs/training.md); the Image-GS
     # recipe is the preset "image-gs".
     render_mode: str = "sum"
     topk: int = 10
@@ -54,7 +54,10 @@ class FitConfig:
     slic_segments: int = 0          # 0: N/2 segments (SLIC init only)
     saliency_weights: str | None = None
     # loss
-    loss: str = "l1_ssim"
+    # L2 (PSNR's own loss; the fused kernel) gave 34.17 dB on the 24 Kodak images at 10 000 Gaussians in
+    # 120 s against 33.44 with L1 + 0.1·(1 − SSIM): cheaper steps (7000-11400 against 4400-5800), and
+    # the metric itself (docs/training.md). ssim_weight applies to l1_ssim only.
+    loss: str = "l2"
     ssim_weight: float = 0.1
     lpips_weights: str | None = None
     lpips_weight: float = 0.1
