@@ -270,7 +270,7 @@ def main() -> int:
                          "(0: none, the warm pass of before; default: the encoder's)")
     ap.add_argument("--second-pass-below", type=float, metavar="SHARE",
                     help="run LGI's second pass when the first pass's file fills less than this share of the "
-                         "target (default: the encoder's, 0.95)")
+                         "target (default: the encoder's, 0.97)")
     ap.add_argument("--tile-above", type=int, metavar="PIXELS",
                     help="fit images above this many pixels in tiles (0: always; default: the encoder's, 2^22)")
     ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
