@@ -180,9 +180,10 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         n_fit = opts.num_gaussians
         rate_db = RATE_DB_AT_HALF_BPP if rate_db is None else rate_db
     else:
-        scale = step_scale_for(budget * 8 / (h * w))
+        bpp = budget * 8 / (h * w)
+        scale = step_scale_for(bpp)
         rate_db = RATE_DB_AT_HALF_BPP * scale ** 2 if rate_db is None else rate_db
-        opts = dataclasses.replace(opts, codec=scaled_codec(opts.codec, quantizer_scale_for(budget * 8 / (h * w))))
+        opts = dataclasses.replace(opts, codec=scaled_codec(opts.codec, quantizer_scale_for(bpp)))
         guess = opts.bits_per_gaussian_guess + 6 * math.log2(1 / scale)
         n_fit = int(_count_for_bytes(budget, guess) * opts.overshoot)
     n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
