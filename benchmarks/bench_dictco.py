@@ -3,8 +3,10 @@
     python benchmarks/bench_dictco.py params                 # parameters per preset
     python benchmarks/bench_dictco.py timing --tiny CKPT     # encode/decode ms per Kodak image (CPU)
     python benchmarks/bench_dictco.py train                  # tiny preset, 3 λ, short runs on CLIC crops
-    python benchmarks/bench_dictco.py rd                     # those checkpoints on Kodak vs JPEG / WebP
-    python benchmarks/bench_dictco.py plot                   # redraw the figure from the CSV
+    python benchmarks/bench_dictco.py rd                     # the shipped models on the 24 Kodak images vs
+                                                             #   JPEG / WebP / AVIF: dictco_rd_shipped.*
+    python benchmarks/bench_dictco.py rd --runs DIR          # DIR/*/last.pt instead: dictco_rd.*
+    python benchmarks/bench_dictco.py plot                   # redraw the figure from the rd CSV
 
 Results go to benchmarks/results/dictco_*.csv and .png. Timings run single-threaded by default (the
 machines are shared); wrap them in ``flock /tmp/lgi-bench.lock``. Not collected by pytest.
@@ -187,116 +189,168 @@ def _psnr8(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
 
 
-def cmd_rd(args) -> None:
+def _dcae_models(args, device: torch.device) -> list[tuple[str, object, float]]:
+    """(setting, ready model, λ) of the shipped weights, or of every RUNS/*/last.pt with --runs."""
     from lgi_dictco.dcae import load_model
-    from lgi_dictco.dcae.evaluate import evaluate
+    from lgi_dictco.dcae.pretrained import list_pretrained, load_pretrained
+
+    if args.runs:
+        out = []
+        for ckpt in sorted(Path(args.runs).glob("*/last.pt")):
+            model, meta = load_model(ckpt, device)
+            out.append((f"{ckpt.parent.name} λ={meta['lmbda']:g}", model, float(meta["lmbda"])))
+        return out
+    return [(f"q{m.quality}", load_pretrained(m.quality, device)[0], m.lmbda) for m in list_pretrained()]
+
+
+def _lgi_curve() -> tuple[np.ndarray, np.ndarray] | None:
+    """LGI's mean Kodak curve from its latest rd.py result (results/rd_kodak_now.csv), for the figure."""
+    from rd import mean_curve
+
+    path = RESULTS / "rd_kodak_now.csv"
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        rows = [r for r in csv.DictReader(f) if r["codec"] == "lgi"]
+    images = sorted({r["image"] for r in rows})
+    r, p, _ = mean_curve(rows, "lgi", images)
+    return (r, p) if r.size else None
+
+
+def cmd_rd(args) -> None:
+    """The DCAE models on Kodak with real files, JPEG / WebP / AVIF (Pillow) in the same run."""
+    from PIL import Image
+    from rd import metrics, pillow_codecs, run_pillow
+
+    from lgi_dictco.dcae import decode, encode
     from lgi_dictco.dcae.io import list_images, load_image, to_uint8
 
     torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
     files = list_images(KODAK)[: args.kodak]
     rows = []
-    for ckpt in sorted(Path(args.runs).glob("lambda_*/last.pt")):
-        model, meta = load_model(ckpt)
-        for r in evaluate(model, files, real=True, lmbda=meta["lmbda"], metric=meta["metric"]):
-            rows.append(
-                {
-                    "codec": "dcae-tiny",
-                    "setting": f"lambda={meta['lmbda']:g}",
-                    "steps": meta["step"],
-                    "image": r["file"],
-                    "bpp": r["bpp"],
-                    "psnr": r["psnr_decoded"],
-                    "ms_ssim": r["ms_ssim"],
-                    "bpp_est": r["bpp_est"],
-                    "encode_ms": r["encode_ms"],
-                    "decode_ms": r["decode_ms"],
-                }
-            )
-        print(f"{ckpt.parent.name}: done")
-    originals = {p.name: to_uint8(load_image(p)) for p in files}
-    for codec, qualities in (("jpeg", range(5, 96, 10)), ("webp", range(5, 96, 10))):
+    for setting, model, lmbda in _dcae_models(args, device):
+        for path in files:
+            x = load_image(path).to(device)
+            ref = np.asarray(Image.open(path).convert("RGB"))
+            with torch.no_grad():
+                out = model(x)
+            bits = sum(-torch.log2(lik).sum().item() for lik in out["likelihoods"].values())
+            encode(model, x, lmbda=lmbda, metric="mse")  # warm-up
+            _sync(device)
+            t0 = time.perf_counter()
+            data = encode(model, x, lmbda=lmbda, metric="mse")
+            _sync(device)
+            t1 = time.perf_counter()
+            x_hat, _ = decode(model, data)
+            _sync(device)
+            t2 = time.perf_counter()
+            again, _ = decode(model, data)
+            psnr, msssim = metrics(to_uint8(x_hat), ref)
+            h, w = ref.shape[:2]
+            rows.append({
+                "codec": "dcae", "image": path.stem, "setting": setting, "bytes": len(data),
+                "bpp": 8 * len(data) / (h * w), "psnr": psnr, "ms_ssim": msssim, "encode_s": t1 - t0,
+                "decode_s": t2 - t1, "bpp_est": bits / (h * w),
+                "decode_matches_encoder": bool(torch.equal(x_hat, out["x_hat"].clamp(0, 1))),
+                "decode_repeatable": bool(torch.equal(x_hat, again)), "device": _device_name(device),
+            })
+        print(f"dcae {setting}: {np.mean([r['bpp'] for r in rows if r['setting'] == setting]):.3f} bpp, "
+              f"{np.mean([r['psnr'] for r in rows if r['setting'] == setting]):.2f} dB", flush=True)
+    originals = {p.stem: (Image.open(p).convert("RGB"), np.asarray(Image.open(p).convert("RGB"))) for p in files}
+    for name, (fmt, qualities, kw) in pillow_codecs().items():
+        if name not in ("jpeg", "webp", "avif"):
+            continue
         for q in qualities:
-            for name, image in originals.items():
-                t0 = time.perf_counter()
-                n, decoded = _peer(image, codec, q)
-                rows.append(
-                    {
-                        "codec": codec,
-                        "setting": f"quality={q}",
-                        "steps": "",
-                        "image": name,
-                        "bpp": 8 * n / (image.shape[0] * image.shape[1]),
-                        "psnr": _psnr8(decoded, image),
-                        "ms_ssim": "",
-                        "bpp_est": "",
-                        "encode_ms": 1000 * (time.perf_counter() - t0),
-                        "decode_ms": "",
-                    }
-                )
-    _write_csv(rows, "dictco_rd.csv")
-    _plot(rows, Path(args.runs))
+            for stem, (img, ref) in originals.items():
+                rows.append({**run_pillow(name, fmt, q, kw, img, ref), "image": stem})
+        print(f"{name}: done", flush=True)
+    stem = "dictco_rd" if args.runs else "dictco_rd_shipped"
+    _write_csv(rows, f"{stem}.csv")
+    lines = _summary(rows, [p.stem for p in files])
+    (RESULTS / f"{stem}_summary.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+    _plot_rd(rows, [p.stem for p in files], RESULTS / f"{stem}.png")
 
 
-def _means(rows: list[dict]) -> dict[tuple[str, str], tuple[float, float]]:
-    groups: dict[tuple[str, str], list[dict]] = {}
-    for r in rows:
-        groups.setdefault((r["codec"], r["setting"]), []).append(r)
-    return {
-        k: (float(np.mean([float(r["bpp"]) for r in v])), float(np.mean([float(r["psnr"]) for r in v])))
-        for k, v in groups.items()
-    }
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
 
 
-def _plot(rows: list[dict], runs: Path) -> None:
+def _summary(rows: list[dict], images: list[str]) -> list[str]:
+    """PSNR at 0.25 / 0.5 / 1.0 bpp, BD-rates of DCAE against each peer, DCAE against JPEG point by point."""
+    from rd import at_rate, bd_rate, mean_curve
+
+    lines = ["| codec | PSNR @0.25 | @0.5 | @1.0 | encode median | decode median |", "|---|---|---|---|---|---|"]
+    for c in ("dcae", "jpeg", "webp", "avif"):
+        vals = [np.nanmean([at_rate(rows, c, im, b, "psnr") for im in images]) for b in (0.25, 0.5, 1.0)]
+        sel = [r for r in rows if r["codec"] == c]
+        enc = np.median([float(r["encode_s"]) for r in sel]) * 1000
+        dec = np.median([float(r["decode_s"]) for r in sel]) * 1000
+        lines.append(f"| {c} | " + " | ".join(f"{v:.2f}" for v in vals) + f" | {enc:.1f} ms | {dec:.1f} ms |")
+    dr, dp, dm = mean_curve(rows, "dcae", images)
+    lines.append("")
+    for peer in ("jpeg", "webp", "avif"):
+        pr, pp, pm = mean_curve(rows, peer, images)
+        keep = (pr >= dr.min() * 0.5) & (pr <= dr.max() * 2)
+        if dr.size >= 4 and keep.sum() >= 4:
+            lines.append(f"BD-rate of DCAE against {peer.upper()}: {bd_rate(pr[keep], pp[keep], dr, dp):+.1f} % "
+                         f"(PSNR), {bd_rate(pr[keep], pm[keep], dr, dm):+.1f} % (MS-SSIM)")
+    lines += ["", "| DCAE model | bpp (file) | bpp (likelihoods) | PSNR | JPEG at that bpp | WebP at that bpp | "
+              "images where DCAE ≥ JPEG | decode = encoder's, repeatable |", "|---|---|---|---|---|---|---|---|"]
+    for setting in sorted({r["setting"] for r in rows if r["codec"] == "dcae"}):
+        sel = [r for r in rows if r["codec"] == "dcae" and r["setting"] == setting]
+        jpeg = [at_rate(rows, "jpeg", r["image"], r["bpp"], "psnr") for r in sel]
+        webp = [at_rate(rows, "webp", r["image"], r["bpp"], "psnr") for r in sel]
+        wins = sum(r["psnr"] >= j for r, j in zip(sel, jpeg) if not math.isnan(j))
+        exact = sum(r["decode_matches_encoder"] and r["decode_repeatable"] for r in sel)
+        lines.append(f"| {setting} | {np.mean([r['bpp'] for r in sel]):.4f} | "
+                     f"{np.mean([r['bpp_est'] for r in sel]):.4f} | {np.mean([r['psnr'] for r in sel]):.2f} | "
+                     f"{np.nanmean(jpeg):.2f} | {np.nanmean(webp):.2f} | "
+                     f"{wins} / {sum(not math.isnan(j) for j in jpeg)} | {exact} / {len(sel)} |")
+    return lines
+
+
+def _plot_rd(rows: list[dict], images: list[str], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from rd import mean_curve
 
-    means = _means(rows)
-    dcae = sorted((v, s) for (c, s), v in means.items() if c == "dcae-tiny")
-    fig, (ax, zoom, ax2) = plt.subplots(1, 3, figsize=(16, 4.5))
-    for codec, style in (("jpeg", "s--"), ("webp", "^--")):
-        pts = sorted(v for (c, _), v in means.items() if c == codec)
-        ax.plot([p[0] for p in pts], [p[1] for p in pts], style, label=f"{codec.upper()} (Pillow)")
-    for a in (ax, zoom):
-        a.plot(
-            [p[0][0] for p in dcae],
-            [p[0][1] for p in dcae],
-            "o-",
-            color="C3",
-            label="DCAE tiny (short CPU run)",
-        )
-        a.set(xlabel="bits per pixel (real file size)", ylabel="PSNR (dB, RGB)")
-        a.grid(alpha=0.3)
-    for (bpp, psnr), setting in dcae:
-        zoom.annotate(
-            setting.replace("lambda=", "λ="), (bpp, psnr), textcoords="offset points", xytext=(4, -14)
-        )
-    ax.set(xlim=(0, 1.6), title=f"Kodak, first {len({r['image'] for r in rows})} images")
-    ax.legend()
-    zoom.set(title="DCAE tiny: rate moves with λ (zoom)")
-    for log in sorted(runs.glob("lambda_*/train_log.csv")):
-        with open(log) as f:
-            data = list(csv.DictReader(f))
-        ax2.plot([int(r["step"]) for r in data], [float(r["loss"]) for r in data], label=log.parent.name)
-    ax2.set(
-        xlabel="step (batch 4)",
-        ylabel="loss λ·255²·MSE + bpp",
-        yscale="log",
-        title="training on CLIC 256² crops",
-    )
-    ax2.grid(alpha=0.3)
-    ax2.legend()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+    for c, style, label in (("dcae", "o-", "DCAE dcae-small (shipped)"), ("jpeg", "s--", "JPEG"),
+                            ("webp", "^--", "WebP"), ("avif", "v--", "AVIF")):
+        r, p, m = mean_curve(rows, c, images)
+        keep = r <= 1.6
+        axes[0].plot(r[keep], p[keep], style, label=label, ms=4)
+        axes[1].plot(r[keep], m[keep], style, label=label, ms=4)
+    lgi = _lgi_curve()
+    if lgi is not None:
+        axes[0].plot(*lgi, "D-", color="C5", label="LGI (Gaussians, rd_kodak_now.csv)", ms=4)
+    axes[0].set_ylabel("PSNR-RGB (dB)")
+    axes[1].set_ylabel("MS-SSIM")
+    for ax in axes:
+        ax.set_xlabel("bits per pixel (file size)")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Kodak ({len(images)} images), mean over images per setting")
     fig.tight_layout()
-    path = RESULTS / "dictco_rd.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
     print(f"wrote {path.relative_to(ROOT)}")
 
 
 def cmd_plot(args) -> None:
-    with open(RESULTS / "dictco_rd.csv") as f:
-        _plot(list(csv.DictReader(f)), Path(args.runs))
+    path = RESULTS / args.csv
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for r in rows:
+        for k in ("bpp", "psnr", "ms_ssim"):
+            r[k] = float(r[k]) if r[k] not in ("", None) else math.nan
+    images = sorted({r["image"] for r in rows})
+    _plot_rd(rows, images, path.with_suffix(".png"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -323,13 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", default=str(RUNS))
     p.add_argument("-q", "--quiet", action="store_true")
     p.set_defaults(func=cmd_train)
-    p = sub.add_parser("rd")
-    p.add_argument("--runs", default=str(RUNS))
-    p.add_argument("--kodak", type=int, default=8, help="first N Kodak images")
-    p.add_argument("--threads", type=int, default=1)
+    p = sub.add_parser("rd", help="the shipped models (or --runs checkpoints) on Kodak, peers in the same run")
+    p.add_argument("--runs", help="evaluate RUNS/*/last.pt instead of the shipped weights")
+    p.add_argument("--kodak", type=int, default=24, help="first N Kodak images")
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--device", default="cpu")
     p.set_defaults(func=cmd_rd)
-    p = sub.add_parser("plot", help="redraw dictco_rd.png from dictco_rd.csv")
-    p.add_argument("--runs", default=str(RUNS))
+    p = sub.add_parser("plot", help="redraw the figure of an rd run from its CSV")
+    p.add_argument("--csv", default="dictco_rd_shipped.csv", help="a CSV in benchmarks/results")
     p.set_defaults(func=cmd_plot)
     args = parser.parse_args(argv)
     if not KODAK.is_dir():

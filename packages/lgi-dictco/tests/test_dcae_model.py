@@ -261,10 +261,14 @@ CUSTOM = get_config("dcae-tiny").replace(
 )
 
 
+# Stages left out (0 Swin layers), in the middle too.
+SKIPPING = get_config("dcae-tiny").replace(block_counts=(1, 0, 2), head_dims=(8, 4, 8, 8, 4, 8))
+
+
 @pytest.mark.parametrize(
     "config",
-    [get_config("dcae-tiny"), get_config("dcae-moe-tiny"), CUSTOM],
-    ids=["tiny", "moe-tiny", "custom"],
+    [get_config("dcae-tiny"), get_config("dcae-moe-tiny"), CUSTOM, get_config("dcae-small"), SKIPPING],
+    ids=["tiny", "moe-tiny", "custom", "small", "skipping"],
 )
 def test_from_state_dict_infers_sizes(config):
     torch.manual_seed(8)
@@ -280,6 +284,22 @@ def test_from_state_dict_infers_sizes(config):
     assert clone.fingerprint() == model.fingerprint()
 
 
+def test_stages_without_layers_are_left_out():
+    cfg = DCAEConfig(block_counts=(0, 2, 12))
+    # The left-out stages (g_a 1 and its mirror g_s 3) have no heads: stored as 0, so configs compare equal.
+    assert cfg.head_dims == (0, 16, 32, 32, 16, 0)
+    assert cfg == DCAEConfig(block_counts=(0, 2, 12), head_dims=(5, 16, 32, 32, 16, 7))
+    model = DCAE(get_config("dcae-small"))
+    assert isinstance(model.g_a[1], torch.nn.Identity) and isinstance(model.g_s[5], torch.nn.Identity)
+    assert not any(k.startswith(("g_a.1.", "g_s.5.")) for k in model.state_dict())
+    with pytest.raises(ValueError, match="block_counts"):
+        DCAEConfig(block_counts=(-1, 2, 12))
+    with pytest.raises(ValueError, match="no Swin stage"):
+        config_from_state_dict(
+            DCAE(get_config("dcae-tiny").replace(block_counts=(0, 0, 0), head_dims=(8,) * 6)).state_dict()
+        )
+
+
 def test_from_state_dict_rejects_foreign_weights():
     with pytest.raises(ValueError, match="not a DCAE state dict"):
         config_from_state_dict({"conv.weight": torch.zeros(3, 3, 1, 1)})
@@ -292,10 +312,11 @@ def test_registry_is_frozen_and_named():
         2: "dcae-moe-paper",
         3: "dcae-tiny",
         4: "dcae-moe-tiny",
+        5: "dcae-small",
     }
     with pytest.raises(TypeError):
-        MODEL_IDS[5] = "x"  # type: ignore[index]
-    assert list_models() == ["dcae-paper", "dcae-moe-paper", "dcae-tiny", "dcae-moe-tiny"]
+        MODEL_IDS[6] = "x"  # type: ignore[index]
+    assert list_models() == ["dcae-paper", "dcae-moe-paper", "dcae-tiny", "dcae-moe-tiny", "dcae-small"]
     assert model_id("dcae-moe-tiny") == 4
     assert name_of_config(get_config("dcae-tiny")) == "dcae-tiny"
     assert name_of_config(CUSTOM) == "custom"

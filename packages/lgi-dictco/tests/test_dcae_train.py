@@ -216,6 +216,44 @@ def test_image_crops(images):
         ImageCrops(images, patch_size=50)
 
 
+def test_image_crops_flips_and_scale_augmentation(tmp_path):
+    from lgi_dictco.dcae.data import ImageCrops
+
+    # A horizontal ramp: one grey level per pixel, so a crop's mean step is 1/255 unscaled, 1/(255·s)
+    # when a 64/s-pixel square is shrunk to 64, and negative when mirrored.
+    ramp = np.tile(np.arange(256, dtype=np.uint8)[None, :, None], (256, 1, 3))
+    Image.fromarray(ramp).save(tmp_path / "ramp.png")
+    plain = ImageCrops(tmp_path, patch_size=64, repeats=1)
+    torch.manual_seed(0)
+    steps = [float(plain[0].diff(dim=-1).mean()) * 255 for _ in range(10)]
+    assert steps == pytest.approx([1.0] * 10)
+    augmented = ImageCrops(tmp_path, patch_size=64, hflip=True, scale_min=0.25)
+    torch.manual_seed(0)
+    crops = [augmented[0] for _ in range(40)]
+    steps = np.array([float(c.diff(dim=-1).mean()) * 255 for c in crops])
+    assert all(c.shape == (3, 64, 64) and 0 <= c.min() and c.max() <= 1 for c in crops)
+    assert (steps > 0).any() and (steps < 0).any()  # mirrored and not
+    assert np.abs(steps).min() > 0.98 and np.abs(steps).max() > 2.0  # shrunk by up to 4x, never enlarged
+    assert np.abs(steps).max() < 4.1
+    torch.manual_seed(0)
+    assert torch.equal(augmented[0], crops[0])  # seeded: reproducible
+    with pytest.raises(ValueError, match="scale_min"):
+        ImageCrops(tmp_path, patch_size=64, scale_min=0)
+
+
+def test_init_starts_a_new_run_from_a_checkpoint(images, tmp_path):
+    first = train(_cfg(images, tmp_path / "a", max_steps=1))
+    # Another λ is allowed (a resume would refuse it); learning rate 0 keeps the weights as they were.
+    second = train(
+        _cfg(images, tmp_path / "b", lmbda=0.05, init=str(tmp_path / "a" / "last.pt"), max_steps=1,
+             learning_rate=0.0, aux_learning_rate=0.0)
+    )
+    a, b = first["model"].state_dict(), second["model"].state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["lmbda"] == 0.05
+    assert load_checkpoint(tmp_path / "b" / "last.pt")["step"] == 1  # a new run counts from 0
+
+
 def test_checkpoints_load_from_bare_state_dicts(tmp_path):
     torch.manual_seed(0)
     model = build_model("dcae-moe-tiny")

@@ -84,6 +84,17 @@ def _load(checkpoint: str, device_name: str):
         raise _fail(exc) from None
 
 
+def _load_shipped(quality: int, device_name: str):
+    """A shipped model (checksum verified) as (model, meta) like :func:`_load`."""
+    from lgi_dictco.dcae.pretrained import PretrainedError, load_pretrained
+
+    try:
+        model, entry = load_pretrained(quality, _device(device_name))
+    except PretrainedError as exc:
+        raise _fail(exc) from None
+    return model, {"model_name": f"{entry.preset} q{entry.quality}", "lmbda": entry.lmbda, "metric": "mse"}
+
+
 def _checkpoint_option(required: bool = True):
     return click.option(
         "--checkpoint",
@@ -108,7 +119,8 @@ def dictco() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Only the list (this command shows no progress).")
 def models(as_json: bool, quiet: bool) -> None:
-    """List the model presets with their frozen ids and parameter counts."""
+    """List the shipped models (quality levels, their rate on Kodak) and the presets (sizes, ids)."""
+    from lgi_dictco.dcae.pretrained import DEFAULT_QUALITY, list_pretrained
     from lgi_dictco.dcae.registry import build_model, list_models, model_id
 
     rows = []
@@ -122,12 +134,26 @@ def models(as_json: bool, quiet: bool) -> None:
                 "experts": model.config.num_experts,
             }
         )
-    text = "\n".join(
+    shipped = [
+        {"quality": m.quality, "preset": m.preset, "lambda": m.lmbda, "steps": m.steps, "file": m.file,
+         "fingerprint": f"{m.fingerprint:08x}", "default": m.quality == DEFAULT_QUALITY, "kodak": m.kodak}
+        for m in list_pretrained()
+    ]
+    lines = ["shipped weights (lgi dictco compress IMAGE --quality N; rate and PSNR: means on the 24 Kodak images):"]
+    for m in shipped:
+        k = m["kodak"]
+        figures = f"{k['bpp']:.3f} bpp, {k['psnr']:.2f} dB" if k else "not measured"
+        lines.append(f"  q{m['quality']}  {m['preset']}  λ={m['lambda']:<7g} {figures}, {m['steps']} training steps"
+                     + ("  (default)" if m["default"] else ""))
+    if not shipped:
+        lines.append("  none in this installation")
+    lines.append("presets (lgi dictco train --model NAME):")
+    lines += [
         f"{r['id']:>3}  {r['name']:<16} {r['parameters'] / 1e6:8.2f} M parameters"
         + (f", {r['experts']} experts" if r["experts"] else "")
         for r in rows
-    )
-    _emit({"models": rows}, as_json, False, text)
+    ]
+    _emit({"shipped": shipped, "models": rows}, as_json, False, "\n".join(lines))
 
 
 @dictco.command()
@@ -169,6 +195,10 @@ def models(as_json: bool, quiet: bool) -> None:
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--amp/--no-amp", default=True, show_default=True, help="Mixed precision (CUDA only).")
 @click.option("--resume", help="Checkpoint to continue from, or 'auto' for OUTPUT/last.pt.")
+@click.option("--init", "init", help="Start from this checkpoint's weights (another λ): fresh optimizer and schedule.")
+@click.option("--hflip", is_flag=True, help="Mirror half of the training crops left-right.")
+@click.option("--scale-min", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Scale augmentation: crops of patch/s pixels shrunk to the patch, s in [scale-min, 1] (1: off).")
 @click.option("--log-every", type=int, default=10, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary at the end (progress stays on stderr).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
@@ -195,6 +225,9 @@ def train(
     device,
     amp,
     resume,
+    init,
+    hflip,
+    scale_min,
     log_every,
     as_json,
     quiet,
@@ -210,6 +243,9 @@ def train(
     if resume not in (None, "auto"):
         check_input_file(resume, "checkpoint", "--resume")
         check_torch_file(resume, "a DCAE checkpoint (.pt)", "--resume")
+    if init is not None:
+        check_input_file(init, "checkpoint", "--init")
+        check_torch_file(init, "a DCAE checkpoint (.pt)", "--init")
     from lgi_dictco.dcae.checkpoint import CheckpointError
     from lgi_dictco.dcae.registry import get_config
     from lgi_dictco.dcae.train import TrainConfig
@@ -247,6 +283,9 @@ def train(
             device=device,
             amp=amp,
             resume=resume,
+            init=init,
+            hflip=hflip,
+            scale_min=scale_min,
             log_every=log_every,
             threads=threads,
             progress=not quiet,
@@ -317,7 +356,11 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
 @dictco.command()
 @click.argument("image", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(), help="The .dcae file to write.")
-@_checkpoint_option()
+@click.option("--quality", type=int, default=None,
+              help="A shipped model: 1 (smallest file) … N (best quality); see `lgi dictco models`. "
+              "The default when no --checkpoint is given.")
+@click.option("--checkpoint", "checkpoint", type=click.Path(), envvar=_CHECKPOINT_ENV, show_envvar=True,
+              help="Your own DCAE checkpoint (.pt) instead of the shipped weights.")
 @click.option(
     "--device",
     default="cpu",
@@ -329,13 +372,24 @@ def evaluate(checkpoint, data, real, output, limit, device, threads, as_json, qu
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="Print nothing on success.")
 @FORCE
-def compress(image, output, checkpoint, device, max_pixels, as_json, quiet, force) -> None:
-    """Code IMAGE into a .dcae file."""
+def compress(image, output, quality, checkpoint, device, max_pixels, as_json, quiet, force) -> None:
+    """Code IMAGE into a .dcae file, with a shipped model (--quality) or your own (--checkpoint)."""
+    from lgi_dictco.dcae.pretrained import DEFAULT_QUALITY, PretrainedError, get
+
     quiet = _quiet(quiet)
     check_input_file(image, "image")
     check_suffix(output, (".dcae",), "a .dcae file")
     check_device(device, auto=True)
-    _check_checkpoint(checkpoint)
+    if checkpoint is not None and quality is not None:
+        raise click.UsageError("give --quality (a shipped model) or --checkpoint (your own), not both")
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint)
+    else:
+        quality = DEFAULT_QUALITY if quality is None else quality
+        try:
+            get(quality)
+        except PretrainedError as exc:
+            raise click.BadParameter(str(exc), param_hint="--quality") from None
     from lgi_dictco.dcae.codec import encode
     from lgi_dictco.dcae.io import load_image
     from lgi_dictco.fileio import atomic_write_bytes
@@ -345,7 +399,7 @@ def compress(image, output, checkpoint, device, max_pixels, as_json, quiet, forc
         x = load_image(image, max_pixels)
     except (FileNotFoundError, ValueError) as exc:
         raise _fail(exc) from None
-    model, meta = _load(checkpoint, device)
+    model, meta = _load(checkpoint, device) if checkpoint is not None else _load_shipped(quality, device)
     metric = str(meta.get("metric", "unknown"))
     data = encode(model, x, lmbda=float(meta.get("lmbda", 0.0)), metric=metric if metric else "unknown")
     atomic_write_bytes(output, data, force=force)
@@ -366,7 +420,9 @@ def compress(image, output, checkpoint, device, max_pixels, as_json, quiet, forc
 @click.argument("file", type=click.Path())
 @click.option("-o", "--output", required=True, type=click.Path(),
               help="Image to write; the format follows the extension (.png, .jpg, .webp, ...).")
-@_checkpoint_option()
+@click.option("--checkpoint", "checkpoint", type=click.Path(), envvar=_CHECKPOINT_ENV, show_envvar=True,
+              help="The checkpoint that coded FILE, if it was not a shipped model (those are found by the "
+              "weights fingerprint in the file's header).")
 @click.option("--device", default="cpu", show_default=True, help="The kind of device that encoded the file.")
 @click.option("--max-pixels", type=int, default=None, help="Refuse larger images (default 2**28).")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
@@ -388,14 +444,26 @@ def decompress(file, output, checkpoint, device, max_pixels, as_json, quiet, for
     check_suffix(output, _IMAGE_OUTPUTS, "an image in the format its extension names")
     check_count(max_pixels, "--max-pixels")
     check_device(device, auto=True)
-    _check_checkpoint(checkpoint)
+    if checkpoint is not None:
+        _check_checkpoint(checkpoint)
     data = path.read_bytes()
     preflight(output, force)
     try:  # the file's own checks first: a forged file is refused before torch, compressai and the model load
-        check_file(data, max_pixels=max_pixels or MAX_PIXELS)
+        header, _, _ = check_file(data, max_pixels=max_pixels or MAX_PIXELS)
     except LgiFormatError as exc:
         raise click.ClickException(f"{file}: {exc}") from None
-    model, _ = _load(checkpoint, device)
+    if checkpoint is not None:
+        model, _ = _load(checkpoint, device)
+    else:
+        from lgi_dictco.dcae.pretrained import find_by_fingerprint
+
+        shipped = find_by_fingerprint(header.fingerprint)
+        if shipped is None:
+            raise click.ClickException(
+                f"{file} was coded with weights that lgi-dictco does not ship (fingerprint "
+                f"{header.fingerprint:08x}): give the checkpoint that coded it with --checkpoint"
+            )
+        model, _ = _load_shipped(shipped.quality, device)
     from lgi_dictco.dcae.codec import decode
     from lgi_dictco.dcae.io import save_image
 

@@ -29,8 +29,11 @@ class DCAEConfig:
         max_support_slices: how many earlier slices condition a slice; values ≥ num_slices − 1 or
             negative mean "all earlier slices" and are stored as num_slices − 1.
         feature_dims: widths of the three inner stages of the analysis/synthesis transforms.
-        block_counts: Swin layers per stage (shallow to deep), mirrored in the synthesis transform.
-        head_dims: channels per attention head of the six Swin stages (g_a 1..3, then g_s 1..3).
+        block_counts: Swin layers per stage (shallow to deep), mirrored in the synthesis transform. A
+            count of 0 leaves that stage out (the residual bottleneck blocks remain): small presets skip
+            the full-resolution-half stage, where window attention costs most on a CPU.
+        head_dims: channels per attention head of the six Swin stages (g_a 1..3, then g_s 1..3); stored
+            as 0 for a stage that has no layers.
         window_size: Swin window of the main transforms.
         swin_mlp_rate: nominal MLP width of all Swin layers (main and hyper), in multiples of their width.
         res_blocks: residual bottleneck blocks in every strided / upsampling block.
@@ -93,16 +96,23 @@ class DCAEConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"DCAEConfig.{name} must be ≥ 1, got {getattr(self, name)}")
-        for name in ("feature_dims", "block_counts", "head_dims", "entropy_hidden"):
+        for name in ("feature_dims", "entropy_hidden"):
             if min(getattr(self, name)) < 1:
                 raise ValueError(f"DCAEConfig.{name} must be positive, got {getattr(self, name)}")
+        if min(self.block_counts) < 0:
+            raise ValueError(f"DCAEConfig.block_counts must be ≥ 0, got {self.block_counts}")
+        # A stage without layers has no heads: its head_dim is stored as 0, so equal models compare equal.
+        heads = tuple(0 if d == 0 else h for d, h in zip(self.stage_depths, self.head_dims))
+        object.__setattr__(self, "head_dims", heads)
+        if any(h < 1 for d, h in zip(self.stage_depths, heads) if d):
+            raise ValueError(f"DCAEConfig.head_dims must be positive, got {self.head_dims}")
         if self.res_blocks < 0:
             raise ValueError(f"DCAEConfig.res_blocks must be ≥ 0, got {self.res_blocks}")
         if self.M % self.num_slices:
             raise ValueError(f"DCAEConfig: M={self.M} is not a multiple of num_slices={self.num_slices}")
         dims = (*self.feature_dims, *reversed(self.feature_dims))
         for i, (dim, hd) in enumerate(zip(dims, self.head_dims)):
-            if dim % hd:
+            if hd and dim % hd:
                 raise ValueError(
                     f"DCAEConfig: Swin stage {i} has width {dim}, not a multiple of head_dims[{i}]={hd}"
                 )
@@ -115,6 +125,12 @@ class DCAEConfig:
         most = self.num_slices - 1
         if self.max_support_slices < 0 or self.max_support_slices > most:
             object.__setattr__(self, "max_support_slices", most)
+
+    @property
+    def stage_depths(self) -> tuple[int, int, int, int, int, int]:
+        """Swin layers of the six stages in head_dims order (g_a 1..3, then g_s 1..3, mirrored)."""
+        b0, b1, b2 = self.block_counts
+        return (b0, b1, b2, b2, b1, b0)
 
     @property
     def slice_channels(self) -> int:
@@ -183,8 +199,10 @@ def _ceil_div(a: int, b: int) -> int:
 
 
 def _swin(sd: Mapping[str, torch.Tensor], prefix: str) -> tuple[int, int, int, int]:
-    """(depth, head_dim, window, mlp_rate) of the Swin stage at ``prefix``."""
+    """(depth, head_dim, window, mlp_rate) of the Swin stage at ``prefix``; (0, 0, 0, 0) if it is left out."""
     depth = _count(sd, re.escape(prefix) + r"\.layers\.(\d+)\.")
+    if depth == 0 and f"{prefix}.conv.weight" not in sd:
+        return 0, 0, 0, 0
     table = _get(sd, f"{prefix}.layers.0.attn.relative_position_bias")
     dim = _get(sd, f"{prefix}.conv.weight").shape[0]
     window = (round(table.shape[0] ** 0.5) + 1) // 2
@@ -206,6 +224,9 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> DCAEConfig
     M = _get(sd, "g_a.6.weight").shape[0]
     N = _get(sd, "h_a.0.conv.weight").shape[0]
     stages = [_swin(sd, p) for p in ("g_a.1", "g_a.3", "g_a.5", "g_s.1", "g_s.3", "g_s.5")]
+    present = [s for s in stages if s[0]]
+    if not present:
+        raise ValueError("not a DCAE state dict: its transforms have no Swin stage")
     hyper = _swin(sd, "h_a.1")
     num_slices = _count(sd, r"slices\.(\d+)\.")
     if num_slices < 1:
@@ -228,8 +249,8 @@ def config_from_state_dict(state_dict: Mapping[str, torch.Tensor]) -> DCAEConfig
         feature_dims=(f0, f1, f2),
         block_counts=tuple(s[0] for s in stages[:3]),
         head_dims=tuple(s[1] for s in stages),
-        window_size=stages[0][2],
-        swin_mlp_rate=stages[0][3],
+        window_size=present[0][2],
+        swin_mlp_rate=present[0][3],
         res_blocks=_count(sd, r"g_a\.0\.blocks\.(\d+)\."),
         hyper_head_dim=hyper[1],
         hyper_window_size=hyper[2],

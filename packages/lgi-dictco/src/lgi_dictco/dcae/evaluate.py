@@ -37,6 +37,10 @@ def ms_ssim(a: Tensor, b: Tensor) -> float:
     return float(_ms_ssim(a.float(), b.float(), data_range=1.0))
 
 
+def _to_8bit(x: Tensor) -> Tensor:
+    return x.clamp(0, 1).mul(255).round().div(255)
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -80,6 +84,7 @@ def evaluate_image(
                 "bytes": len(data),
                 "bpp": 8 * len(data) / (h * w),
                 "psnr_decoded": psnr(decoded, x),
+                "psnr_8bit": psnr(_to_8bit(decoded), _to_8bit(x)),
                 "encode_ms": 1000 * (t1 - t0),
                 "decode_ms": 1000 * (t2 - t1),
                 "matches_forward": bool(torch.equal(decoded, x_hat)),

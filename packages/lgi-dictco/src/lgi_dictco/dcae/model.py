@@ -116,8 +116,9 @@ class DCAE(CompressionModel):
         hd = cfg.head_dims
         w, r = cfg.window_size, cfg.res_blocks
 
-        def swin(dim: int, head_dim: int, depth: int) -> SwinStage:
-            return SwinStage(dim, head_dim, w, depth, cfg.swin_mlp_rate)
+        def swin(dim: int, head_dim: int, depth: int) -> nn.Module:
+            # A stage of 0 layers is left out; the Identity keeps the Sequential's indices (and keys).
+            return SwinStage(dim, head_dim, w, depth, cfg.swin_mlp_rate) if depth else nn.Identity()
 
         self.g_a = nn.Sequential(
             ResidualBottleneckBlockWithStride(3, f0, r),

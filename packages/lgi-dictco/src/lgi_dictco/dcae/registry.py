@@ -38,6 +38,30 @@ TINY = DCAEConfig(
     entropy_hidden=(32, 32),
 )
 TINY_MOE = TINY.replace(num_experts=3, expert_entries=8)
+#: Sized for what two CPU cores can train in hours, and the preset of the shipped weights: the paper's
+#: architecture with fewer channels and layers (4.9 M parameters). The half-resolution Swin stages are
+#: left out (block count 0): at 128×128 crops they took half of a training step on a CPU, for the
+#: smallest share of the transform. Measured speed and quality: benchmarks/bench_dictco.py.
+SMALL = DCAEConfig(
+    N=64,
+    M=128,
+    num_slices=4,
+    max_support_slices=3,
+    feature_dims=(48, 64, 96),
+    block_counts=(0, 1, 2),
+    head_dims=(0, 16, 16, 16, 16, 0),
+    window_size=8,
+    swin_mlp_rate=2,
+    res_blocks=1,
+    hyper_head_dim=16,
+    hyper_window_size=4,
+    hyper_depth=1,
+    dict_entries=64,
+    dict_heads=4,
+    dict_head_dim=16,
+    dict_mlp_rate=2,
+    entropy_hidden=(32, 32),
+)
 
 #: Frozen: id -> name. Never renumber, never reuse an id.
 MODEL_IDS = MappingProxyType(
@@ -47,6 +71,7 @@ MODEL_IDS = MappingProxyType(
         2: "dcae-moe-paper",
         3: "dcae-tiny",
         4: "dcae-moe-tiny",
+        5: "dcae-small",
     }
 )
 PRESETS = MappingProxyType(
@@ -55,6 +80,7 @@ PRESETS = MappingProxyType(
         "dcae-moe-paper": PAPER_MOE,
         "dcae-tiny": TINY,
         "dcae-moe-tiny": TINY_MOE,
+        "dcae-small": SMALL,
     }
 )
 _IDS_BY_NAME = MappingProxyType({name: i for i, name in MODEL_IDS.items()})

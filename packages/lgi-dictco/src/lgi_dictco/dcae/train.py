@@ -67,6 +67,11 @@ class TrainConfig:
         device: "auto", "cpu", "cuda" or "cuda:N" (under torchrun, each rank uses cuda:LOCAL_RANK).
         amp: mixed precision with GradScaler (CUDA only; ignored on CPU).
         resume: checkpoint to continue from, or "auto" for ``output/last.pt`` if it exists.
+        init: checkpoint whose weights (and sizes) start a new run: another λ fine-tuned from a trained
+            model, with fresh optimizers and schedule. Ignored when resuming.
+        hflip: mirror half of the training crops left-right.
+        scale_min: scale augmentation: crops of ``patch_size / s`` pixels shrunk to the patch, ``s``
+            log-uniform in [scale_min, 1] (1: off).
         log_every: steps between rows of the step log.
         threads: CPU threads for torch (None: torch's default).
         progress: show a progress bar (rank 0).
@@ -93,6 +98,9 @@ class TrainConfig:
     device: str = "auto"
     amp: bool = True
     resume: str | None = None
+    init: str | None = None
+    hflip: bool = False
+    scale_min: float = 1.0
     log_every: int = 10
     threads: int | None = None
     progress: bool = True
@@ -108,6 +116,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be ≥ 1, got {getattr(self, name)}")
         if self.max_steps is not None and self.max_steps < 1:
             raise ValueError(f"max_steps must be ≥ 1, got {self.max_steps}")
+        if not 0 < self.scale_min <= 1:
+            raise ValueError(f"scale_min must be in (0, 1], got {self.scale_min}")
         if self.metric == "ms-ssim" and self.patch_size <= 160:
             raise ValueError("MS-SSIM (5 scales, 11×11 window) needs crops larger than 160 pixels")
 
@@ -246,6 +256,8 @@ def train(cfg: TrainConfig) -> dict:
                     f"{ours}: start a new output folder to train another trade-off"
                 )
         model = model_from_checkpoint(ckpt)
+    elif cfg.init:
+        model = model_from_checkpoint(load_checkpoint(cfg.init))
     else:
         torch.manual_seed(cfg.seed)  # identical initialisation on every rank
         model = build_model(cfg.model)
@@ -269,7 +281,14 @@ def train(cfg: TrainConfig) -> dict:
             model, device_ids=[device.index] if device.type == "cuda" else None, broadcast_buffers=False
         )
 
-    dataset = ImageCrops(cfg.data, cfg.patch_size, random_crop=True, repeats=cfg.repeats)
+    dataset = ImageCrops(
+        cfg.data,
+        cfg.patch_size,
+        random_crop=True,
+        repeats=cfg.repeats,
+        hflip=cfg.hflip,
+        scale_min=cfg.scale_min,
+    )
     sampler = (
         DistributedSampler(dataset, d.world, d.rank, shuffle=True, seed=cfg.seed)
         if d.world > 1
