@@ -68,9 +68,22 @@ def cmd_params(args) -> None:
         for key, mods in groups.items():
             mods = mods if isinstance(mods, list) else [mods]
             row[key] = sum(p.numel() for m in mods for p in m.parameters())
+        row["macs_per_pixel"] = _macs_per_pixel(model)
         rows.append(row)
-        print(f"{name:<16} {row['parameters'] / 1e6:8.2f} M")
+        print(f"{name:<16} {row['parameters'] / 1e6:8.2f} M parameters, {row['macs_per_pixel'] / 1e3:8.1f} kMAC/pixel")
     _write_csv(rows, "dictco_params.csv")
+
+
+def _macs_per_pixel(model, size: int = 256) -> float:
+    """Multiply-accumulates of one forward pass (analysis, entropy model, synthesis) per image pixel, as
+    torch's FLOP counter sees them (convolutions, matrix products and attention; 2 FLOPs = 1 MAC), on a
+    size x size image."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    counter = FlopCounterMode(display=False)
+    with counter:  # with autograd on: torch's module tracker needs it for the experts' dictionaries
+        model.eval()(torch.rand(1, 3, size, size))
+    return counter.get_total_flops() / 2 / (size * size)
 
 
 def _model(name: str, checkpoint: str | None, device: torch.device):

@@ -37,7 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 CLIC = ROOT.parent / "shared" / "data" / "clic2025"
 KODAK = ROOT.parent / "shared" / "data" / "kodak"  # the test set: read by `ship` only, to measure
-CORPUS = ROOT / "runs" / "dcae-corpus"
+CORPUS = Path(os.environ.get("LGI_DCAE_CORPUS", ROOT / "runs" / "dcae-corpus")).resolve()
 RUNS = ROOT / "runs" / "dcae-ship"
 LOGS = ROOT / "benchmarks" / "results" / "dictco_train"
 PRESET = "dcae-small"
@@ -80,9 +80,17 @@ def cmd_corpus(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     entries = []
+
+    def write(src: Path, dst: Path) -> None:
+        with Image.open(src) as im:
+            im = im.convert("RGB")
+            if args.scale != 1:  # a smaller copy to carry to a lent GPU
+                im = im.resize((round(im.width * args.scale), round(im.height * args.scale)), Image.LANCZOS)
+            im.save(dst)
+
     for src in sorted(CLIC.glob("*.png")):
         dst = out / f"clic_{src.stem[:8]}.png"
-        shutil.copyfile(src, dst)
+        write(src, dst)
         entries.append({"file": dst.name, "source": f"shared/data/clic2025/{src.name}", "sha256": _sha256(src)})
     for module, rel in PACKAGE_PHOTOS:
         spec = importlib.util.find_spec(module)
@@ -94,8 +102,7 @@ def cmd_corpus(args) -> None:
             print(f"skipped {module}/{rel}: not in this version of {module}")
             continue
         dst = out / f"{module}_{Path(rel).stem}.png"
-        with Image.open(src) as im:
-            im.convert("RGB").save(dst)
+        write(src, dst)
         version = __import__(module).__version__
         entries.append({"file": dst.name, "source": f"{module} {version}: {rel}", "sha256": _sha256(src)})
     for e in entries:
@@ -106,8 +113,10 @@ def cmd_corpus(args) -> None:
     print(f"{len(entries)} images, {pixels / 1e6:.1f} MP -> {out}")
 
 
-def _lgi() -> str:
-    return str(Path(sys.executable).parent / "lgi")
+def _lgi() -> list[str]:
+    """`lgi dictco` where the umbrella CLI is installed, else the same command through its module."""
+    lgi = Path(sys.executable).parent / "lgi"
+    return [str(lgi), "dictco"] if lgi.is_file() else [sys.executable, "-m", "lgi_dictco.cli"]
 
 
 def _stages(q: int) -> list[Path]:
@@ -129,7 +138,7 @@ def _train_command(q: int, steps: int, device: str, threads: int, init: Path | N
     epochs = -(-steps // steps_per_epoch)
     decay = max(int(epochs * 0.85), 1)
     cmd = [
-        _lgi(), "dictco", "train", "--data", str(CORPUS.relative_to(ROOT)), "--model", PRESET,
+        *_lgi(), "train", "--data", os.path.relpath(CORPUS, ROOT), "--model", PRESET,
         "--lambda", str(LAMBDAS[q]), "-o", str(out.relative_to(ROOT)),
         "--patch-size", str(PATCH), "--batch-size", str(BATCH), "--repeats", str(REPEATS),
         "--lr", str(LR), "--milestones", str(decay), "--gamma", "0.1", "--epochs", str(epochs),
@@ -175,9 +184,10 @@ def _run_all(jobs: list[tuple[int, list[str]]]) -> None:
         q, cmd = job
         out_dir = ROOT / cmd[cmd.index("-o") + 1]
         out_dir.mkdir(parents=True, exist_ok=True)
+        shown = " ".join(["lgi", "dictco", *cmd[cmd.index("train"):]])
         with (out_dir / "command.txt").open("a") as f:
-            f.write(" ".join(["lgi", *cmd[1:]]) + "\n")
-        print(f"q{q}: {' '.join(['lgi', *cmd[1:]])}", flush=True)
+            f.write(shown + "\n")
+        print(f"q{q}: {shown}", flush=True)
         with (out_dir / "train.out").open("a") as log:
             rc = subprocess.call(cmd, cwd=ROOT, stdout=log, stderr=subprocess.STDOUT)
         print(f"q{q}: exit {rc}", flush=True)
@@ -217,21 +227,75 @@ def cmd_finetune(args) -> None:
     _run_all(jobs)
 
 
+def _from_shipped(q: int) -> Path:
+    """A checkpoint of the shipped float16 weights of level q (float32), for runs without the run folders
+    (a lent GPU gets the repository, not runs/)."""
+    sys.path.insert(0, str(ROOT / "packages" / "lgi-dictco" / "src"))
+    from lgi_dictco.dcae import pretrained, save_checkpoint
+
+    model, entry = pretrained.load_pretrained(q)
+    path = RUNS / "shipped" / f"q{q}.pt"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_checkpoint(path, model, lmbda=entry.lmbda, metric="mse", shipped_sha256=entry.sha256)
+    return path
+
+
 def cmd_continue(args) -> None:
     """A warm restart of every level from its latest checkpoint into a new stage folder (fresh schedule)."""
     levels = [int(q) for q in args.levels.split(",")] if args.levels else sorted(LAMBDAS)
     parallel = 1 if args.device != "cpu" else len(levels)
     steps = _steps(args, parallel)
+    if parallel == 1:  # one level after another: the budget is shared
+        steps = max(steps // len(levels), 1)
     jobs = []
     for q in levels:
-        latest = _latest(q)
+        start = _from_shipped(q) if args.from_shipped else _latest(q) / "last.pt"
         out = RUNS / f"q{q}.{len(_stages(q)) + 1}"
-        jobs.append((q, _train_command(q, steps, args.device, args.threads, latest / "last.pt", out)))
+        jobs.append((q, _train_command(q, steps, args.device, args.threads, start, out)))
     if parallel == 1:
         for job in jobs:
             _run_all([job])
     else:
         _run_all(jobs)
+
+
+def cmd_export(args) -> None:
+    """Each level's latest run as a float16 checkpoint (weights, λ, step, its command) and its step log."""
+    import torch
+
+    from lgi_dictco.dcae.checkpoint import load_checkpoint
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for q in sorted(LAMBDAS):
+        folder = _latest(q)
+        ckpt = load_checkpoint(folder / "last.pt")
+        keep = {k: ckpt[k] for k in ("kind", "version", "model_name", "config", "lmbda", "metric", "step",
+                                     "epoch", "train_config") if k in ckpt}
+        keep["state_dict"] = {k: v.half() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+        keep["commands"] = (folder / "command.txt").read_text()
+        keep["device"] = torch.cuda.get_device_name() if torch.cuda.is_available() else "cpu"
+        torch.save(keep, out / f"q{q}.pt")
+        shutil.copyfile(folder / "train_log.csv", out / f"q{q}_log.csv")
+        print(f"q{q}: {folder.name}, step {keep['step']} -> {out / f'q{q}.pt'}")
+
+
+def cmd_import(args) -> None:
+    """Exported checkpoints become the newest stage of each level (then `ship --only-better`)."""
+    import torch
+
+    folder = Path(args.folder)
+    for src in sorted(folder.glob("q*.pt")):
+        q = int(src.stem[1:])
+        ckpt = torch.load(src, map_location="cpu", weights_only=True)
+        ckpt["state_dict"] = {k: v.float() if v.is_floating_point() else v for k, v in ckpt["state_dict"].items()}
+        out = RUNS / f"q{q}.{len(_stages(q)) + 1}"
+        out.mkdir(parents=True)
+        (out / "command.txt").write_text(f"# on {ckpt.pop('device', '?')}\n" + ckpt.pop("commands", ""))
+        torch.save(ckpt, out / "last.pt")
+        if (folder / f"q{q}_log.csv").is_file():
+            shutil.copyfile(folder / f"q{q}_log.csv", out / "train_log.csv")
+        print(f"q{q}: step {ckpt.get('step')} -> {out}")
 
 
 def _history(q: int) -> list[dict]:
@@ -245,6 +309,12 @@ def _history(q: int) -> list[dict]:
         chain.append({"run": folder.name, "commands": commands, "steps": ckpt_cfg["steps"]})
         init = ckpt_cfg.get("init")
         folder = (ROOT / init).parent if init else None
+        if folder is not None and folder.name == "shipped":  # started from the shipped weights
+            from lgi_dictco.dcae import pretrained
+
+            manifest = json.loads(pretrained.MANIFEST.read_text())
+            before = next(m for m in manifest["models"] if int(m["quality"]) == q)["history"]
+            return before + list(reversed(chain))
     return list(reversed(chain))
 
 
@@ -336,9 +406,19 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("corpus", help="write the training folder")
     p.add_argument("--out", default=str(CORPUS))
+    p.add_argument("--scale", type=float, default=1.0, help="resize every photo (0.5 for a GPU's carry)")
     p.set_defaults(func=cmd_corpus)
+    p = sub.add_parser("export", help="(on a lent GPU) the latest run of every level as float16 checkpoints")
+    p.add_argument("out", help="folder to write q<N>.pt and q<N>_log.csv into")
+    p.set_defaults(func=cmd_export)
+    p = sub.add_parser("import", help="(here) put exported checkpoints back as new stages of runs/dcae-ship")
+    p.add_argument("folder", help="what `export` wrote")
+    p.set_defaults(func=cmd_import)
     for name, func in (("base", cmd_base), ("finetune", cmd_finetune), ("continue", cmd_continue)):
         p = sub.add_parser(name)
+        if name == "continue":
+            p.add_argument("--from-shipped", action="store_true",
+                           help="start from the package's float16 weights instead of runs/dcae-ship")
         p.add_argument("--minutes", type=float, default=60.0, help="wall-clock budget of the whole phase")
         p.add_argument("--steps", type=int, help="steps per model (instead of --minutes)")
         p.add_argument("--levels", help="comma-separated quality levels (default: all of the phase)")
