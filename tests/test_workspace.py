@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import ast
 import importlib.util
+import json
 import subprocess
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -85,6 +87,14 @@ def test_wheel_index_installs_one_leaf(tmp_path):
     page = (tmp_path / "simple" / "lgi-preprocess" / "index.html").read_text()
     assert "#sha256=" in page and "lgi_preprocess-0.1.0-py3-none-any.whl" in page
     assert {p.name for p in (tmp_path / "simple").iterdir() if p.is_dir()} == set(DIST.values())
+
+    # lgi-dictco carries its trained DCAE weights, every file of its manifest, and stays under 50 MB.
+    (dictco,) = [w for w in wheels if w.name.startswith("lgi_dictco-")]
+    assert dictco.stat().st_size < 50e6
+    with zipfile.ZipFile(dictco) as zf:
+        names = set(zf.namelist())
+        manifest = json.loads(zf.read("lgi_dictco/dcae/weights/models.json"))
+    assert manifest["models"] and all(f"lgi_dictco/dcae/weights/{m['file']}" in names for m in manifest["models"])
 
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)

@@ -398,7 +398,51 @@ def cmd_ship(args) -> None:
     manifest["models"] = [entries[q] for q in sorted(entries)]
     manifest["corpus"] = json.loads((CORPUS / "corpus.json").read_text())
     pretrained.MANIFEST.write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"wrote {pretrained.MANIFEST.relative_to(ROOT)}")
+    (weights / "MODEL_CARD.md").write_text(_model_card(manifest))
+    print(f"wrote {pretrained.MANIFEST.relative_to(ROOT)} and MODEL_CARD.md")
+
+
+def _model_card(manifest: dict) -> str:
+    """The people's version of models.json (written by `ship`, never by hand)."""
+    lines = [
+        "# DCAE weights shipped with lgi-dictco",
+        "",
+        "Written by `python tools/train_dcae.py ship` from `models.json` beside it; do not edit by hand.",
+        "",
+        f"Architecture: the `{PRESET}` preset of `lgi_dictco.dcae.registry` (DCAE, Lu et al., CVPR 2025, with",
+        "fewer channels and layers). Loss λ·255²·MSE + bpp (RGB, 8-bit range). Stored as float16 state dicts;",
+        "they load as float32, and a `.dcae` file names its weights by their CRC32 fingerprint.",
+        "",
+        "| quality | λ | training steps | Kodak bpp | Kodak PSNR (dB) | Kodak MS-SSIM | file | SHA-256 |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for m in manifest["models"]:
+        k = m["kodak"]
+        lines.append(f"| {m['quality']} | {m['lmbda']:g} | {m['steps']} | {k['bpp']:.4f} | {k['psnr']:.2f} | "
+                     f"{k['ms_ssim']:.4f} | `{m['file']}` | `{m['sha256'][:16]}…` |")
+    lines += [
+        "",
+        "Kodak figures: means over the 24 Kodak images, on the CPU: bpp of the real `.dcae` files (header",
+        "included), PSNR of the decoded images written as 8-bit RGB, MS-SSIM of the reconstruction. Kodak is",
+        "never part of the training data.",
+        "",
+        "## Training data",
+        "",
+        "Random 128×128 crops with left-right flips and scale augmentation (crops of 128/s pixels shrunk to",
+        f"128, s log-uniform in [{SCALE_MIN}, 1]) of these {len(manifest['corpus'])} photographs "
+        "(`python tools/train_dcae.py corpus`):",
+        "",
+    ]
+    lines += [f"- `{c['file']}` ({c['size'][0]}×{c['size'][1]}): {c['source']}" for c in manifest["corpus"]]
+    lines += ["", "## Training commands, in order (each run starts from the previous one's weights)", ""]
+    for m in manifest["models"]:
+        lines.append(f"Quality {m['quality']}:")
+        lines.append("")
+        lines.append("```")
+        for run in m["history"]:
+            lines += [f"# {run['run']}: {run['steps']} steps", *run["commands"]]
+        lines += ["```", ""]
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,7 @@ from click.testing import CliRunner
 from PIL import Image
 
 from lgi_dictco.cli import dictco
-from lgi_dictco.dcae import decode, encode, load_checkpoint, save_checkpoint
-from lgi_dictco.dcae import pretrained
+from lgi_dictco.dcae import decode, encode, load_checkpoint, pretrained, save_checkpoint
 from lgi_dictco.dcae.config import config_from_state_dict
 from lgi_dictco.dcae.registry import get_config
 
@@ -69,8 +68,16 @@ def test_manifest_describes_every_shipped_file():
 def test_shipped_files_are_float16_state_dicts_of_the_preset():
     m = pretrained.list_pretrained()[0]
     state = torch.load(m.path, map_location="cpu", weights_only=True)
-    assert all(v.dtype == torch.float16 for v in state.values() if v.is_floating_point())
+    model, _ = pretrained.load_pretrained(m.quality)
+    params = dict(model.named_parameters())
+    assert all(state[k].dtype == torch.float16 for k in params)
     assert config_from_state_dict({k: v.float() for k, v in state.items()}) == get_config(m.preset)
+    # Buffers stay float32: float16 would make the 1e-9 likelihood floor 0 (and rate estimates infinite).
+    assert state["gaussian_conditional.likelihood_lower_bound.bound"].dtype == torch.float32
+    assert float(model.gaussian_conditional.likelihood_lower_bound.bound) == pytest.approx(1e-9)
+    with torch.no_grad():
+        out = model(torch.rand(1, 3, 64, 64))
+    assert all(bool((lik >= 1e-9).all()) for lik in out["likelihoods"].values())
 
 
 @pytest.mark.parametrize("quality", [1, 4])

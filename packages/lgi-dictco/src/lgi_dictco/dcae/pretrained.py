@@ -1,6 +1,7 @@
 """The DCAE weights shipped with lgi-dictco: one model per quality level, found by level or by fingerprint.
 
-The weights live in this package's ``weights/`` folder as float16 state dicts (``dcae-small-q<N>.pt``),
+The weights live in this package's ``weights/`` folder as state dicts with float16 parameters
+(``dcae-small-q<N>.pt``),
 described by ``weights/models.json``: per level the λ it was trained for, the file's SHA-256, the
 fingerprint of the float32 weights it loads as (the one a ``.dcae`` header records), the exact training
 commands, and its measured rate and PSNR on Kodak. ``weights/MODEL_CARD.md`` says the same for people.
@@ -27,8 +28,9 @@ if TYPE_CHECKING:
 
 WEIGHTS = Path(__file__).resolve().parent / "weights"
 MANIFEST = WEIGHTS / "models.json"
-#: The level `lgi dictco compress` uses when given neither --quality nor --checkpoint.
-DEFAULT_QUALITY = 3
+#: The level `lgi dictco compress` uses when given neither --quality nor --checkpoint: the one that beats
+#: JPEG most clearly at equal size on Kodak (benchmarks/results/dictco_rd_shipped_summary.md).
+DEFAULT_QUALITY = 2
 
 
 class PretrainedError(ValueError):
@@ -116,11 +118,13 @@ def find_by_fingerprint(fingerprint: int) -> Pretrained | None:
 
 
 def to_half_state_dict(model: DCAE) -> dict[str, torch.Tensor]:
-    """The state dict to ship: floating tensors as float16, integer tables as they are."""
+    """The state dict to ship: parameters as float16; buffers (the entropy models' bounds and tables)
+    as they are, since float16 would turn the 1e-9 likelihood floor into 0."""
     import torch
 
+    params = {name for name, _ in model.named_parameters()}
     return {
-        k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu()).contiguous()
+        k: (v.detach().to("cpu", torch.float16) if k in params else v.detach().cpu()).contiguous()
         for k, v in model.state_dict().items()
     }
 
