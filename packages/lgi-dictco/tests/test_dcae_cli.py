@@ -226,8 +226,10 @@ def test_models_lists_presets():
         ("dcae-moe-paper", 2),
         ("dcae-tiny", 3),
         ("dcae-moe-tiny", 4),
+        ("dcae-small", 5),
     ]
     assert rows[0]["parameters"] == 119_400_351
+    assert rows[-1]["parameters"] == 4_894_343
 
 
 def test_umbrella_cli_exposes_dictco():
