@@ -21,14 +21,6 @@ from lgi_dictco.dcae.registry import get_config
 KODAK = Path(__file__).resolve().parents[4] / "shared" / "data" / "kodak"
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def image(tmp_path_factory) -> Path:
     """A 96x128 photo-like image: smooth gradients, edges and some texture."""
