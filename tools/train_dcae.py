@@ -230,7 +230,6 @@ def cmd_finetune(args) -> None:
 def _from_shipped(q: int) -> Path:
     """A checkpoint of the shipped float16 weights of level q (float32), for runs without the run folders
     (a lent GPU gets the repository, not runs/)."""
-    sys.path.insert(0, str(ROOT / "packages" / "lgi-dictco" / "src"))
     from lgi_dictco.dcae import pretrained, save_checkpoint
 
     model, entry = pretrained.load_pretrained(q)
@@ -349,7 +348,6 @@ def cmd_ship(args) -> None:
     """float16 weights, checksums, Kodak figures and training history into the package's weights/."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "packages" / "lgi-dictco" / "src"))
     from lgi_dictco.dcae import pretrained
     from lgi_dictco.dcae.checkpoint import load_checkpoint, model_from_checkpoint
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import shutil
@@ -90,6 +91,16 @@ def test_altered_weights_are_refused(tmp_path, monkeypatch):
     monkeypatch.setattr(pretrained, "WEIGHTS", tmp_path / "weights")
     with pytest.raises(pretrained.PretrainedError, match="checksum"):
         pretrained.load_pretrained(m.quality)
+    # Weights of other sizes under the right checksum (a manifest out of step with its files).
+    from lgi_dictco.dcae import build_model
+
+    torch.save(build_model("dcae-tiny").state_dict(), tmp_path / "weights" / m.file)
+    forged = dataclasses.replace(m, sha256=pretrained.sha256_of(tmp_path / "weights" / m.file))
+    monkeypatch.setattr(pretrained, "get", lambda q: forged)
+    with pytest.raises(pretrained.PretrainedError, match="do not fit"):
+        pretrained.load_pretrained(m.quality)
+    monkeypatch.undo()
+    monkeypatch.setattr(pretrained, "WEIGHTS", tmp_path / "weights")
     (tmp_path / "weights" / m.file).unlink()
     with pytest.raises(pretrained.PretrainedError, match="missing"):
         pretrained.load_pretrained(m.quality)
@@ -116,11 +127,7 @@ def test_cli_round_trip_without_a_checkpoint(image, tmp_path):
     with torch.no_grad():
         forward = model(x)["x_hat"].clamp(0, 1)
     assert torch.equal(x_hat, forward)
-    assert encode(model, x, lmbda=model_lambda(), metric="mse") == data  # deterministic
-
-
-def model_lambda() -> float:
-    return pretrained.get(pretrained.DEFAULT_QUALITY).lmbda
+    assert encode(model, x, lmbda=pretrained.get(pretrained.DEFAULT_QUALITY).lmbda, metric="mse") == data
 
 
 def test_quality_levels_order_the_file_sizes(image, tmp_path):

@@ -1,8 +1,7 @@
 """The DCAE weights shipped with lgi-dictco: one model per quality level, found by level or by fingerprint.
 
 The weights live in this package's ``weights/`` folder as state dicts with float16 parameters
-(``dcae-small-q<N>.pt``),
-described by ``weights/models.json``: per level the λ it was trained for, the file's SHA-256, the
+(``dcae-small-q<N>.pt``), described by ``weights/models.json``: per level the λ it was trained for, the file's SHA-256, the
 fingerprint of the float32 weights it loads as (the one a ``.dcae`` header records), the exact training
 commands, and its measured rate and PSNR on Kodak. ``weights/MODEL_CARD.md`` says the same for people.
 
@@ -142,8 +141,7 @@ def load_pretrained(quality: int, device: str | torch.device = "cpu") -> tuple[D
     """
     import torch
 
-    from lgi_dictco.dcae.config import config_from_state_dict
-    from lgi_dictco.dcae.model import DCAE
+    from lgi_dictco.dcae.checkpoint import CheckpointError, model_from_checkpoint
     from lgi_dictco.dcae.registry import get_config
 
     entry = get(quality)
@@ -156,11 +154,10 @@ def load_pretrained(quality: int, device: str | torch.device = "cpu") -> tuple[D
         )
     half = torch.load(entry.path, map_location="cpu", weights_only=True)
     state = {k: v.float() if v.is_floating_point() else v for k, v in half.items()}
-    config = get_config(entry.preset)
-    if config_from_state_dict(state) != config:
-        raise PretrainedError(f"{entry.path} does not hold {entry.preset} weights")
-    model = DCAE(config)
-    model.load_state_dict(state)
+    try:  # the preset's sizes, loaded strictly: weights of other sizes are refused
+        model = model_from_checkpoint({"config": get_config(entry.preset).to_dict(), "state_dict": state})
+    except CheckpointError as exc:
+        raise PretrainedError(f"{entry.path}: {exc}") from None
     model = model.to(device).eval()
     model.update(force=True)
     return model, entry
