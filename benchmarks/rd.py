@@ -82,7 +82,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
             effort: str = "default", lam: float | None = None, step_scale: float = 1.0, codec: str = "lgi",
             blend: str | None = None, second_pass: float | None = None,
             coarse_fraction: float | None = None, second_pass_refit: int | None = None,
-            tile_above: int | None = None, second_pass_below: float | None = None) -> dict:
+            tile_above: int | None = None, second_pass_below: float | None = None,
+            topk: int | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -91,6 +92,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
     opts.fit = opts.fit.replace(device=device)
     if blend is not None:
         opts.fit = opts.fit.replace(render_mode=blend)
+    if topk is not None:
+        opts.fit = opts.fit.replace(topk=topk)
     if steps is not None:
         opts.fit_steps = steps
     if second_pass is not None:
@@ -260,6 +263,7 @@ def main() -> int:
     ap.add_argument("--lambda", dest="lam", type=float, help="LGI's rate term in dB per bpp (default: the encoder's, priced by the target)")
     ap.add_argument("--step-scale", type=float, default=1.0, help="multiply LGI's default value steps (research)")
     ap.add_argument("--blend", choices=["sum", "topk"], help="LGI's blend mode (default: the encoder's)")
+    ap.add_argument("--topk", type=int, metavar="K", help="LGI's top-K blend width (default: the encoder's)")
     ap.add_argument("--coarse-fraction", type=float,
                     help="share of LGI's fit steps at half size (coarse-to-fine; default: the encoder's)")
     ap.add_argument("--second-pass", type=float, metavar="FRACTION",
@@ -316,7 +320,7 @@ def main() -> int:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
                               args.step_scale, args.codec_name, args.blend, args.second_pass,
                               args.coarse_fraction, args.second_pass_refit, args.tile_above,
-                              args.second_pass_below)
+                              args.second_pass_below, args.topk)
                 data, stages, rate_log = row.pop("data"), row.pop("stages"), row.pop("rate_log")
                 if args.keep_files:
                     args.keep_files.mkdir(parents=True, exist_ok=True)
