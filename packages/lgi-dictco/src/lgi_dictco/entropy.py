@@ -229,8 +229,9 @@ def decode_stream(data: bytes, n: int, what: str = "stream", max_value: int = 1 
                              f"{len(data) - pos} present)")
     coded = _rans_decode(bytes(data[pos:pos + payload_len]), n, table)
     pos += payload_len
-    freqs = table.frequencies()
-    if (coded >= len(freqs)).any() or any(freqs[s] == 0 for s in np.unique(coded)):
+    freqs = np.asarray(table.frequencies())
+    if coded.size and (coded.min() < 0 or coded.max() >= freqs.size
+                       or (np.bincount(coded, minlength=freqs.size)[freqs == 0] > 0).any()):
         raise LgiFormatError(f"{what}: payload decodes to symbols the model says never occur (corrupt data)")
     if kind == KIND_DIRECT:
         values = coded
