@@ -10,7 +10,9 @@ through torch's CPU kernels. Median of ``--repeats`` after one warm-up call. ``u
 that no Gaussian reaches in the file's own blend (drawn black whatever the image; counted on a render of
 the same set with every colour 1); ``holes``: those of them where the original image (the PNG in
 ``--images`` whose name the file's name contains, Kodak by default) is not dark (RGB sum > 0.6, as
-bench_fit.py counts dark pixels), i.e. the black specks a viewer sees.
+bench_fit.py counts dark pixels), i.e. the black specks a viewer sees. ``--k K`` (repeatable) also
+draws a top-K file's Gaussians with top-K width K through the native renderer (what the width costs
+on the same set: rows with ``k`` = K).
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ def _median_ms(fn, repeats: int) -> float:
     return statistics.median(times) * 1000
 
 
-def time_file(path: Path, repeats: int, images: Path) -> list[dict]:
+def time_file(path: Path, repeats: int, images: Path, other_k: tuple[int, ...] = ()) -> list[dict]:
     """The rows of one file: its parse, then each blend through each renderer."""
     import torch
 
@@ -66,25 +68,30 @@ def time_file(path: Path, repeats: int, images: Path) -> list[dict]:
     ref = _original(path, images)
     holes = int((uncovered & (ref.sum(axis=-1) > 0.6)).sum()) if ref is not None and ref.shape == cover.shape else ""
     rows = []
-    for mode in (h.render_mode, "sum" if h.render_mode != "sum" else "topk"):
-        def draw_native(mode=mode):
+    cases = [(h.render_mode, h.topk), ("sum" if h.render_mode != "sum" else "topk", h.topk)]
+    if h.render_mode != "sum":
+        cases += [(h.render_mode, k) for k in other_k if k != h.topk]
+    for mode, k in cases:
+        def draw_native(mode=mode, k=k):
             return native.render(p["means"], p["scales"], p["rotations"], p["colors"], plan.height, plan.width,
-                                 mode=mode, k=h.topk)
+                                 mode=mode, k=k)
 
-        def draw_torch(mode=mode):
+        def draw_torch(mode=mode, k=k):
             return lgi_gsplat2d.render(t["means"], t["scales"], t["rotations"], t["colors"], plan.height,
-                                       plan.width, mode=mode, k=h.topk, backend="cpu")
+                                       plan.width, mode=mode, k=k, backend="cpu")
 
-        for renderer, fn in (("native", draw_native), ("torch-cpu", draw_torch)):
+        renderers = (("native", draw_native), ("torch-cpu", draw_torch)) if k == h.topk else (("native", draw_native),)
+        for renderer, fn in renderers:
             ms = _median_ms(fn, repeats)
             rows.append({"file": path.name, "gaussians": h.num_gaussians, "width": plan.width, "height": plan.height,
-                         "stored_mode": h.render_mode, "mode": mode, "renderer": renderer,
+                         "stored_mode": h.render_mode, "mode": mode, "k": k if mode != "sum" else "",
+                         "renderer": renderer,
                          "render_ms": round(ms, 2), "parse_ms": round(parse_ms, 2),
                          "uncovered": int(uncovered.sum()), "holes": holes,
                          "threads": torch.get_num_threads(), "cpu": cpu_name(),
                          "loadavg_1min": round(os.getloadavg()[0], 2),
                          "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
-            print(f"{path.name} ({h.num_gaussians} Gaussians) {mode:9s} {renderer:9s} {ms:6.1f} ms "
+            print(f"{path.name} ({h.num_gaussians} Gaussians) {mode:9s} K={k:<2d} {renderer:9s} {ms:6.1f} ms "
                   f"(parse {parse_ms:.1f} ms, {int(uncovered.sum())} uncovered, {holes} holes)", flush=True)
     return rows
 
@@ -95,15 +102,19 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--images", type=Path, default=KODAK, help="the originals, for the holes count")
     ap.add_argument("--out", type=Path, default=RESULTS / "decode_blend.csv")
+    ap.add_argument("--k", type=int, action="append", default=[],
+                    help="also draw top-K files with this top-K width (native renderer; repeatable)")
     args = ap.parse_args()
     rows = []
     for path in args.files:
-        rows += time_file(path, args.repeats, args.images)
+        rows += time_file(path, args.repeats, args.images, tuple(args.k))
     write_csv(args.out, rows)
-    for mode in sorted({r["mode"] for r in rows}):
+    print(f"parse and dequantize: median {statistics.median(r['parse_ms'] for r in rows):.1f} ms")
+    for mode, k in sorted({(r["mode"], str(r["k"])) for r in rows}):
         for renderer in ("native", "torch-cpu"):
-            mine = [r["render_ms"] for r in rows if r["mode"] == mode and r["renderer"] == renderer]
-            print(f"median {mode:9s} {renderer:9s} {statistics.median(mine):.1f} ms over {len(mine)} files")
+            mine = [r["render_ms"] for r in rows if r["mode"] == mode and str(r["k"]) == k and r["renderer"] == renderer]
+            if mine:
+                print(f"median {mode:9s} K={k:2s} {renderer:9s} {statistics.median(mine):.1f} ms over {len(mine)} files")
     return 0
 
 

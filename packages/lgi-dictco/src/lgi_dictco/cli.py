@@ -120,10 +120,10 @@ def dictco() -> None:
 @click.option("-q", "--quiet", is_flag=True, help="Only the list (this command shows no progress).")
 def models(as_json: bool, quiet: bool) -> None:
     """List the shipped models (quality levels, their rate on Kodak) and the presets (sizes, ids)."""
+    import torch
+
     from lgi_dictco.dcae.pretrained import DEFAULT_QUALITY, list_pretrained
     from lgi_dictco.dcae.registry import build_model, list_models, model_id
-
-    import torch
 
     rows = []
     for name in list_models():
