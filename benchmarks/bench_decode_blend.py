@@ -91,7 +91,7 @@ def time_file(path: Path, repeats: int, images: Path, other_k: tuple[int, ...] =
                          "threads": torch.get_num_threads(), "cpu": cpu_name(),
                          "loadavg_1min": round(os.getloadavg()[0], 2),
                          "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
-            print(f"{path.name} ({h.num_gaussians} Gaussians) {mode:9s} K={k:<2d} {renderer:9s} {ms:6.1f} ms "
+            print(f"{path.name} ({h.num_gaussians} Gaussians) {mode:9s} K={k if mode != 'sum' else '-':<2} {renderer:9s} {ms:6.1f} ms "
                   f"(parse {parse_ms:.1f} ms, {int(uncovered.sum())} uncovered, {holes} holes)", flush=True)
     return rows
 
