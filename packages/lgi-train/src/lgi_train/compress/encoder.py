@@ -59,7 +59,8 @@ class EncodeOptions:
     target_bytes: int | None = None
     # The encoder's fit (measured on Kodak, docs/codec.md "Blending"): the continuous top-K blend
     # (+0.66 dB over sum at 0.5 bpp, +0.28 at equal encode time; decoding costs about twice as much)
-    # with K = 6 (+0.08 dB over K = 10 on four images at 0.5 bpp, and cheaper steps: "The width K"),
+    # with K = 6 (level with K = 10 on 24 Kodak images, +0.11 .. -0.03 dB at 0.125 .. 1.0 bpp, with
+    # cheaper fit steps: "The width K"),
     # L2 loss (the RD metric is PSNR), a cosine schedule over a fixed budget, coarse-to-fine.
     fit: FitConfig = field(default_factory=lambda: FitConfig(render_mode="topk", topk=6, loss="l2",
                                                              schedule="cosine", coarse_to_fine=True,
