@@ -194,7 +194,6 @@ def summarize(rows: list[dict], images: list[str], out: Path) -> list[str]:
     codecs = [c for c in (*lgi_codecs(rows), "jpeg", "webp", "avif", "jxl") if any(r["codec"] == c for r in rows)]
     lines = ["| codec | PSNR @0.25 | @0.5 | @1.0 | MS-SSIM @0.5 | encode (median, 0.3–0.7 bpp) | decode (same) |",
              "|---|---|---|---|---|---|---|"]
-    summary = []
     def mean_cell(c: str, b: float, key: str, digits: int) -> tuple[float, str]:
         """The mean over the images whose curve reaches rate b, and its cell: "(n/N)" after it when
         some images' curves do not reach b (their mean is not the others')."""
@@ -202,14 +201,14 @@ def summarize(rows: list[dict], images: list[str], out: Path) -> list[str]:
         mean = float(np.mean(vals)) if vals else float("nan")
         return mean, f"{mean:.{digits}f}" + (f" ({len(vals)}/{len(images)})" if 0 < len(vals) < len(images) else "")
 
+    summary = []
     for c in codecs:
         cells = {b: mean_cell(c, b, "psnr", 2) for b in (0.25, 0.5, 1.0)}
-        vals = {b: v for b, (v, _) in cells.items()}
         ms, ms_cell = mean_cell(c, 0.5, "ms_ssim", 4)
         near = [r for r in rows if r["codec"] == c and r["image"] in images and 0.3 <= float(r["bpp"]) <= 0.7]
         enc = np.median([float(r["encode_s"]) for r in near]) if near else float("nan")
         dec = np.median([float(r["decode_s"]) for r in near]) if near else float("nan")
-        summary.append({"codec": c, "psnr_0.25": vals[0.25], "psnr_0.5": vals[0.5], "psnr_1.0": vals[1.0],
+        summary.append({"codec": c, "psnr_0.25": cells[0.25][0], "psnr_0.5": cells[0.5][0], "psnr_1.0": cells[1.0][0],
                         "ms_ssim_0.5": ms, "encode_s": enc, "decode_s": dec})
         lines.append(f"| {c} | {cells[0.25][1]} | {cells[0.5][1]} | {cells[1.0][1]} | {ms_cell} | "
                      f"{enc * 1000:.0f} ms | {dec * 1000:.1f} ms |")
