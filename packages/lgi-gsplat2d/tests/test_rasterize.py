@@ -99,11 +99,13 @@ def test_no_tiles_matches_tiled(cpu_ext, make_scene, close, mode, k, backend):
         close(g1, g2, 1e-9, "grad")
 
 
+@pytest.mark.parametrize("channels", [5, 12])
 @pytest.mark.parametrize("mode", ["sum", "topk"])
-def test_many_channels(cpu_ext, make_scene, close, mode):
+def test_many_channels(cpu_ext, make_scene, close, mode, channels):
+    # 12 channels: past the 16-lane accumulators of the float top-K backward (6 moments + C), its scalar form.
     h, w = 30, 30
-    xys, radii, conics, tiles, colors = _projected(make_scene, 40, h, w, 5, torch.float32, seed=9)
-    up = torch.randn(h, w, 5, generator=torch.Generator().manual_seed(10))
+    xys, radii, conics, tiles, colors = _projected(make_scene, 40, h, w, channels, torch.float32, seed=9)
+    up = torch.randn(h, w, channels, generator=torch.Generator().manual_seed(10))
     out, g = _grads(lambda x, c, col: F.rasterize_gaussians_sum(x, radii, c, tiles, col, h, w, mode=mode,
                                                                backend="cpu"), [xys, conics, colors], up)
     out_r, g_r = _grads(lambda x, c, col: ref.rasterize_gaussians_sum(x, radii, c, tiles, col, h, w, mode=mode),
@@ -111,6 +113,28 @@ def test_many_channels(cpu_ext, make_scene, close, mode):
     close(out, out_r, 1e-5, mode)
     for a, b in zip(g, g_r):
         close(a, b, 1e-4, mode)
+
+
+@pytest.mark.parametrize("k", [1, 6, 10])
+def test_topk_backward_vector_and_scalar_forms_agree_bit_for_bit(cpu_ext, make_scene, k):
+    """The float top-K backward accumulates in 16-lane vectors up to 10 channels and in scalars above.
+    Nine extra channels of zero colour and zero upstream gradient add exact zeros to every sum, so the
+    12-channel (scalar) gradients of the first three channels must equal the 3-channel (vector) ones."""
+    h, w = 45, 61
+    xys, radii, conics, tiles, colors = _projected(make_scene, 300, h, w, 3, torch.float32, seed=21)
+    up = torch.randn(h, w, 3, generator=torch.Generator().manual_seed(22))
+    wide = torch.cat([colors, torch.zeros(colors.shape[0], 9)], dim=1)
+    up_wide = torch.cat([up, torch.zeros(h, w, 9)], dim=2)
+
+    def run(col, upstream):
+        return _grads(lambda x, c, cl: F.rasterize_gaussians_sum(x, radii, c, tiles, cl, h, w, mode="topk", k=k,
+                                                                 backend="cpu"), [xys, conics, col], upstream)
+
+    out3, (gx3, gc3, gcol3) = run(colors, up)
+    out12, (gx12, gc12, gcol12) = run(wide, up_wide)
+    for a, b in ((out3, out12[..., :3]), (gx3, gx12), (gc3, gc12), (gcol3, gcol12[:, :3])):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+    assert gx3.abs().sum() > 0 and gcol3.abs().sum() > 0
 
 
 @pytest.mark.parametrize("backend", ["cpu", "torch"])

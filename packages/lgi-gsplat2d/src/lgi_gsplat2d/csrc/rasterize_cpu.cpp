@@ -261,10 +261,11 @@ void backward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
 }
 
 // Top-K mode: pixel-outer over the saved selections; per-entry accumulators local to the tile.
+// Scalar form (any T, any C): each selected entry adds its terms to its kStats + C accumulators one by one.
 template <typename T>
-void backward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const int32_t* gid, const int32_t* slot,
-                        int32_t e0, int32_t e1, const T* grad_out, const T* out, const int32_t* sel,
-                        const T* wsel, const T* wsum, bool need_geom, bool need_col, T* acc, T* partials) {
+void backward_tile_topk_scalar(const RasterArgs<T>& a, const TileGeom& tg, const int32_t* gid, const int32_t* slot,
+                               int32_t e0, int32_t e1, const T* grad_out, const T* out, const int32_t* sel,
+                               const T* wsel, const T* wsum, bool need_geom, bool need_col, T* acc, T* partials) {
   const int C = a.channels, K = a.k, G = kStats + C;
   std::fill(acc, acc + static_cast<size_t>(e1 - e0) * G, T(0));
   const T floor = topk_floor<T>(a.mode);
@@ -306,6 +307,75 @@ void backward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const int32_
   for (int32_t e = e0; e < e1; ++e) {
     std::memcpy(partials + static_cast<int64_t>(slot[e]) * G, acc + static_cast<int64_t>(e - e0) * G,
                 sizeof(T) * G);
+  }
+}
+
+// Vector form (float, kStats + C <= 16): an entry's accumulators are one 16-lane vector
+// [S_x, S_y, S_xx, S_xy, S_yy, S_0, S_c0 .. S_c(C-1), 0 ..], and each selected entry adds its terms with one
+// vector multiply-add instead of kStats + C scalar read-modify-writes; the entries' centres and colours are
+// gathered into tile-local arrays first. Every lane computes the same IEEE operations, in the same order, as
+// the scalar form ((t dx) dx, gp_c (w / denom), ...), so both give bitwise the same gradients.
+void backward_tile_topk_vec(const RasterArgs<float>& a, const TileGeom& tg, const int32_t* gid,
+                            const int32_t* slot, int32_t e0, int32_t e1, const float* grad_out, const float* out,
+                            const int32_t* sel, const float* wsel, const float* wsum, bool need_geom, bool need_col,
+                            VecT<float>* acc, float* ex, float* colv, float* partials) {
+  using V = VecT<float>;
+  using M = MaskT<float>;
+  const int C = a.channels, K = a.k, G = kStats + C;
+  const int32_t ne = e1 - e0;
+  std::fill(acc, acc + ne, V{});
+  for (int32_t e = 0; e < ne; ++e) {
+    const int64_t g = gid[e0 + e];
+    ex[2 * e] = a.xys[2 * g];
+    ex[2 * e + 1] = a.xys[2 * g + 1];
+    for (int ch = 0; ch < C; ++ch) colv[static_cast<int64_t>(e) * C + ch] = a.colors[g * C + ch];
+  }
+  const M lane = lane_index<float>();
+  // Left factors: lanes 0, 2, 3 take t dx, lanes 1, 4 t dy, colour lanes gp_c. Right factors: 1, 1, dx, dy, dy,
+  // then w / denom on the colour lanes (lane 5, S_0, and the lanes past the colours stay 0).
+  const M is_tdx = (lane == 0) | (lane == 2) | (lane == 3), is_tdy = (lane == 1) | (lane == 4);
+  const M is_one = lane <= 1, is_dx = lane == 2, is_dy = (lane == 3) | (lane == 4);
+  const M is_col = (lane >= kStats) & (lane < G);
+  const V zero{}, one = splat(1.0f);
+  const float floor = topk_floor<float>(a.mode);
+  for (int r = 0; r < tg.ht; ++r) {
+    const int i = tg.i0 + r;
+    const float dy0 = float(i) + 0.5f;
+    for (int l = 0; l < tg.wt; ++l) {
+      const int j = tg.j0 + l;
+      const int64_t P = static_cast<int64_t>(i) * a.width + j;
+      const int32_t* sp = sel + P * K;
+      if (sp[0] < 0) continue;
+      const float* gp = grad_out + P * C;
+      const float* op = out + P * C;
+      const float denom = wsum[P] + topk_eps<float>(a.mode);
+      V gpv{};
+      if (need_col) {
+        for (int ch = 0; ch < C; ++ch) gpv[kStats + ch] = gp[ch];
+      }
+      for (int kk = 0; kk < K && sp[kk] >= 0; ++kk) {
+        const int32_t e = sp[kk] - e0;
+        const float dx = (float(j) + 0.5f) - ex[2 * e], dy = dy0 - ex[2 * e + 1];
+        const float w = wsel[P * K + kk];
+        float tdx = 0.0f, tdy = 0.0f;
+        if (need_geom) {
+          const float* colg = colv + static_cast<int64_t>(e) * C;
+          float dldw = 0.0f;
+          for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - op[ch]);
+          const float t = topk_slope(w, floor) * (dldw / denom);
+          tdx = t * dx;
+          tdy = t * dy;
+        }
+        const float wd = need_col ? w / denom : 0.0f;
+        const V left = is_tdx ? splat(tdx) : (is_tdy ? splat(tdy) : gpv);
+        const V right = is_one ? one : (is_dx ? splat(dx) : (is_dy ? splat(dy) : (is_col ? splat(wd) : zero)));
+        acc[e] += left * right;
+      }
+    }
+  }
+  for (int32_t e = 0; e < ne; ++e) {
+    float* dst = partials + static_cast<int64_t>(slot[e0 + e]) * G;
+    for (int k = 0; k < G; ++k) dst[k] = acc[e][k];
   }
 }
 
@@ -398,7 +468,10 @@ void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* ga
   for (int t = 0; t < NT; ++t) max_entries = std::max(max_entries, tile_offsets[t + 1] - tile_offsets[t]);
 #pragma omp parallel num_threads(a.nthreads)
   {
-    std::vector<T> acc(is_topk(a.mode) ? static_cast<size_t>(max_entries) * G : 0), S(G);
+    const bool vec = std::is_same<T, float>::value && G <= kTile;  // backward_tile_topk_vec's condition
+    std::vector<T> acc(is_topk(a.mode) && !vec ? static_cast<size_t>(max_entries) * G : 0), S(G);
+    std::vector<VecT<float>> vacc(is_topk(a.mode) && vec ? static_cast<size_t>(max_entries) : 0);
+    std::vector<float> ex(vacc.size() * 2), colv(vacc.size() * C);
     std::vector<VecT<T>> gt(a.mode == kModeSum ? static_cast<size_t>(C) * kTile : 0), scol(C);
 #pragma omp for schedule(dynamic, 1)
     for (int t = 0; t < NT; ++t) {
@@ -406,8 +479,15 @@ void rasterize_backward_cpu(const RasterArgs<T>& a, int64_t m, const int32_t* ga
       if (e0 == e1) continue;
       const TileGeom tg(t, TX, a.height, a.width);
       if (is_topk(a.mode)) {
-        backward_tile_topk(a, tg, list_gid, list_slot, e0, e1, grad_out, out, sel, wsel, wsum, need_geom,
-                           need_col, acc.data(), partials.get());
+        if constexpr (std::is_same<T, float>::value) {
+          if (vec) {
+            backward_tile_topk_vec(a, tg, list_gid, list_slot, e0, e1, grad_out, out, sel, wsel, wsum, need_geom,
+                                   need_col, vacc.data(), ex.data(), colv.data(), partials.get());
+            continue;
+          }
+        }
+        backward_tile_topk_scalar(a, tg, list_gid, list_slot, e0, e1, grad_out, out, sel, wsel, wsum, need_geom,
+                                  need_col, acc.data(), partials.get());
       } else {
         backward_tile_sum(a, tg, boxes, list_gid, list_slot, e0, e1, grad_out, need_geom, need_col, gt.data(),
                           scol.data(), partials.get());
