@@ -83,7 +83,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
             blend: str | None = None, second_pass: float | None = None,
             coarse_fraction: float | None = None, second_pass_refit: int | None = None,
             tile_above: int | None = None, second_pass_below: float | None = None,
-            topk: int | None = None) -> dict:
+            topk: int | None = None, finetune_steps: int | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -96,6 +96,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         opts.fit = opts.fit.replace(topk=topk)
     if steps is not None:
         opts.fit_steps = steps
+    if finetune_steps is not None:
+        opts.codec = dataclasses.replace(opts.codec, finetune_steps=finetune_steps)
     if second_pass is not None:
         opts.second_pass_fraction = second_pass or None
     if coarse_fraction is not None:
@@ -264,6 +266,8 @@ def main() -> int:
     ap.add_argument("--rates", default="0.125,0.25,0.5,1.0,1.5", help="LGI target bpps")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, help="LGI fitting steps (default: the effort's)")
+    ap.add_argument("--finetune-steps", type=int,
+                    help="LGI's quantization-aware fine-tuning steps (default: the effort's)")
     ap.add_argument("--effort", default="default", choices=["fast", "default", "max"])
     ap.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     ap.add_argument("--skip-lgi", action="store_true")
@@ -281,7 +285,7 @@ def main() -> int:
                          "(0: none, the warm pass of before; default: the encoder's)")
     ap.add_argument("--second-pass-below", type=float, metavar="SHARE",
                     help="run LGI's second pass when the first pass's file fills less than this share of the "
-                         "target (default: the encoder's, 0.97)")
+                         "target (default: the encoder's, 0.985)")
     ap.add_argument("--tile-above", type=int, metavar="PIXELS",
                     help="fit images above this many pixels in tiles (0: always; default: the encoder's, 2^22)")
     ap.add_argument("--codec-name", default="lgi", help="name of LGI's rows in the CSV (to compare variants)")
@@ -327,7 +331,7 @@ def main() -> int:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
                               args.step_scale, args.codec_name, args.blend, args.second_pass,
                               args.coarse_fraction, args.second_pass_refit, args.tile_above,
-                              args.second_pass_below, args.topk)
+                              args.second_pass_below, args.topk, args.finetune_steps)
                 data, stages, rate_log = row.pop("data"), row.pop("stages"), row.pop("rate_log")
                 if args.keep_files:
                     args.keep_files.mkdir(parents=True, exist_ok=True)
