@@ -96,6 +96,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         opts.fit = opts.fit.replace(topk=topk)
     if steps is not None:
         opts.fit_steps = steps
+        opts.fit_steps_at_1bpp = 1.0  # exactly the steps asked for
     if finetune_steps is not None:
         opts.codec = dataclasses.replace(opts.codec, finetune_steps=finetune_steps)
     if second_pass is not None:

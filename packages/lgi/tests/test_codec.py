@@ -165,6 +165,22 @@ def test_quantizer_steps_follow_the_flatter_law_above_half_a_bit():
     assert scales == sorted(scales, reverse=True) and min(scales) == 0.6
 
 
+def test_the_fit_lengthens_above_half_a_bit_unless_steps_are_given():
+    from lgi.codec_cli import encode_options
+    from lgi_train.compress.encoder import fit_steps_for
+
+    assert [fit_steps_for(1000, b, 1.4) for b in (0.05, 0.25, 0.5, 1.0, 4.0)] == [1000, 1000, 1000, 1400, 1400]
+    between = [fit_steps_for(1000, b, 1.4) for b in (0.6, 0.75, 0.9)]
+    assert between == sorted(between) and 1000 < between[0] and between[-1] < 1400
+    assert fit_steps_for(1000, 1.0, 1.0) == 1000
+    # the encoder fits that many steps at a target above 1 bpp, and exactly --steps when they are given
+    target = small_image()
+    opts = fast_opts(target_bytes=3 * 48 * 72 // 8)  # 3 bpp
+    assert encode_image(target, opts).rate_log["fit_steps"] == 42
+    args = ((48, 72), 1.0, None, None, None, 30, "cpu", 0, "auto", "default")
+    assert encode_options(*args).fit_steps_at_1bpp == 1.0
+
+
 def test_impossible_target_is_a_rate_error():
     with pytest.raises(RateError):
         encode_image(small_image(), fast_opts(target_bytes=40))

@@ -65,6 +65,7 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
     opts.fit = opts.fit.replace(device=device, seed=seed, backend=backend)
     if steps is not None:
         opts.fit_steps = steps
+        opts.fit_steps_at_1bpp = 1.0  # the steps asked for, at any rate
     if lam is not None:
         if not lam >= 0:
             raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
