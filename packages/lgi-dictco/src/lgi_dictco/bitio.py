@@ -6,6 +6,8 @@ with :class:`LgiFormatError` instead of reading past it.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 
 from lgi_dictco.errors import LgiFormatError
@@ -92,10 +94,12 @@ class BitReader:
             return out
         bits = self._bits[self._pos:self._pos + total].astype(np.int64)
         self._pos += total
-        owner = np.repeat(np.arange(nbits.size), nbits)
-        starts = np.cumsum(nbits) - nbits
-        place = nbits[owner] - 1 - (np.arange(total) - starts[owner])  # bit significance within its value
-        np.add.at(out, owner, bits << place)
+        ends = np.cumsum(nbits)
+        # Each bit's significance within its value: the bits left until its value's end, minus one.
+        place = np.repeat(ends, nbits) - 1 - np.arange(total)
+        some = nbits > 0
+        # A value's bits are one contiguous run: a segmented sum (reduceat) adds them; values of zero bits stay 0.
+        out[some] = np.add.reduceat(bits << place, (ends - nbits)[some])
         return out
 
     def read_ue(self, max_bits: int = 40) -> int:
@@ -123,6 +127,17 @@ class BitReader:
     def read_ue_many(self, n: int, max_bits: int = 40) -> list[int]:
         """``n`` consecutive :meth:`read_ue` codes, with the same checks and errors, much faster."""
         s, pos, end = self._text(), self._pos, self._bits.size
+        if max_bits == 40 and n:
+            # Fast path: one regular-expression scan finds the codes (z zeros, a one, z bits; the code
+            # is prefix-free, so at a code's start exactly one alternative matches). It is taken only
+            # when the first n matches tile the bits from pos without a gap; anything else (a code
+            # too long, a truncated one) goes through the exact loop below, which raises its errors.
+            codes = _UE_CODE.findall(s, pos, min(end, pos + n * (2 * max_bits + 1)))[:n]
+            if len(codes) == n:
+                run = "".join(codes)
+                if s.startswith(run, pos):
+                    self._pos = pos + len(run)
+                    return [int(c[len(c) // 2:], 2) - 1 for c in codes]
         out = []
         for _ in range(n):
             one = s.find("1", pos, min(end, pos + max_bits + 1))
@@ -146,6 +161,8 @@ class BitReader:
 
 
 _BIT_CHARS = bytes.maketrans(b"\x00\x01", b"01")
+# An Exp-Golomb code of at most 40 leading zeros (read_ue_many's default limit), as text.
+_UE_CODE = re.compile("|".join(f"0{{{z}}}1[01]{{{z}}}" for z in range(41)))
 
 
 def write_varint(value: int) -> bytes:
