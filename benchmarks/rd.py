@@ -83,7 +83,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
             blend: str | None = None, second_pass: float | None = None,
             coarse_fraction: float | None = None, second_pass_refit: int | None = None,
             tile_above: int | None = None, second_pass_below: float | None = None,
-            topk: int | None = None, finetune_steps: int | None = None) -> dict:
+            topk: int | None = None, finetune_steps: int | None = None,
+            codec_settings: dict | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -99,6 +100,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         opts.fit_steps_at_1bpp = 1.0  # exactly the steps asked for
     if finetune_steps is not None:
         opts.codec = dataclasses.replace(opts.codec, finetune_steps=finetune_steps)
+    if codec_settings:
+        opts.codec = dataclasses.replace(opts.codec, **codec_settings)
     if second_pass is not None:
         opts.second_pass_fraction = second_pass or None
     if coarse_fraction is not None:
@@ -260,6 +263,20 @@ def plot(rows: list[dict], images: list[str], path: Path, title: str = "Kodak") 
     plt.close(fig)
 
 
+def _codec_settings(pairs: list[str]) -> dict:
+    """``["name=value", ...]`` → CodecSettings fields (numbers; each name checked against the dataclass)."""
+    from lgi_train.compress.codec import CodecSettings
+
+    fields = {f.name for f in dataclasses.fields(CodecSettings)}
+    out = {}
+    for pair in pairs:
+        name, _, value = pair.partition("=")
+        if name not in fields or not value:
+            raise SystemExit(f"--codec-setting {pair!r}: expected NAME=VALUE with NAME one of {sorted(fields)}")
+        out[name] = int(value) if value.lstrip("-").isdigit() else float(value)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--subset", type=int, help="first N Kodak images")
@@ -269,6 +286,9 @@ def main() -> int:
     ap.add_argument("--steps", type=int, help="LGI fitting steps (default: the effort's)")
     ap.add_argument("--finetune-steps", type=int,
                     help="LGI's quantization-aware fine-tuning steps (default: the effort's)")
+    ap.add_argument("--codec-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a numeric field of LGI's CodecSettings (research; repeatable), e.g. "
+                         "finetune_lr_scale=1.0")
     ap.add_argument("--effort", default="default", choices=["fast", "default", "max"])
     ap.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     ap.add_argument("--skip-lgi", action="store_true")
@@ -332,7 +352,8 @@ def main() -> int:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
                               args.step_scale, args.codec_name, args.blend, args.second_pass,
                               args.coarse_fraction, args.second_pass_refit, args.tile_above,
-                              args.second_pass_below, args.topk, args.finetune_steps)
+                              args.second_pass_below, args.topk, args.finetune_steps,
+                              _codec_settings(args.codec_setting))
                 data, stages, rate_log = row.pop("data"), row.pop("stages"), row.pop("rate_log")
                 if args.keep_files:
                     args.keep_files.mkdir(parents=True, exist_ok=True)
