@@ -132,7 +132,7 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
 @click.option("--gaussians", type=int, help="Fixed number of Gaussians (no rate control).")
 @click.option("--effort", type=click.Choice(["fast", "default", "max"]), default="default", show_default=True,
               help="Encoding effort: fit and fine-tuning length (fast 500/200 steps, default 1000/400, "
-                   "max 3000/1000); more effort, better quality at the same size.")
+                   "max 3000/1000; fit steps x1.4 at 1 bpp and above); more effort, better quality at the same size.")
 @click.option("--steps", type=int, help="Fitting steps (overrides the effort's); more steps, better quality.")
 @click.option("--lambda", "lam", type=float, metavar="DB",
               help="Research: the rate term's price in dB per bit per pixel during fine-tuning (0: off; "
