@@ -83,8 +83,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
             blend: str | None = None, second_pass: float | None = None,
             coarse_fraction: float | None = None, second_pass_refit: int | None = None,
             tile_above: int | None = None, second_pass_below: float | None = None,
-            topk: int | None = None, finetune_steps: int | None = None,
-            codec_settings: dict | None = None) -> dict:
+            topk: int | None = None, codec_settings: dict | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -98,8 +97,6 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
     if steps is not None:
         opts.fit_steps = steps
         opts.fit_steps_at_1bpp = 1.0  # exactly the steps asked for
-    if finetune_steps is not None:
-        opts.codec = dataclasses.replace(opts.codec, finetune_steps=finetune_steps)
     if codec_settings:
         opts.codec = dataclasses.replace(opts.codec, **codec_settings)
     if second_pass is not None:
@@ -284,11 +281,9 @@ def main() -> int:
     ap.add_argument("--rates", default="0.125,0.25,0.5,1.0,1.5", help="LGI target bpps")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--steps", type=int, help="LGI fitting steps (default: the effort's)")
-    ap.add_argument("--finetune-steps", type=int,
-                    help="LGI's quantization-aware fine-tuning steps (default: the effort's)")
     ap.add_argument("--codec-setting", action="append", default=[], metavar="NAME=VALUE",
-                    help="set a numeric field of LGI's CodecSettings (research; repeatable), e.g. "
-                         "finetune_lr_scale=1.0")
+                    help="set a numeric field of LGI's CodecSettings after the effort's (research; "
+                         "repeatable), e.g. finetune_lr_scale=1.0 or finetune_steps=300")
     ap.add_argument("--effort", default="default", choices=["fast", "default", "max"])
     ap.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     ap.add_argument("--skip-lgi", action="store_true")
@@ -352,8 +347,7 @@ def main() -> int:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
                               args.step_scale, args.codec_name, args.blend, args.second_pass,
                               args.coarse_fraction, args.second_pass_refit, args.tile_above,
-                              args.second_pass_below, args.topk, args.finetune_steps,
-                              _codec_settings(args.codec_setting))
+                              args.second_pass_below, args.topk, _codec_settings(args.codec_setting))
                 data, stages, rate_log = row.pop("data"), row.pop("stages"), row.pop("rate_log")
                 if args.keep_files:
                     args.keep_files.mkdir(parents=True, exist_ok=True)
