@@ -83,7 +83,8 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
             blend: str | None = None, second_pass: float | None = None,
             coarse_fraction: float | None = None, second_pass_refit: int | None = None,
             tile_above: int | None = None, second_pass_below: float | None = None,
-            topk: int | None = None, codec_settings: dict | None = None) -> dict:
+            topk: int | None = None, codec_settings: dict | None = None, fit_settings: dict | None = None,
+            encode_options: dict | None = None) -> dict:
     from lgi.decoding import decode
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
@@ -99,6 +100,10 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         opts.fit_steps_at_1bpp = 1.0  # exactly the steps asked for
     if codec_settings:
         opts.codec = dataclasses.replace(opts.codec, **codec_settings)
+    if fit_settings:
+        opts.fit = opts.fit.replace(**fit_settings)
+    if encode_options:
+        opts = dataclasses.replace(opts, **encode_options)
     if second_pass is not None:
         opts.second_pass_fraction = second_pass or None
     if coarse_fraction is not None:
@@ -260,16 +265,14 @@ def plot(rows: list[dict], images: list[str], path: Path, title: str = "Kodak") 
     plt.close(fig)
 
 
-def _codec_settings(pairs: list[str]) -> dict:
-    """``["name=value", ...]`` → CodecSettings fields (numbers; each name checked against the dataclass)."""
-    from lgi_train.compress.codec import CodecSettings
-
-    fields = {f.name for f in dataclasses.fields(CodecSettings)}
+def _settings(pairs: list[str], cls, flag: str) -> dict:
+    """``["name=value", ...]`` → fields of the dataclass ``cls`` (numbers; each name checked against it)."""
+    fields = {f.name for f in dataclasses.fields(cls)}
     out = {}
     for pair in pairs:
         name, _, value = pair.partition("=")
         if name not in fields or not value:
-            raise SystemExit(f"--codec-setting {pair!r}: expected NAME=VALUE with NAME one of {sorted(fields)}")
+            raise SystemExit(f"{flag} {pair!r}: expected NAME=VALUE with NAME one of {sorted(fields)}")
         out[name] = int(value) if value.lstrip("-").isdigit() else float(value)
     return out
 
@@ -284,6 +287,10 @@ def main() -> int:
     ap.add_argument("--codec-setting", action="append", default=[], metavar="NAME=VALUE",
                     help="set a numeric field of LGI's CodecSettings after the effort's (research; "
                          "repeatable), e.g. finetune_lr_scale=1.0 or finetune_steps=300")
+    ap.add_argument("--fit-setting", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a numeric field of LGI's FitConfig (research; repeatable), e.g. lr_color=0.01")
+    ap.add_argument("--encode-option", action="append", default=[], metavar="NAME=VALUE",
+                    help="set a numeric field of LGI's EncodeOptions (research; repeatable), e.g. overshoot=1.1")
     ap.add_argument("--effort", default="default", choices=["fast", "default", "max"])
     ap.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     ap.add_argument("--skip-lgi", action="store_true")
@@ -312,6 +319,13 @@ def main() -> int:
                     help="CSV:old=new — add the rows of codec `old` from an earlier run's CSV as codec `new` "
                          "(summaries and plot only; e.g. results/rd_kodak.csv:lgi=lgi-v1)")
     args = ap.parse_args()
+    from lgi_train.compress.codec import CodecSettings
+    from lgi_train.compress.encoder import EncodeOptions
+    from lgi_train.config import FitConfig
+
+    codec_settings = _settings(args.codec_setting, CodecSettings, "--codec-setting")
+    fit_settings = _settings(args.fit_setting, FitConfig, "--fit-setting")
+    encode_options = _settings(args.encode_option, EncodeOptions, "--encode-option")
     folder, pattern = DATASETS[args.dataset]
     paths = sorted(folder.glob(pattern))
     if args.images:
@@ -347,7 +361,7 @@ def main() -> int:
                 row = run_lgi(setting, target, ref, args.device, args.steps, args.effort, args.lam,
                               args.step_scale, args.codec_name, args.blend, args.second_pass,
                               args.coarse_fraction, args.second_pass_refit, args.tile_above,
-                              args.second_pass_below, args.topk, _codec_settings(args.codec_setting))
+                              args.second_pass_below, args.topk, codec_settings, fit_settings, encode_options)
                 data, stages, rate_log = row.pop("data"), row.pop("stages"), row.pop("rate_log")
                 if args.keep_files:
                     args.keep_files.mkdir(parents=True, exist_ok=True)

@@ -53,6 +53,8 @@ class CodecSettings:
             the straight-through rounding a value changes its code only after moving half a quantizer
             step, and Adam moves it about one learning rate per step (colour: 0.0025 at 0.5, a tenth of
             its 0.024 step).
+        finetune_shape_lr: the fine-tuning's learning rate of the shape features (m, u, v); None: the
+            fit's log-scale rate × ``finetune_lr_scale``, like the others.
     """
 
     position_step_px: float = 0.5
@@ -68,6 +70,7 @@ class CodecSettings:
     finetune_steps: int = 400
     rate_db: float = 0.0
     finetune_lr_scale: float = 2.0
+    finetune_shape_lr: float | None = None
     kmeans_iters: int = 25
     extra: dict = field(default_factory=dict)
 

@@ -73,6 +73,9 @@ class EncodeOptions:
     # Kodak images at 1.0 bpp (docs/codec.md, "A longer fit at high rates"). 1: the fit has fit_steps.
     fit_steps_at_1bpp: float = 1.4
     refit_steps: int = 60
+    # The re-fits' learning rates (after pruning, and of the warm second pass's grown set) as a
+    # multiple of the fit's.
+    refit_lr_scale: float = 0.5
     overshoot: float = 1.05         # Gaussians fitted beyond the first estimate, to prune back
     # Bits per Gaussian of the first count estimate at the default steps; each halving of the steps
     # adds ~6 (about 6 values per Gaussian are quantized). Fitting more for the rate term's shrinkage
@@ -231,7 +234,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     generator = torch.Generator().manual_seed(cfg.seed)
 
     def refit(m: GaussianModel, steps: int) -> GaussianModel:
-        """A fixed, short float re-fit of ``m`` at half the fit's learning rates."""
+        """A fixed, short float re-fit of ``m`` at ``opts.refit_lr_scale`` × the fit's learning rates."""
         if steps <= 0:
             return m
         from lgi_train.model import make_optimizer
@@ -240,7 +243,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
                                 coarse_to_fine=False, qat=False, max_seconds=None)
         refitter = Fitter(target, refit_cfg)
         refitter.model = m
-        refitter.optimizer = make_optimizer(m, {k: v * 0.5 for k, v in refitter.lrs.items()})
+        refitter.optimizer = make_optimizer(m, {k: v * opts.refit_lr_scale for k, v in refitter.lrs.items()})
         refitter.state["best_psnr"] = float("inf")  # no plateau stop
         m = refitter.run().model
         m.quant = None
@@ -270,7 +273,8 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     t = time.perf_counter()
     stage("quantize", 0.0)
     s = opts.codec.finetune_lr_scale
-    lrs = {"xy": cfg.lr_position * s, "shape": cfg.lr_scale * s, "color": cfg.lr_color * s}
+    shape_lr = cfg.lr_scale * s if opts.codec.finetune_shape_lr is None else opts.codec.finetune_shape_lr
+    lrs = {"xy": cfg.lr_position * s, "shape": shape_lr, "color": cfg.lr_color * s}
     loss_fn = make_loss(cfg)
 
     def quantize_and_finetune(options: EncodeOptions, steps: int | None = None) -> QuantizedSet:
