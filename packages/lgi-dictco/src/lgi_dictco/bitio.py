@@ -6,6 +6,7 @@ with :class:`LgiFormatError` instead of reading past it.
 
 from __future__ import annotations
 
+import functools
 import re
 
 import numpy as np
@@ -137,7 +138,8 @@ class BitReader:
                 run = "".join(codes)
                 if s.startswith(run, pos):
                     self._pos = pos + len(run)
-                    return [int(c[len(c) // 2:], 2) - 1 for c in codes]
+                    # A code's leading zeros do not change its binary value: int(code, 2) = value + 1.
+                    return [v - 1 for v in map(_binary, codes)]
         out = []
         for _ in range(n):
             one = s.find("1", pos, min(end, pos + max_bits + 1))
@@ -161,6 +163,7 @@ class BitReader:
 
 
 _BIT_CHARS = bytes.maketrans(b"\x00\x01", b"01")
+_binary = functools.partial(int, base=2)
 # An Exp-Golomb code of at most 40 leading zeros (read_ue_many's default limit), as text.
 _UE_CODE = re.compile("|".join(f"0{{{z}}}1[01]{{{z}}}" for z in range(41)))
 

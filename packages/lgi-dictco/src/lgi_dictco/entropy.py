@@ -100,9 +100,7 @@ class FrequencyTable:
         data never contains; the escape (L + 1) has zero width, so the decoder never enters its
         bypass path, whatever the input.
         """
-        out = [0]
-        for f in [*self.frequencies(), 1]:
-            out.append(out[-1] + f)
+        out = list(accumulate([*_frequencies(self.codes), 1], initial=0))
         out.append(out[-1])
         return out
 

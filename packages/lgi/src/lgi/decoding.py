@@ -178,7 +178,8 @@ def _native_bands(plan: Plan):
                                       plan.width, y0, y1 - y0, mode=h.render_mode, k=h.topk)
         except native.RenderLimitError as exc:
             raise DecodeError(f"the renderer refused: {exc}") from None
-        yield y0, np.clip(band, 0.0, 1.0).transpose(2, 0, 1)
+        # In place: the band is the renderer's fresh buffer. [C, rows, W] is a view of it (no copy).
+        yield y0, np.clip(band, 0.0, 1.0, out=band).transpose(2, 0, 1)
 
 
 def _bands(plan: Plan, device: str, backend: str):
@@ -214,7 +215,9 @@ def render_plan(plan: Plan, device: str = "cpu", backend: str = "auto"):
     import torch
 
     def tensor(band):
-        return torch.from_numpy(np.ascontiguousarray(band)) if isinstance(band, np.ndarray) else band
+        # A strided view of the native renderer's [rows, W, C] buffer, as the torch renderer's permuted
+        # output is: no copy.
+        return torch.from_numpy(band) if isinstance(band, np.ndarray) else band
 
     if len(plan.bands) == 1:
         return tensor(next(_bands(plan, device, backend))[1])

@@ -364,10 +364,11 @@ def _decode_group(data: bytes, spec: dict, classes: np.ndarray, what: str) -> Gr
     counts = np.bincount(own_cls, minlength=nk)
     scalars = np.zeros((own_cls.size, dims), np.int64)
     streams = iter(parts[-dims * nk:] if dims else [])
+    rows = [np.flatnonzero(own_cls == c) for c in range(nk)]  # each class's rows, found once
     for d in range(dims):
         for c in range(nk):
-            scalars[own_cls == c, d] = decode_stream(next(streams), int(counts[c]), f"{what} values",
-                                                     max_value=int(levels[c, d]) - 1)
+            scalars[rows[c], d] = decode_stream(next(streams), int(counts[c]), f"{what} values",
+                                                max_value=int(levels[c, d]) - 1)
     return GroupCoding(lo=spec["lo"], step=spec["step"], levels=levels, codebook=codebook, indices=indices,
                        scalars=scalars, class_exp=spec["exps"])
 
