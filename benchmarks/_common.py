@@ -63,3 +63,18 @@ def plot_points_per_image(rows: list[dict], images: list[str], label, path: Path
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def median_ms(fn, repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``repeats`` calls of ``fn`` in milliseconds, after ``warmup`` untimed calls."""
+    import statistics
+    import time
+
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000

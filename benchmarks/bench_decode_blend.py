@@ -21,12 +21,11 @@ import argparse
 import os
 import statistics
 import sys
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
-from _common import KODAK, RESULTS, cpu_name, write_csv
+from _common import KODAK, RESULTS, cpu_name, median_ms, write_csv
 from PIL import Image
 
 
@@ -38,16 +37,6 @@ def _original(path: Path, images: Path) -> np.ndarray | None:
     return np.asarray(Image.open(names[-1]).convert("RGB"), dtype=np.float32) / 255
 
 
-def _median_ms(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
-
-
 def time_file(path: Path, repeats: int, images: Path, other_k: tuple[int, ...] = ()) -> list[dict]:
     """The rows of one file: its parse, then each blend through each renderer."""
     import torch
@@ -57,7 +46,7 @@ def time_file(path: Path, repeats: int, images: Path, other_k: tuple[int, ...] =
     from lgi_gsplat2d import native
 
     data = path.read_bytes()
-    parse_ms = _median_ms(lambda: prepare(data), repeats)
+    parse_ms = median_ms(lambda: prepare(data), repeats)
     plan = prepare(data)
     p, h = plan.params, plan.header
     t = {k: torch.from_numpy(v) for k, v in p.items()}
@@ -82,7 +71,7 @@ def time_file(path: Path, repeats: int, images: Path, other_k: tuple[int, ...] =
 
         renderers = (("native", draw_native), ("torch-cpu", draw_torch)) if k == h.topk else (("native", draw_native),)
         for renderer, fn in renderers:
-            ms = _median_ms(fn, repeats)
+            ms = median_ms(fn, repeats)
             rows.append({"file": path.name, "gaussians": h.num_gaussians, "width": plan.width, "height": plan.height,
                          "stored_mode": h.render_mode, "mode": mode, "k": k if mode != "sum" else "",
                          "renderer": renderer,

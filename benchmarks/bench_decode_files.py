@@ -15,23 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-from _common import cpu_name, write_csv
-
-
-def _median_ms(fn, repeats: int) -> float:
-    for _ in range(3):
-        fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+from _common import cpu_name, median_ms, write_csv
 
 
 def main() -> int:
@@ -51,8 +39,8 @@ def main() -> int:
         plan = prepare(data)
         rows.append({"label": args.label, "file": path.name, "gaussians": plan.header.num_gaussians,
                      "width": plan.width, "height": plan.height, "renderer": renderer(),
-                     "prepare_ms": round(_median_ms(lambda d=data: prepare(d), args.repeats), 3),
-                     "decode_ms": round(_median_ms(lambda d=data: decode(d), args.repeats), 3),
+                     "prepare_ms": round(median_ms(lambda d=data: prepare(d), args.repeats, warmup=3), 3),
+                     "decode_ms": round(median_ms(lambda d=data: decode(d), args.repeats, warmup=3), 3),
                      "threads": args.threads, "cpu": cpu_name(),
                      "when": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")})
     prep = statistics.median(r["prepare_ms"] for r in rows)
