@@ -95,6 +95,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         opts.fit = opts.fit.replace(render_mode=blend)
     if topk is not None:
         opts.fit = opts.fit.replace(topk=topk)
+        opts.wide_topk_from = None  # exactly the K asked for, whatever the count
     if steps is not None:
         opts.fit_steps = steps
         opts.fit_steps_at_1bpp = 1.0  # exactly the steps asked for
@@ -316,7 +317,8 @@ def main() -> int:
     ap.add_argument("--lambda", dest="lam", type=float, help="LGI's rate term in dB per bpp (default: the encoder's, priced by the target)")
     ap.add_argument("--step-scale", type=float, default=1.0, help="multiply LGI's default value steps (research)")
     ap.add_argument("--blend", choices=["sum", "topk"], help="LGI's blend mode (default: the encoder's)")
-    ap.add_argument("--topk", type=int, metavar="K", help="LGI's top-K blend width (default: the encoder's)")
+    ap.add_argument("--topk", type=int, metavar="K", help="LGI's top-K blend width at every count (default: the encoder's, "
+                    "wider for large fits)")
     ap.add_argument("--coarse-fraction", type=float,
                     help="share of LGI's fit steps at half size (coarse-to-fine; default: the encoder's)")
     ap.add_argument("--second-pass", type=float, metavar="FRACTION",

@@ -165,6 +165,24 @@ def test_quantizer_steps_follow_the_flatter_law_above_half_a_bit():
     assert scales == sorted(scales, reverse=True) and min(scales) == 0.6
 
 
+def test_large_fits_blend_wider_and_the_file_says_so(encoded):
+    from lgi_train.compress.encoder import blend_for
+
+    opts = EncodeOptions()
+    assert opts.fit.topk == 6 and opts.wide_topk == 10
+    assert blend_for(opts.fit, opts.wide_topk_from - 1, opts).topk == 6
+    assert blend_for(opts.fit, opts.wide_topk_from, opts).topk == 10
+    assert blend_for(opts.fit.replace(topk=16), 10 ** 6, opts).topk == 16  # never narrower
+    assert blend_for(opts.fit.replace(render_mode="sum"), 10 ** 6, opts).topk == 6  # sum has no K
+    assert blend_for(opts.fit, 10 ** 6, dataclasses.replace(opts, wide_topk_from=None)).topk == 6
+    # through the encoder: the fit, and so the file, takes the wider K from the threshold on
+    target, narrow = encoded
+    assert decode_bytes(narrow.data).header.topk == 6
+    wide = encode_image(target, fast_opts(num_gaussians=60, wide_topk_from=60))
+    assert decode_bytes(wide.data).header.topk == 10
+    assert torch.equal(decode_bytes(wide.data).image, wide.image) and wide.data != narrow.data
+
+
 def test_the_fit_lengthens_above_half_a_bit_unless_steps_are_given():
     from lgi.codec_cli import encode_options
     from lgi_train.compress.encoder import fit_steps_for
