@@ -183,6 +183,22 @@ def test_large_fits_blend_wider_and_the_file_says_so(encoded):
     assert torch.equal(decode_bytes(wide.data).image, wide.image) and wide.data != narrow.data
 
 
+def test_the_position_learning_rate_is_a_pixel_step_on_large_images(encoded):
+    from lgi_train.compress.encoder import position_lr_for
+
+    opts = EncodeOptions()
+    base = opts.fit.lr_position
+    assert position_lr_for(opts.fit, 512, opts).lr_position == base  # never raised on small images
+    assert position_lr_for(opts.fit, 768, opts).lr_position == base
+    assert position_lr_for(opts.fit, 2048, opts).lr_position == pytest.approx(base * 768 / 2048)
+    assert position_lr_for(opts.fit, 4096, opts).lr_scale == opts.fit.lr_scale  # only the positions
+    assert position_lr_for(opts.fit, 4096, dataclasses.replace(opts, position_lr_side=None)).lr_position == base
+    # through the encoder: a reference side below the image's changes the fit, and so the file
+    target, default = encoded
+    smaller = encode_image(target, fast_opts(num_gaussians=60, position_lr_side=24))
+    assert smaller.data != default.data
+
+
 def test_the_fit_lengthens_above_half_a_bit_unless_steps_are_given():
     from lgi.codec_cli import encode_options
     from lgi_train.compress.encoder import fit_steps_for

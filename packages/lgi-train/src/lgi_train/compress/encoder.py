@@ -77,6 +77,12 @@ class EncodeOptions:
     # None: the fit's K whatever the count.
     wide_topk: int = 10
     wide_topk_from: int | None = 8000
+    # Positions live in the unit square, so one learning rate moves a Gaussian by more pixels on a
+    # larger image. The fit's position learning rate (and with it the re-fits' and the fine-tuning's) is
+    # the one measured on Kodak's 768-pixel side; a canvas whose longer side is larger gets it scaled by
+    # position_lr_side / side, a pixel step of the same size (docs/codec.md, "Large photos: the
+    # position learning rate in pixels"). None: the same rate at every size.
+    position_lr_side: int | None = 768
     codec: CodecSettings = field(default_factory=CodecSettings)
     fit_steps: int = EFFORTS["default"]["fit_steps"]
     # A rate target above 0.5 bpp lengthens the fit: its steps are multiplied by this factor at 1.0 bpp
@@ -181,6 +187,14 @@ def blend_for(cfg: FitConfig, n_fit: int, opts: EncodeOptions) -> FitConfig:
     return cfg.replace(topk=max(cfg.topk, opts.wide_topk))
 
 
+def position_lr_for(cfg: FitConfig, side: int, opts: EncodeOptions) -> FitConfig:
+    """The fit's configuration for a canvas whose longer side is ``side`` pixels: the position learning
+    rate scaled down by ``opts.position_lr_side / side`` above that side, unchanged at or below it."""
+    if opts.position_lr_side is None or side <= opts.position_lr_side:
+        return cfg
+    return cfg.replace(lr_position=cfg.lr_position * opts.position_lr_side / side)
+
+
 def scaled_codec(codec: CodecSettings, scale: float) -> CodecSettings:
     return dataclasses.replace(codec, color_step=codec.color_step * scale,
                                shape_step=tuple(s * scale for s in codec.shape_step))
@@ -225,6 +239,8 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         n_fit = int(_count_for_bytes(budget, guess) * opts.overshoot)
     n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
     cfg = blend_for(cfg, n_fit, opts)
+    tile_cfg = position_lr_for(cfg, opts.tile + 2 * opts.tile_overlap, opts)  # a tile's canvas, if tiled
+    cfg = position_lr_for(cfg, max(h, w), opts)
     opts = dataclasses.replace(opts, codec=dataclasses.replace(opts.codec, rate_db=rate_db))
     fit_steps = opts.fit_steps
     if budget is not None and opts.num_gaussians is None:
@@ -238,7 +254,8 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         from lgi_train.compress.tiles import default_workers, fit_in_tiles
 
         workers = opts.tile_workers if opts.tile_workers is not None else default_workers()
-        model, tiles = fit_in_tiles(target, fit_cfg, n_fit, opts.tile, opts.tile_overlap, workers,
+        model, tiles = fit_in_tiles(target, tile_cfg.replace(num_gaussians=n_fit, steps=fit_steps), n_fit,
+                                    opts.tile, opts.tile_overlap, workers,
                                     on_progress=lambda frac: stage("fit", frac))
     else:
         fitter = Fitter(target, fit_cfg, on_step=lambda s: stage("fit", s.step / max(1, fit_cfg.steps)))
