@@ -150,6 +150,13 @@ def bd_rate(r1: np.ndarray, d1: np.ndarray, r2: np.ndarray, d2: np.ndarray) -> f
     return float((math.exp((i2 - i1) / (hi - lo)) - 1) * 100)
 
 
+def _bd_in_range(pr: np.ndarray, pd: np.ndarray, lr: np.ndarray, ld: np.ndarray) -> float | None:
+    """The BD-rate of curve (lr, ld) against the peer's (pr, pd), on the peer's points within half and
+    twice LGI's rate range; None where fewer than 4 of them are left."""
+    keep = (pr >= lr.min() * 0.5) & (pr <= lr.max() * 2)
+    return bd_rate(pr[keep], pd[keep], lr, ld) if keep.sum() >= 4 else None
+
+
 def _per_image_bd(rows: list[dict], lgi: str, peer: str, images: list[str]) -> str:
     """"; per image, averaged: X % (PSNR) over n images": the mean of the images' own BD-rates, which
     can differ from the BD-rate of the mean curves (averaging PSNR over images mixes their curves)."""
@@ -161,11 +168,9 @@ def _per_image_bd(rows: list[dict], lgi: str, peer: str, images: list[str]) -> s
             continue
         lr, lp = (np.array(v) for v in zip(*pts[lgi]))
         pr, pp = (np.array(v) for v in zip(*pts[peer])) if pts[peer] else (np.zeros(0), np.zeros(0))
-        keep = (pr >= lr.min() * 0.5) & (pr <= lr.max() * 2)
-        if keep.sum() >= 4:
-            v = bd_rate(pr[keep], pp[keep], lr, lp)
-            if not math.isnan(v):
-                out.append(v)
+        v = _bd_in_range(pr, pp, lr, lp)
+        if v is not None and not math.isnan(v):
+            out.append(v)
     return f"; per image, averaged: {np.mean(out):+.1f} % (PSNR) over {len(out)} images" if out else ""
 
 
@@ -245,11 +250,11 @@ def summarize(rows: list[dict], images: list[str], out: Path) -> list[str]:
         for peer in ("jpeg", "webp", "avif"):
             if peer in codecs and lr.size >= 4:
                 pr, pp, pm = mean_curve(rows, peer, images)
-                keep = (pr >= lr.min() * 0.5) & (pr <= lr.max() * 2)
-                if keep.sum() >= 4:
-                    lines.append(f"\nBD-rate of {lgi.upper()} against {peer.upper()} (PSNR): "
-                                 f"{bd_rate(pr[keep], pp[keep], lr, lp):+.1f} %; (MS-SSIM): "
-                                 f"{bd_rate(pr[keep], pm[keep], lr, lm):+.1f} %{_per_image_bd(rows, lgi, peer, images)}")
+                bd_psnr = _bd_in_range(pr, pp, lr, lp)
+                if bd_psnr is not None:
+                    lines.append(f"\nBD-rate of {lgi.upper()} against {peer.upper()} (PSNR): {bd_psnr:+.1f} %; "
+                                 f"(MS-SSIM): {_bd_in_range(pr, pm, lr, lm):+.1f} %"
+                                 f"{_per_image_bd(rows, lgi, peer, images)}")
     if "lgi" in codecs and "jpeg" in codecs:
         lines += ["", *against_jpeg(rows, images)]
     with open(out.with_name(out.stem + "_summary.csv"), "w", newline="") as f:
