@@ -10,7 +10,9 @@ and the fit's schedules are cut to a few steps (memory does not grow with the st
 
 - ``encode``: ``lgi encode --bpp 1.0`` through the API, fit 8 steps, re-fits 2, fine-tuning 4 (the
   stages, the rate search and the whole-image fine-tuning as in a real encode; above 2^22 pixels the
-  fit runs in tiles);
+  fit runs in tiles and the whole-image stages render in bands of rows, lgi_train.bands;
+  ``--band-pixels 0`` renders them whole, as the encoder did before the bands, for comparison;
+  ``--bpp`` another rate);
 - ``fit``: ``lgi fit -n 20000 --steps 8``;
 - ``preprocess``: ``lgi preprocess`` (every map);
 - ``dictco``: ``lgi dictco compress`` with an untrained ``dcae-tiny`` checkpoint (the weights do not
@@ -83,29 +85,35 @@ def make_image(megapixels: float, folder: Path) -> Path:
     return path
 
 
-def encode_worker(image: str) -> None:
-    """``lgi encode IMAGE --bpp 1.0`` with the schedules cut short (memory, not quality, is measured)."""
+def encode_worker(image: str, bpp: float, band_pixels: int | None) -> None:
+    """``lgi encode IMAGE --bpp BPP`` with the schedules cut short (memory, not quality, is measured).
+    ``band_pixels``: lgi_train.bands.BAND_PIXELS for this run (0: no bands; None: the default)."""
     import dataclasses
 
     import torch
 
+    import lgi_train.bands
     from lgi.codec_cli import encode_options
     from lgi_train.compress.encoder import encode_image
     from lgi_train.runs import load_target
 
+    if band_pixels is not None:
+        lgi_train.bands.BAND_PIXELS = band_pixels or 1 << 62
     torch.set_num_threads(2)
     target = load_target(image)
-    opts = encode_options(target.shape[1:], 1.0, None, None, None, 8, "cpu", 0, "auto")
+    opts = encode_options(target.shape[1:], bpp, None, None, None, 8, "cpu", 0, "auto")
     opts = dataclasses.replace(opts, refit_steps=2, second_pass_refit_steps=2,
                                codec=dataclasses.replace(opts.codec, finetune_steps=4))
     result = encode_image(target, opts)
     print(json.dumps({"bytes": len(result.data), "gaussians": result.num_gaussians}))
 
 
-def command_line(command: str, image: Path, out: Path, checkpoint: Path) -> list[str]:
+def command_line(command: str, image: Path, out: Path, checkpoint: Path, bpp: float = 1.0,
+                 band_pixels: int | None = None) -> list[str]:
     lgi = str(Path(sys.executable).parent / "lgi")
     if command == "encode":
-        return [sys.executable, __file__, "--encode-worker", str(image)]
+        bands = [] if band_pixels is None else ["--band-pixels", str(band_pixels)]
+        return [sys.executable, __file__, "--encode-worker", str(image), "--bpp", str(bpp), *bands]
     if command == "fit":
         return [lgi, "fit", str(image), "-o", str(out / "run"), "-n", "20000", "--steps", "8", "-q"]
     if command == "preprocess":
@@ -119,10 +127,13 @@ def main() -> int:
     ap.add_argument("--commands", default=",".join(COMMANDS))
     ap.add_argument("--megapixels", default="1,4,8")
     ap.add_argument("--out", type=Path, default=RESULTS / "memory.csv")
+    ap.add_argument("--bpp", type=float, default=1.0, help="the encode's rate (default 1.0)")
+    ap.add_argument("--band-pixels", type=int,
+                    help="the encode's lgi_train.bands.BAND_PIXELS (0: whole-image renders, as before the bands)")
     ap.add_argument("--encode-worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.encode_worker:
-        encode_worker(args.encode_worker)
+        encode_worker(args.encode_worker, args.bpp, args.band_pixels)
         return 0
     rows = list(csv.DictReader(open(args.out))) if args.out.exists() else []
     done = {(r["command"], r["megapixels"]) for r in rows}
@@ -151,7 +162,8 @@ def main() -> int:
             if key in done:
                 continue
             out = Path(tempfile.mkdtemp(dir=work))
-            peak, seconds, status = measured(command_line(command, image, out, checkpoint), env)
+            peak, seconds, status = measured(command_line(command, image, out, checkpoint, args.bpp,
+                                                          args.band_pixels), env)
             row = {"command": command, "width": w, "height": h, "megapixels": f"{mp:g}",
                    "peak_rss_mb": round(peak / 1e6), "bytes_per_pixel": round(peak / (w * h), 1),
                    "seconds": round(seconds, 1), "status": status, "cpu": cpu_name()}

@@ -21,6 +21,7 @@ _LAZY = {
     "rasterize_gaussians_no_tiles": "functional",
     "rasterize_gaussians_sum": "functional",
     "render": "functional",
+    "render_rows": "functional",
 }
 
 
@@ -48,4 +49,5 @@ __all__ = [
     "rasterize_gaussians_no_tiles",
     "rasterize_gaussians_sum",
     "render",
+    "render_rows",
 ]

@@ -25,7 +25,8 @@ Limits of the native rasterizers (their buffers are indexed with 32-bit integers
 <= 2^31 - 1 (:data:`MAX_PIXEL_SLOTS`; k counts in both modes) and at most 2^31 - 1 Gaussian-tile
 intersections per call (:data:`MAX_INTERSECTIONS`, the sum of ``num_tiles_hit``). A call beyond them
 raises :class:`RenderLimitError` (a ``ValueError``) before any image buffer is allocated; render a
-large image in bands of rows instead (``lgi_dictco.gauss.render_bands`` does).
+large image in bands of rows instead (:func:`render_rows`, differentiable; the decoder's
+``lgi_dictco.gauss.render_bands``).
 
 ``backend``: ``"auto"`` (CUDA tensors -> CUDA kernels, CPU tensors -> C++/OpenMP kernels, a failed build
 -> one warning and the PyTorch reference), ``"cpu"``, ``"cuda"`` or ``"torch"`` (the reference). The
@@ -44,11 +45,12 @@ from ._backend import resolve
 from .native import RenderLimitError
 
 __all__ = ["MAX_INTERSECTIONS", "MAX_PIXEL_SLOTS", "RenderLimitError", "project_gaussians_2d_scale_rot",
-           "rasterize_gaussians_sum", "rasterize_gaussians_no_tiles", "render"]
+           "rasterize_gaussians_sum", "rasterize_gaussians_no_tiles", "render", "render_rows"]
 
 _MAX_K = 32
 MAX_PIXEL_SLOTS = (1 << 31) - 1     # height * width * k, the top-K buffers' 32-bit index space
 MAX_INTERSECTIONS = (1 << 31) - 1   # Gaussian-tile pairs of one call, the tile lists' 32-bit offsets
+_TILE = 16                          # the rasterizer's tile side, in pixels
 
 
 def _check_limits(height: int, width: int, k: int, num_tiles_hit: torch.Tensor | None = None) -> None:
@@ -287,3 +289,44 @@ def render(means, scales, rotations, colors, height, width, mode="topk", k=10, b
     kind, ext = resolve(backend, means.device, means.dtype)
     xys, radii, conics, tiles = _project(kind, ext, means, scales, rotations, height, width)
     return _rasterize(kind, ext, xys, radii, conics, tiles, colors, height, width, mode, k, opacities)
+
+
+def render_rows(means, scales, rotations, colors, height, width, rows, mode="topk", k=10, backend="auto",
+                opacities=None):
+    """Rows ``rows = (y0, y1)`` of :func:`render`'s image, with buffers for those rows only.
+
+    The Gaussians are projected at the full ``height`` x ``width``; those whose pixel box meets the rows
+    are kept in their order (so top-K ties break as in the whole render), shifted up by ``y0`` and
+    rasterized on a ``(y1 - y0)``-row canvas. The pixels equal ``render(...)[y0:y1]`` to float rounding
+    (the shift rounds a centre above ``y0`` by an ulp), and rows ``(0, height)`` are :func:`render`'s
+    image bit for bit. Differentiable like :func:`render`: the gradients of a loss summed over bands of
+    rows add up to those of the loss over the whole image, so an image whose per-pixel buffers would not
+    fit (top-K keeps K indices and weights a pixel) is trained band by band.
+
+    Returns:
+        [y1 - y0, W, C] image of the inputs' dtype.
+    """
+    height, width = _check_size(height, width)
+    y0, y1 = (int(v) for v in rows)
+    if not 0 <= y0 < y1 <= height:
+        raise ValueError(f"rows ({y0}, {y1}) are not a band of a {height}-row image")
+    if (y0, y1) == (0, height):
+        return render(means, scales, rotations, colors, height, width, mode, k, backend, opacities)
+    _check_mode(mode, k)
+    _check_limits(y1 - y0, width, k)
+    means, scales, rotations = _check_gaussians(means, scales, rotations)
+    colors, opacities = _check_appearance(colors, opacities, means, mode)
+    kind, ext = resolve(backend, means.device, means.dtype)
+    xys, radii, conics, _ = _project(kind, ext, means, scales, rotations, height, width)
+    _, _, i0, i1, empty = _reference.pixel_boxes(xys, radii, height, width)
+    idx = torch.nonzero(~empty & (i1 >= y0) & (i0 < y1)).squeeze(1)
+    shift = torch.tensor([0.0, float(y0)], dtype=xys.dtype, device=xys.device)
+    band_xys, band_radii = xys[idx] - shift, radii[idx]
+    j0, j1, b0, b1, band_empty = _reference.pixel_boxes(band_xys, band_radii, y1 - y0, width)
+    tiles = (j1.div(_TILE, rounding_mode="floor") - j0.div(_TILE, rounding_mode="floor") + 1) * (
+        b1.div(_TILE, rounding_mode="floor") - b0.div(_TILE, rounding_mode="floor") + 1)
+    tiles = torch.where(band_empty, 0, tiles).to(torch.int32)
+    band_radii = torch.where(band_empty, 0, band_radii).to(torch.int32)
+    band_opacities = None if opacities is None else opacities[idx]
+    return _rasterize(kind, ext, band_xys, band_radii, conics[idx], tiles, colors[idx], y1 - y0, width, mode, k,
+                      band_opacities)

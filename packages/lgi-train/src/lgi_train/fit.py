@@ -38,9 +38,10 @@ import torch
 import torch.nn.functional as F
 
 from lgi_dictco.fileio import atomic_open, atomic_write_bytes
+from lgi_train.bands import backward_in_bands, clamped_sse, row_bands
 from lgi_train.config import FitConfig
 from lgi_train.init import colors_at, initialize, sample_from_density, scales_from_density
-from lgi_train.losses import clamped_mse, make_loss
+from lgi_train.losses import clamped_mse, make_loss, pixel_sum_for
 from lgi_train.model import ATTRIBUTES, GaussianModel, QuantSpec, make_optimizer
 
 CHECKPOINT_FORMAT = "lgi-train-checkpoint/2"  # /2: render mode "topk" is the continuous top-K blend
@@ -116,10 +117,13 @@ class Fitter:
         self.on_step = on_step
         self.checkpoint_dir = checkpoint_dir
         self.loss_fn = make_loss(cfg)
+        # Large images train in bands of rows when the loss is a sum over pixels (lgi_train.bands).
+        self.pixel_sum = pixel_sum_for(cfg.loss)
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.lrs = {"xy": cfg.lr_position, "log_scale": cfg.lr_scale, "rotation": cfg.lr_rotation,
                     "color": cfg.lr_color}
         self._targets: dict[float, torch.Tensor] = {1.0: self.target}
+        self._targets_hwc: dict[float, torch.Tensor] = {}  # [H, W, C] copies, for the banded steps
         self.model: GaussianModel | None = None
         self.optimizer: torch.optim.Adam | None = None
         self.state = {"step": 0, "seconds": 0.0, "lr_scale": 1.0, "plateaus": 0, "best_psnr": -1.0,
@@ -209,7 +213,8 @@ class Fitter:
                            if cfg.qat and step >= int(cfg.qat_start * cfg.steps) else None)
             # Candidates for the kept state: full resolution, all Gaussians in, quantized if the end is.
             track = stage == "fine" and st["grown"] >= len(growth) and (model.quant is not None) == cfg.qat
-            render, loss, psnr = self._train_step(target, keep_best=track)
+            grows = st["grown"] < len(growth) and step + 1 == growth[st["grown"]]
+            render, loss, psnr = self._train_step(target, keep_best=track, need_render=grows)
             st["step"] = step + 1
 
             grown_all = st["grown"] >= len(growth)
@@ -260,18 +265,48 @@ class Fitter:
 
     @torch.no_grad()
     def _final_psnr(self) -> float:
-        mse = clamped_mse(self.model.render(*self.target.shape[1:]), self.target)
+        h, w = self.target.shape[1:]
+        bands = row_bands(h, w)
+        if len(bands) == 1:
+            mse = clamped_mse(self.model.render(h, w), self.target)
+        else:
+            hwc = self._target_hwc(1.0)
+            mse = sum(clamped_sse(self.model.render_rows(h, w, rows), hwc[rows[0]:rows[1]]) for rows in bands)
+            mse /= hwc.numel()
         return 10 * math.log10(1 / mse) if mse > 0 else 99.0
 
-    def _train_step(self, target: torch.Tensor, keep_best: bool = False) -> tuple[torch.Tensor, torch.Tensor, float]:
+    def _target_hwc(self, scale: float) -> torch.Tensor:
+        if scale not in self._targets_hwc:
+            self._targets_hwc[scale] = self._target_at(scale).permute(1, 2, 0).contiguous()
+        return self._targets_hwc[scale]
+
+    def _hwc_of(self, target: torch.Tensor) -> torch.Tensor:
+        """``target`` as [H, W, C]: kept for the fit's own targets, copied for any other."""
+        for scale, t in self._targets.items():
+            if t is target:
+                return self._target_hwc(scale)
+        return target.permute(1, 2, 0).contiguous()
+
+    def _train_step(self, target: torch.Tensor, keep_best: bool = False,
+                    need_render: bool = True) -> tuple[torch.Tensor | None, torch.Tensor, float]:
         """One optimization step against ``target``: render, loss, backward, Adam. Returns the render,
         the loss and the render's PSNR (clamped to [0, 1]). ``keep_best``: if that PSNR is the best
-        so far, remember the parameters it was rendered from (before Adam moves them)."""
-        render = self.model.render(*target.shape[1:])
-        loss = self.loss_fn(render, target)
+        so far, remember the parameters it was rendered from (before Adam moves them). A target above
+        :data:`lgi_train.bands.BAND_PIXELS` pixels is rendered in bands of rows (with a pixel-sum loss);
+        its render is then returned only if ``need_render``, else None."""
+        h, w = target.shape[1:]
+        bands = row_bands(h, w) if self.pixel_sum is not None else [(0, h)]
         self.optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        mse = clamped_mse(render, target)
+        if len(bands) == 1:
+            render = self.model.render(h, w)
+            loss = self.loss_fn(render, target)
+            loss.backward()
+            mse = clamped_mse(render, target)
+        else:
+            render = torch.empty_like(target) if need_render else None
+            value, sse = backward_in_bands(lambda rows: self.model.render_rows(h, w, rows), self._hwc_of(target),
+                                           self.pixel_sum, bands, keep=render)
+            loss, mse = torch.tensor(value), sse / target.numel()
         psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0
         if keep_best and (self.best is None or psnr > self.best[0]):
             self.best = (psnr, self.state["step"],

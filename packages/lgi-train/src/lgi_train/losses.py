@@ -88,6 +88,21 @@ def clamped_mse(render: torch.Tensor, target: torch.Tensor) -> float:
     return float(torch.dot(d, d)) / max(d.numel(), 1)
 
 
+def squared_error_sum(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Σ (x − y)², differentiable in x: the ``l2`` loss times the number of values."""
+    return mean_squared_error(x, y) * x.numel()
+
+
+def pixel_sum_for(loss: str) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None:
+    """The loss ``loss`` as a sum over values (its mean is the loss), for losses that are one (l2, l1), so that
+    an image can be trained in bands of rows (:mod:`lgi_train.bands`); None for losses over windows."""
+    if loss == "l2":
+        return squared_error_sum
+    if loss == "l1":
+        return lambda x, y: (x - y).abs().sum()
+    return None
+
+
 def make_loss(cfg: FitConfig) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     """A function (render [C, H, W], target [C, H, W]) → scalar loss."""
     if cfg.loss == "l1":

@@ -105,6 +105,14 @@ class GaussianModel(nn.Module):
                      mode=self.render_mode, k=self.topk, backend=self.backend)
         return img.permute(2, 0, 1)
 
+    def render_rows(self, height: int, width: int, rows: tuple[int, int]) -> torch.Tensor:
+        """[y1 - y0, W, C]: rows ``(y0, y1)`` of the height x width image (:mod:`lgi_train.bands`)."""
+        from lgi_gsplat2d import render_rows
+
+        p = self.params()
+        return render_rows(p["means"], p["scales"], p["rotations"], p["colors"], height, width, rows,
+                           mode=self.render_mode, k=self.topk, backend=self.backend)
+
     @torch.no_grad()
     def append(self, xy: torch.Tensor, scales: torch.Tensor, rotations: torch.Tensor, colors: torch.Tensor,
                optimizer: torch.optim.Adam | None = None, reset_optimizer: bool = False) -> None:

@@ -267,6 +267,14 @@ class QuantizedSet(nn.Module):
                      width or self.width, mode=self.render_mode, k=self.topk, backend=self.backend)
         return img.permute(2, 0, 1)
 
+    def render_rows(self, rows: tuple[int, int]) -> torch.Tensor:
+        """[y1 - y0, W, C]: rows ``(y0, y1)`` of :meth:`render`'s image at the set's size (:mod:`lgi_train.bands`)."""
+        from lgi_gsplat2d import render_rows
+
+        scales, rot = features_to_shape(self.shape.values())
+        return render_rows(self.positions(), scales, rot, self.rgb_colors(), self.height, self.width, rows,
+                           mode=self.render_mode, k=self.topk, backend=self.backend)
+
     def rgb_colors(self) -> torch.Tensor:
         return self.color.values() @ self.to_rgb
 
@@ -285,15 +293,21 @@ class QuantizedSet(nn.Module):
 
 
 def finetune(qset: QuantizedSet, target: torch.Tensor, steps: int, lrs: dict[str, float], loss_fn,
-             on_step=None, rate_db: float = 0.0) -> None:
+             on_step=None, rate_db: float = 0.0, pixel_sum=None) -> None:
     """Quantization-aware fine-tuning of positions, codebooks and own values.
 
     ``rate_db`` > 0 adds the rate term (:mod:`.rate`): a bit per pixel of shape and colour values is
-    kept only where it buys at least that many dB.
+    kept only where it buys at least that many dB. ``pixel_sum``: ``loss_fn`` as a sum over values
+    (:func:`lgi_train.losses.pixel_sum_for`), if it is one; then an image above
+    :data:`lgi_train.bands.BAND_PIXELS` pixels is fine-tuned in bands of rows.
     """
     if steps <= 0:
         return
+    from lgi_train.bands import backward_in_bands, row_bands
     from lgi_train.compress.rate import SetRate, rate_weighted
+
+    bands = row_bands(qset.height, qset.width) if pixel_sum is not None else [(0, qset.height)]
+    target_hwc = target.permute(1, 2, 0).contiguous() if len(bands) > 1 else None
 
     rate = SetRate(qset) if rate_db > 0 else None
     groups = [{"params": [qset.xy], "lr": lrs["xy"]},
@@ -304,14 +318,22 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, steps: int, lrs: dict[str
         # Cosine decay: the last steps settle on the grid instead of hopping between cells.
         for grp, base in zip(opt.param_groups, (lrs["xy"], lrs["shape"], lrs["color"])):
             grp["lr"] = base * 0.5 * (1 + math.cos(math.pi * step / steps))
-        loss = loss_fn(qset.render(), target)
-        if rate is not None:
-            loss = rate_weighted(loss, rate.bpp(), rate_db)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        if target_hwc is None:
+            loss = loss_fn(qset.render(), target)
+            if rate is not None:
+                loss = rate_weighted(loss, rate.bpp(), rate_db)
+            loss.backward()
+            value = float(loss.detach())
+        else:  # the distortion band by band, then the rate term with the whole distortion as its weight
+            value, _ = backward_in_bands(qset.render_rows, target_hwc, pixel_sum, bands)
+            if rate is not None:  # the distortion is a constant here: only the rate term has a graph
+                total = rate_weighted(torch.tensor(value), rate.bpp(), rate_db)
+                total.backward()
+                value = float(total.detach())
         opt.step()
         if on_step:
-            on_step(step + 1, float(loss.detach()))
+            on_step(step + 1, value)
 
 
 def decode_to_tensors(data: bytes, device: str | torch.device = "cpu") -> tuple[object, dict[str, torch.Tensor]]:
@@ -324,8 +346,20 @@ def decode_to_tensors(data: bytes, device: str | torch.device = "cpu") -> tuple[
 
 def render_decoded(header, params: dict[str, torch.Tensor], height: int, width: int,
                    backend: str = "auto") -> torch.Tensor:
-    """[C, H, W] in [0, 1] (clamped), exactly as `lgi decode` draws it (:func:`lgi_dictco.gauss.render`)."""
+    """[C, H, W] in [0, 1] (clamped), as `lgi decode` draws it (:func:`lgi_dictco.gauss.render`; above
+    :data:`lgi_train.bands.BAND_PIXELS` pixels in bands of rows, equal to float rounding, as the decoder's
+    own bands)."""
     from lgi_dictco.gauss import render
     from lgi_gsplat2d import render as rasterize
+    from lgi_gsplat2d import render_rows
+    from lgi_train.bands import render_in_bands, row_bands
 
-    return render(params, header, width, height, rasterize=rasterize, device=params["means"].device, backend=backend)
+    bands = row_bands(height, width)
+    if len(bands) == 1 or params["means"].shape[0] == 0:
+        return render(params, header, width, height, rasterize=rasterize, device=params["means"].device,
+                      backend=backend)
+    p = params
+    return render_in_bands(lambda rows: render_rows(p["means"], p["scales"], p["rotations"], p["colors"], height,
+                                                    width, rows, mode=header.render_mode, k=header.topk,
+                                                    backend=backend),
+                           height, width, header.channels, bands, clamp=True)

@@ -28,7 +28,7 @@ from lgi_train.compress.codec import CodecSettings, QuantizedSet, decode_to_tens
 from lgi_train.compress.sensitivity import calc_sensitivity
 from lgi_train.config import FitConfig
 from lgi_train.fit import Fitter
-from lgi_train.losses import make_loss
+from lgi_train.losses import make_loss, pixel_sum_for
 from lgi_train.model import GaussianModel
 
 QUALITY_PRESETS = {"low": 0.25, "medium": 0.5, "high": 1.0, "max": 1.5}  # bits per pixel
@@ -314,13 +314,13 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     s = opts.codec.finetune_lr_scale
     shape_lr = cfg.lr_scale * s if opts.codec.finetune_shape_lr is None else opts.codec.finetune_shape_lr
     lrs = {"xy": cfg.lr_position * s, "shape": shape_lr, "color": cfg.lr_color * s}
-    loss_fn = make_loss(cfg)
+    loss_fn, pixel_sum = make_loss(cfg), pixel_sum_for(cfg.loss)
 
     def quantize_and_finetune(options: EncodeOptions, steps: int | None = None) -> QuantizedSet:
         steps = options.codec.finetune_steps if steps is None else steps
         qs = QuantizedSet(model, h, w, options.codec, importance=sens, generator=generator)
         finetune(qs, target, steps, lrs, loss_fn, on_step=lambda k, _: stage("finetune", k / max(1, steps)),
-                 rate_db=options.codec.rate_db)
+                 rate_db=options.codec.rate_db, pixel_sum=pixel_sum)
         return qs
 
     qset = quantize_and_finetune(opts)
@@ -363,7 +363,7 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
         n_next = max(MIN_GAUSSIANS, int(n_now * (budget / len(data)) * 0.995))
         if n_next >= n_now:
             raise RateError(f"cannot reach {budget} bytes: even {n_now} Gaussians need {len(data)} bytes")
-        qset = _shrink(qset, n_next, opts, generator, target, loss_fn, lrs)
+        qset = _shrink(qset, n_next, opts, generator, target, loss_fn, lrs, pixel_sum)
         data = encode_lgi(qset.to_payload())
         log["shrinks"] = log.get("shrinks", 0) + 1
         log["kept"] = n_next  # the Gaussians the file holds, after the trim as before it
@@ -463,7 +463,8 @@ def _grown(qset: QuantizedSet, fitted: GaussianModel, order: torch.Tensor, n_fro
                          topk=fitted.topk, backend=fitted.backend).to(dev)
 
 
-def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, loss_fn, lrs) -> QuantizedSet:
+def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, loss_fn, lrs,
+            pixel_sum=None) -> QuantizedSet:
     """Drop the least important coded Gaussians down to n and re-code (after a short fine-tune)."""
     from lgi_dictco.gauss.torch_quant import features_to_shape
 
@@ -476,7 +477,8 @@ def _shrink(qset: QuantizedSet, n: int, opts: EncodeOptions, generator, target, 
     order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
     small = _pruned(model, order, n)
     new = QuantizedSet(small, h, w, opts.codec, generator=generator)
-    finetune(new, target, max(10, opts.codec.finetune_steps // 4), lrs, loss_fn, rate_db=opts.codec.rate_db)
+    finetune(new, target, max(10, opts.codec.finetune_steps // 4), lrs, loss_fn, rate_db=opts.codec.rate_db,
+             pixel_sum=pixel_sum)
     return new
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
+from lgi_train.bands import row_bands
 from lgi_train.model import GaussianModel
 
 
@@ -50,14 +51,30 @@ def calc_sensitivity(model: GaussianModel, height: int, width: int) -> Sensitivi
     """Sensitivities of every parameter of ``model`` rendered at height × width."""
     params = [model.xy, model.log_scale, model.rotation, model.color]
     acc = [torch.zeros_like(p) for p in params]
+    bands = row_bands(height, width)
     quant, model.quant = model.quant, None
     try:
-        for c in range(model.channels):
-            image = model.render(height, width)
-            grads = torch.autograd.grad(image[c].sum(), params, allow_unused=True)
-            for a, g in zip(acc, grads):
-                if g is not None:
-                    a += g.abs()
+        if len(bands) == 1:
+            for c in range(model.channels):
+                image = model.render(height, width)
+                grads = torch.autograd.grad(image[c].sum(), params, allow_unused=True)
+                for a, g in zip(acc, grads):
+                    if g is not None:
+                        a += g.abs()
+        else:  # a large image: each channel's derivative summed over the bands, then its magnitude
+            sums = [[torch.zeros_like(p) for p in params] for _ in range(model.channels)]
+            for rows in bands:
+                band = model.render_rows(height, width, rows)
+                for c in range(model.channels):
+                    grads = torch.autograd.grad(band[..., c].sum(), params, allow_unused=True,
+                                                retain_graph=c < model.channels - 1)
+                    for total, g in zip(sums[c], grads):
+                        if g is not None:
+                            total += g
+                del band
+            for channel in sums:
+                for a, total in zip(acc, channel):
+                    a += total.abs()
     finally:
         model.quant = quant
     pixels = float(height * width)
@@ -110,19 +127,31 @@ def calc_curvature(model: GaussianModel, height: int, width: int, probes: int = 
 
 def _probe_curvature(model: GaussianModel, height: int, width: int, probes: int, seed: int) -> torch.Tensor:
     from lgi_dictco.gauss.torch_quant import features_to_shape, shape_features
-    from lgi_gsplat2d import render
+    from lgi_gsplat2d import render, render_rows
 
     gen = torch.Generator().manual_seed(seed)
     xy = model.xy.detach().clone().requires_grad_(True)
     feat = shape_features(model.log_scale.detach(), model.rotation.detach()).requires_grad_(True)
     color = model.color.detach().clone().requires_grad_(True)
     acc = [torch.zeros_like(t) for t in (xy, feat, color)]
+    bands = row_bands(height, width)
     for _ in range(probes):
-        scales, rot = features_to_shape(feat)
-        image = render(xy, scales, rot, color, height, width, mode=model.render_mode, k=model.topk,
-                       backend=model.backend)
-        v = (torch.randint(0, 2, image.shape, generator=gen) * 2 - 1).to(image)
-        grads = torch.autograd.grad((image * v).sum(), (xy, feat, color))
+        if len(bands) == 1:
+            scales, rot = features_to_shape(feat)
+            image = render(xy, scales, rot, color, height, width, mode=model.render_mode, k=model.topk,
+                           backend=model.backend)
+            v = (torch.randint(0, 2, image.shape, generator=gen) * 2 - 1).to(image)
+            grads = torch.autograd.grad((image * v).sum(), (xy, feat, color))
+        else:  # a large image: Jᵀv summed over the bands (each band's signs drawn in turn), then squared
+            grads = [torch.zeros_like(t) for t in (xy, feat, color)]
+            for rows in bands:
+                scales, rot = features_to_shape(feat)
+                band = render_rows(xy, scales, rot, color, height, width, rows, mode=model.render_mode,
+                                   k=model.topk, backend=model.backend)
+                v = (torch.randint(0, 2, band.shape, generator=gen) * 2 - 1).to(band)
+                for total, g in zip(grads, torch.autograd.grad((band * v).sum(), (xy, feat, color))):
+                    total += g
+                del band, v
         for a, g in zip(acc, grads):
             a += g.detach() ** 2 / probes
     pos = acc[0][:, 0] / width ** 2 + acc[0][:, 1] / height ** 2  # per pixel of position error

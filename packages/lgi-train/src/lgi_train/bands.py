@@ -1,0 +1,90 @@
+"""Whole-image renders of large images, in bands of rows, so that their memory is a band's.
+
+A top-K render keeps, for its backward pass, K Gaussian indices and weights for every pixel: 80 bytes a
+pixel at K = 10, 1.9 GB for a 24-megapixel photo, with the image, its gradient and the loss's buffers on
+top. The encoder's stages after the fit (sensitivity, re-fits, fine-tuning, the final render) and
+``lgi fit`` render the whole image at every step. Above :data:`BAND_PIXELS` pixels they render it in
+bands of rows instead (:func:`lgi_gsplat2d.render_rows`), one band's forward and backward at a time.
+
+This changes the arithmetic, not the result: the L2 and L1 losses are sums over pixels, so the
+gradients of the bands' losses add up to the whole image's (to float rounding; the tests compare them),
+and a sensitivity summed over pixels is the sum of the bands' sums. Losses with windows across rows
+(SSIM, MS-SSIM, LPIPS) render whole, as before. Images of at most :data:`BAND_PIXELS` pixels (Kodak,
+the 2.8-megapixel CLIC photos) render in one piece, bit for bit as before.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+
+#: Renders of more pixels than this go in bands of at most this many pixels (whole rows, a multiple of
+#: the rasterizer's 16-pixel tiles): about 0.5 GB of top-K buffers and images a band at K = 10.
+BAND_PIXELS = 1 << 22
+_TILE = 16
+
+Rows = tuple[int, int]
+
+
+def row_bands(height: int, width: int, band_pixels: int | None = None) -> list[Rows]:
+    """The bands of rows ``[(y0, y1), ...]`` a ``height`` x ``width`` render goes in: one, ``(0, height)``,
+    up to ``band_pixels`` pixels (default :data:`BAND_PIXELS`; None: never banded)."""
+    limit = BAND_PIXELS if band_pixels is None else band_pixels
+    if height * width <= limit:
+        return [(0, height)]
+    rows = max(_TILE, limit // width // _TILE * _TILE)
+    return [(y, min(y + rows, height)) for y in range(0, height, rows)]
+
+
+def backward_in_bands(draw: Callable[[Rows], torch.Tensor], target_hwc: torch.Tensor, pixel_sum,
+                      bands: list[Rows], keep: torch.Tensor | None = None) -> tuple[float, float]:
+    """Backpropagate mean-over-pixels loss of a render drawn band by band.
+
+    Args:
+        draw: ``rows -> [y1 - y0, W, C]`` render of those rows, differentiable in the parameters (it is
+            called once per band and may recompute the parameters from their leaves: that is cheap).
+        target_hwc: [H, W, C] target.
+        pixel_sum: ``(render, target) -> sum over the band's values`` of the loss (a loss's
+            ``pixel_sum``, :func:`lgi_train.losses.make_loss`).
+        bands: from :func:`row_bands`.
+        keep: a [C, H, W] tensor that receives the render (detached), or None.
+
+    Returns:
+        (the loss, the whole image's mean over values; the sum of the squared errors of the render
+        clamped to [0, 1]) — gradients accumulate in the parameters' ``.grad``.
+    """
+    numel = target_hwc.numel()
+    loss_total, sse = 0.0, 0.0
+    for y0, y1 in bands:
+        band = draw((y0, y1))
+        t = target_hwc[y0:y1]
+        loss = pixel_sum(band, t) / numel
+        loss.backward()
+        loss_total += float(loss.detach())
+        sse += clamped_sse(band, t)
+        if keep is not None:
+            keep[:, y0:y1] = band.detach().permute(2, 0, 1)
+        del band, loss
+    return loss_total, sse
+
+
+@torch.no_grad()
+def clamped_sse(render_hwc: torch.Tensor, target_hwc: torch.Tensor) -> float:
+    """Σ (clamp(render, 0, 1) − target)² of two [h, W, C] images."""
+    d = render_hwc.detach().clamp(0, 1).sub_(target_hwc).reshape(-1)
+    return float(torch.dot(d, d))
+
+
+@torch.no_grad()
+def render_in_bands(draw: Callable[[Rows], torch.Tensor], height: int, width: int, channels: int,
+                    bands: list[Rows] | None = None, clamp: bool = False) -> torch.Tensor:
+    """[C, H, W] image drawn band by band (``draw`` as in :func:`backward_in_bands`), no graph."""
+    bands = bands if bands is not None else row_bands(height, width)
+    out = None
+    for y0, y1 in bands:
+        band = draw((y0, y1))
+        if out is None:
+            out = torch.empty(channels, height, width, dtype=band.dtype, device=band.device)
+        out[:, y0:y1] = band.clamp(0, 1).permute(2, 0, 1) if clamp else band.permute(2, 0, 1)
+    return out
