@@ -63,3 +63,16 @@ def test_rows_outside_the_image_are_refused(cpu_ext, make_scene):
     for rows in [(0, 11), (5, 5), (-1, 3)]:
         with pytest.raises(ValueError, match="not a band"):
             F.render_rows(*inputs, 10, 10, rows, backend="cpu")
+
+
+def test_rows_rasterized_from_one_projection_are_render_rows(cpu_ext, make_scene):
+    h, w = 47, 38
+    inputs = make_scene(60, h, w, dtype=torch.float64, seed=6, sigma_px=2.0)
+    xys, radii, conics, _ = F.project_gaussians_2d_scale_rot(*inputs[:3], h, w, backend="cpu")
+    spans = F.row_spans(xys, radii, h, w)
+    for rows in BANDS:
+        idx = F.gaussians_in_rows(spans, rows)
+        assert idx.numel() < 60 and bool((idx[1:] > idx[:-1]).all())
+        band = F.rasterize_rows(xys[idx], radii[idx], conics[idx], inputs[3][idx], w, rows, mode="topk", k=5,
+                                backend="cpu")
+        assert torch.equal(band, F.render_rows(*inputs, h, w, rows, mode="topk", k=5, backend="cpu"))

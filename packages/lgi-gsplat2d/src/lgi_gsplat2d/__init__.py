@@ -13,6 +13,7 @@ import importlib
 # torch-free lgi_gsplat2d.native (the decoder's renderer) starts in milliseconds.
 _LAZY = {
     "BackendUnavailable": "native",
+    "gaussians_in_rows": "functional",
     "kernel_status": "_backend",
     "MAX_INTERSECTIONS": "functional",
     "MAX_PIXEL_SLOTS": "functional",
@@ -20,8 +21,10 @@ _LAZY = {
     "project_gaussians_2d_scale_rot": "functional",
     "rasterize_gaussians_no_tiles": "functional",
     "rasterize_gaussians_sum": "functional",
+    "rasterize_rows": "functional",
     "render": "functional",
     "render_rows": "functional",
+    "row_spans": "functional",
 }
 
 
@@ -44,10 +47,13 @@ __all__ = [
     "MAX_PIXEL_SLOTS",
     "BackendUnavailable",
     "RenderLimitError",
+    "gaussians_in_rows",
     "kernel_status",
     "project_gaussians_2d_scale_rot",
     "rasterize_gaussians_no_tiles",
     "rasterize_gaussians_sum",
+    "rasterize_rows",
     "render",
     "render_rows",
+    "row_spans",
 ]

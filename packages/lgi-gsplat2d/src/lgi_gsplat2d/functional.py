@@ -45,7 +45,8 @@ from ._backend import resolve
 from .native import RenderLimitError
 
 __all__ = ["MAX_INTERSECTIONS", "MAX_PIXEL_SLOTS", "RenderLimitError", "project_gaussians_2d_scale_rot",
-           "rasterize_gaussians_sum", "rasterize_gaussians_no_tiles", "render", "render_rows"]
+           "rasterize_gaussians_sum", "rasterize_gaussians_no_tiles", "render", "render_rows",
+           "row_spans", "gaussians_in_rows", "rasterize_rows"]
 
 _MAX_K = 32
 MAX_PIXEL_SLOTS = (1 << 31) - 1     # height * width * k, the top-K buffers' 32-bit index space
@@ -291,42 +292,84 @@ def render(means, scales, rotations, colors, height, width, mode="topk", k=10, b
     return _rasterize(kind, ext, xys, radii, conics, tiles, colors, height, width, mode, k, opacities)
 
 
+
+def row_spans(xys, radii, height, width):
+    """The first and last pixel row [N] (int64) of each projected Gaussian's box in a ``height`` x ``width``
+    image, as the rasterizer bins it; (0, -1) for a Gaussian that draws nothing. For
+    :func:`gaussians_in_rows`, computed once for many bands."""
+    _, _, i0, i1, empty = _reference.pixel_boxes(xys, radii, height, width)
+    return torch.where(empty, 0, i0), torch.where(empty, -1, i1)
+
+
+def gaussians_in_rows(spans, rows):
+    """Indices [M] (int64, ascending) of the Gaussians whose box (``spans``, from :func:`row_spans`) meets
+    rows ``(y0, y1)``: those :func:`rasterize_rows` needs for that band."""
+    first, last = spans
+    y0, y1 = (int(v) for v in rows)
+    return torch.nonzero((last >= y0) & (first < y1)).squeeze(1)
+
+
+def rasterize_rows(xys, radii, conics, colors, width, rows, mode="topk", k=10, backend="auto", opacities=None):
+    """Rasterize rows ``(y0, y1)`` of an image from Gaussians projected at its full size.
+
+    Args:
+        xys, radii, conics, colors, opacities: of the Gaussians that meet the rows
+            (:func:`gaussians_in_rows`), in their order in the whole set (top-K ties go to the lower index),
+            projected for the whole image by :func:`project_gaussians_2d_scale_rot`.
+        width: the image's width; rows: ``(y0, y1)``, the band.
+
+    Returns:
+        [y1 - y0, W, C]: rows y0..y1 of the whole image's render, to float rounding (the shift by ``y0``
+        rounds a centre above ``y0`` by an ulp); differentiable in xys, conics, colors and opacities.
+    """
+    y0, y1 = (int(v) for v in rows)
+    height, width = _check_size(y1 - y0, width)
+    _check_mode(mode, k)
+    _check_limits(height, width, k)
+    xys, radii, conics, _ = _check_projected(xys, radii, conics, None)
+    colors, opacities = _check_appearance(colors, opacities, xys, mode)
+    kind, ext = resolve(backend, xys.device, xys.dtype)
+    band_xys = xys - torch.tensor([0.0, float(y0)], dtype=xys.dtype, device=xys.device)
+    j0, j1, b0, b1, empty = _reference.pixel_boxes(band_xys, radii, height, width)
+    tiles = (j1.div(_TILE, rounding_mode="floor") - j0.div(_TILE, rounding_mode="floor") + 1) * (
+        b1.div(_TILE, rounding_mode="floor") - b0.div(_TILE, rounding_mode="floor") + 1)
+    tiles = torch.where(empty, 0, tiles).to(torch.int32)
+    band_radii = torch.where(empty, 0, radii).to(torch.int32)
+    return _rasterize(kind, ext, band_xys, band_radii, conics, tiles, colors, height, width, mode, k, opacities)
+
+
 def render_rows(means, scales, rotations, colors, height, width, rows, mode="topk", k=10, backend="auto",
                 opacities=None):
     """Rows ``rows = (y0, y1)`` of :func:`render`'s image, with buffers for those rows only.
 
     The Gaussians are projected at the full ``height`` x ``width``; those whose pixel box meets the rows
     are kept in their order (so top-K ties break as in the whole render), shifted up by ``y0`` and
-    rasterized on a ``(y1 - y0)``-row canvas. The pixels equal ``render(...)[y0:y1]`` to float rounding
-    (the shift rounds a centre above ``y0`` by an ulp), and rows ``(0, height)`` are :func:`render`'s
+    rasterized on a ``(y1 - y0)``-row canvas (:func:`gaussians_in_rows`, :func:`rasterize_rows`). The
+    pixels equal ``render(...)[y0:y1]`` to float rounding, and rows ``(0, height)`` are :func:`render`'s
     image bit for bit. Differentiable like :func:`render`: the gradients of a loss summed over bands of
     rows add up to those of the loss over the whole image, so an image whose per-pixel buffers would not
-    fit (top-K keeps K indices and weights a pixel) is trained band by band.
+    fit (top-K keeps K indices and weights a pixel) is trained band by band. (A loop over many bands
+    projects once and calls :func:`rasterize_rows` per band instead: ``lgi_train.bands`` does.)
 
     Returns:
         [y1 - y0, W, C] image of the inputs' dtype.
     """
     height, width = _check_size(height, width)
-    y0, y1 = (int(v) for v in rows)
-    if not 0 <= y0 < y1 <= height:
-        raise ValueError(f"rows ({y0}, {y1}) are not a band of a {height}-row image")
+    y0, y1 = _check_rows(height, rows)
     if (y0, y1) == (0, height):
         return render(means, scales, rotations, colors, height, width, mode, k, backend, opacities)
     _check_mode(mode, k)
-    _check_limits(y1 - y0, width, k)
     means, scales, rotations = _check_gaussians(means, scales, rotations)
     colors, opacities = _check_appearance(colors, opacities, means, mode)
     kind, ext = resolve(backend, means.device, means.dtype)
     xys, radii, conics, _ = _project(kind, ext, means, scales, rotations, height, width)
-    _, _, i0, i1, empty = _reference.pixel_boxes(xys, radii, height, width)
-    idx = torch.nonzero(~empty & (i1 >= y0) & (i0 < y1)).squeeze(1)
-    shift = torch.tensor([0.0, float(y0)], dtype=xys.dtype, device=xys.device)
-    band_xys, band_radii = xys[idx] - shift, radii[idx]
-    j0, j1, b0, b1, band_empty = _reference.pixel_boxes(band_xys, band_radii, y1 - y0, width)
-    tiles = (j1.div(_TILE, rounding_mode="floor") - j0.div(_TILE, rounding_mode="floor") + 1) * (
-        b1.div(_TILE, rounding_mode="floor") - b0.div(_TILE, rounding_mode="floor") + 1)
-    tiles = torch.where(band_empty, 0, tiles).to(torch.int32)
-    band_radii = torch.where(band_empty, 0, band_radii).to(torch.int32)
-    band_opacities = None if opacities is None else opacities[idx]
-    return _rasterize(kind, ext, band_xys, band_radii, conics[idx], tiles, colors[idx], y1 - y0, width, mode, k,
-                      band_opacities)
+    idx = gaussians_in_rows(row_spans(xys, radii, height, width), rows)
+    return rasterize_rows(xys[idx], radii[idx], conics[idx], colors[idx], width, rows, mode, k, backend,
+                          None if opacities is None else opacities[idx])
+
+
+def _check_rows(height: int, rows) -> tuple[int, int]:
+    y0, y1 = (int(v) for v in rows)
+    if not 0 <= y0 < y1 <= height:
+        raise ValueError(f"rows ({y0}, {y1}) are not a band of a {height}-row image")
+    return y0, y1

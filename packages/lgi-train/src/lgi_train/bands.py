@@ -4,7 +4,9 @@ A top-K render keeps, for its backward pass, K Gaussian indices and weights for 
 pixel at K = 10, 1.9 GB for a 24-megapixel photo, with the image, its gradient and the loss's buffers on
 top. The encoder's stages after the fit (sensitivity, re-fits, fine-tuning, the final render) and
 ``lgi fit`` render the whole image at every step. Above :data:`BAND_PIXELS` pixels they render it in
-bands of rows instead (:func:`lgi_gsplat2d.render_rows`), one band's forward and backward at a time.
+bands of rows instead, one band's forward and backward at a time: the Gaussians are projected once,
+each band rasterizes those that meet its rows (:func:`lgi_gsplat2d.rasterize_rows`), and the bands'
+gradients, summed, go back through the projection once (:func:`backprop_bands`).
 
 This changes the arithmetic, not the result: the L2 and L1 losses are sums over pixels, so the
 gradients of the bands' losses add up to the whole image's (to float rounding; the tests compare them),
@@ -37,36 +39,73 @@ def row_bands(height: int, width: int, band_pixels: int | None = None) -> list[R
     return [(y, min(y + rows, height)) for y in range(0, height, rows)]
 
 
-def backward_in_bands(draw: Callable[[Rows], torch.Tensor], target_hwc: torch.Tensor, pixel_sum,
-                      bands: list[Rows], keep: torch.Tensor | None = None) -> tuple[float, float]:
-    """Backpropagate mean-over-pixels loss of a render drawn band by band.
+def backprop_bands(params: dict[str, torch.Tensor], height: int, width: int, mode: str, k: int, backend: str,
+                   bands: list[Rows], band_loss: Callable[[Rows, torch.Tensor], torch.Tensor]):
+    """Project the Gaussians once, then rasterize the image band by band and backpropagate each band's
+    ``band_loss(rows, band)`` (band [y1 - y0, W, C]) into the projected values, one band's buffers at a time.
+
+    Returns ``(projected, grads)``: the projection's outputs (xys, conics, colors), still in the graph of
+    ``params``, and the summed gradients of the bands' losses with respect to them. The caller finishes
+    with ``torch.autograd.backward(projected, grads)`` (or ``torch.autograd.grad``). Each band works on
+    the Gaussians that meet its rows only: its cost beyond the rasterizer's is in those, not in all N.
+    """
+    from lgi_gsplat2d import gaussians_in_rows, project_gaussians_2d_scale_rot, rasterize_rows, row_spans
+
+    xys, radii, conics, _ = project_gaussians_2d_scale_rot(params["means"], params["scales"], params["rotations"],
+                                                           height, width, backend=backend)
+    projected = (xys, conics, params["colors"])
+    values = [t.detach() for t in projected]
+    grads = [torch.zeros_like(t) for t in values]
+    spans = row_spans(values[0], radii, height, width)
+    for rows in bands:
+        idx = gaussians_in_rows(spans, rows)
+        leaves = [v[idx].requires_grad_(t.requires_grad) for v, t in zip(values, projected)]
+        band = rasterize_rows(leaves[0], radii[idx], leaves[1], leaves[2], width, rows, mode=mode, k=k,
+                              backend=backend)
+        band_loss(rows, band).backward()
+        for g, leaf in zip(grads, leaves):
+            if leaf.grad is not None:
+                g.index_add_(0, idx, leaf.grad)
+        del band, leaves
+    return projected, grads
+
+
+def backward_in_bands(params: dict[str, torch.Tensor], height: int, width: int, mode: str, k: int, backend: str,
+                      target_hwc: torch.Tensor, pixel_sum, bands: list[Rows],
+                      keep: torch.Tensor | None = None) -> tuple[float, float]:
+    """Backpropagate the mean-over-values loss of the render of ``params`` (``means``, ``scales``,
+    ``rotations``, ``colors``, in the graph of the leaves to train) drawn band by band.
 
     Args:
-        draw: ``rows -> [y1 - y0, W, C]`` render of those rows, differentiable in the parameters (it is
-            called once per band and may recompute the parameters from their leaves: that is cheap).
+        params, height, width, mode, k, backend: the Gaussians and how they render.
         target_hwc: [H, W, C] target.
-        pixel_sum: ``(render, target) -> sum over the band's values`` of the loss (a loss's
-            ``pixel_sum``, :func:`lgi_train.losses.make_loss`).
+        pixel_sum: ``(render, target) -> sum over the band's values`` of the loss
+            (:func:`lgi_train.losses.pixel_sum_for`).
         bands: from :func:`row_bands`.
         keep: a [C, H, W] tensor that receives the render (detached), or None.
 
     Returns:
         (the loss, the whole image's mean over values; the sum of the squared errors of the render
-        clamped to [0, 1]) — gradients accumulate in the parameters' ``.grad``.
+        clamped to [0, 1]); the gradients accumulate in the leaves' ``.grad``.
     """
     numel = target_hwc.numel()
-    loss_total, sse = 0.0, 0.0
-    for y0, y1 in bands:
-        band = draw((y0, y1))
+    totals = [0.0, 0.0]
+
+    def band_loss(rows: Rows, band: torch.Tensor) -> torch.Tensor:
+        y0, y1 = rows
         t = target_hwc[y0:y1]
         loss = pixel_sum(band, t) / numel
-        loss.backward()
-        loss_total += float(loss.detach())
-        sse += clamped_sse(band, t)
+        totals[0] += float(loss.detach())
+        totals[1] += clamped_sse(band, t)
         if keep is not None:
             keep[:, y0:y1] = band.detach().permute(2, 0, 1)
-        del band, loss
-    return loss_total, sse
+        return loss
+
+    projected, grads = backprop_bands(params, height, width, mode, k, backend, bands, band_loss)
+    live = [(t, g) for t, g in zip(projected, grads) if t.requires_grad]
+    if live:
+        torch.autograd.backward([t for t, _ in live], [g for _, g in live])
+    return totals[0], totals[1]
 
 
 @torch.no_grad()

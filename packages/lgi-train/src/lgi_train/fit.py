@@ -304,7 +304,8 @@ class Fitter:
             mse = clamped_mse(render, target)
         else:
             render = torch.empty_like(target) if need_render else None
-            value, sse = backward_in_bands(lambda rows: self.model.render_rows(h, w, rows), self._hwc_of(target),
+            m = self.model
+            value, sse = backward_in_bands(m.params(), h, w, m.render_mode, m.topk, m.backend, self._hwc_of(target),
                                            self.pixel_sum, bands, keep=render)
             loss, mse = torch.tensor(value), sse / target.numel()
         psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0

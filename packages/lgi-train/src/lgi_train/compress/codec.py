@@ -259,21 +259,18 @@ class QuantizedSet(nn.Module):
             snapped = (q + 0.5) / res
         return _RoundThrough.apply(self.xy, snapped)
 
+    def params(self) -> dict[str, torch.Tensor]:
+        """The rendered parameters (means, scales, rotations, colors), on their grids (straight-through)."""
+        scales, rot = features_to_shape(self.shape.values())
+        return {"means": self.positions(), "scales": scales, "rotations": rot, "colors": self.rgb_colors()}
+
     def render(self, height: int | None = None, width: int | None = None) -> torch.Tensor:
         from lgi_gsplat2d import render
 
-        scales, rot = features_to_shape(self.shape.values())
-        img = render(self.positions(), scales, rot, self.rgb_colors(), height or self.height,
+        p = self.params()
+        img = render(p["means"], p["scales"], p["rotations"], p["colors"], height or self.height,
                      width or self.width, mode=self.render_mode, k=self.topk, backend=self.backend)
         return img.permute(2, 0, 1)
-
-    def render_rows(self, rows: tuple[int, int]) -> torch.Tensor:
-        """[y1 - y0, W, C]: rows ``(y0, y1)`` of :meth:`render`'s image at the set's size (:mod:`lgi_train.bands`)."""
-        from lgi_gsplat2d import render_rows
-
-        scales, rot = features_to_shape(self.shape.values())
-        return render_rows(self.positions(), scales, rot, self.rgb_colors(), self.height, self.width, rows,
-                           mode=self.render_mode, k=self.topk, backend=self.backend)
 
     def rgb_colors(self) -> torch.Tensor:
         return self.color.values() @ self.to_rgb
@@ -326,7 +323,8 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, steps: int, lrs: dict[str
             loss.backward()
             value = float(loss.detach())
         else:  # the distortion band by band, then the rate term with the whole distortion as its weight
-            value, _ = backward_in_bands(qset.render_rows, target_hwc, pixel_sum, bands)
+            value, _ = backward_in_bands(qset.params(), qset.height, qset.width, qset.render_mode, qset.topk,
+                                         qset.backend, target_hwc, pixel_sum, bands)
             if rate is not None:  # the distortion is a constant here: only the rate term has a graph
                 total = rate_weighted(torch.tensor(value), rate.bpp(), rate_db)
                 total.backward()

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import torch
 
-from lgi_train.bands import row_bands
+from lgi_train.bands import backprop_bands, row_bands
 from lgi_train.model import GaussianModel
 
 
@@ -127,7 +127,7 @@ def calc_curvature(model: GaussianModel, height: int, width: int, probes: int = 
 
 def _probe_curvature(model: GaussianModel, height: int, width: int, probes: int, seed: int) -> torch.Tensor:
     from lgi_dictco.gauss.torch_quant import features_to_shape, shape_features
-    from lgi_gsplat2d import render, render_rows
+    from lgi_gsplat2d import render
 
     gen = torch.Generator().manual_seed(seed)
     xy = model.xy.detach().clone().requires_grad_(True)
@@ -143,15 +143,15 @@ def _probe_curvature(model: GaussianModel, height: int, width: int, probes: int,
             v = (torch.randint(0, 2, image.shape, generator=gen) * 2 - 1).to(image)
             grads = torch.autograd.grad((image * v).sum(), (xy, feat, color))
         else:  # a large image: Jᵀv summed over the bands (each band's signs drawn in turn), then squared
-            grads = [torch.zeros_like(t) for t in (xy, feat, color)]
-            for rows in bands:
-                scales, rot = features_to_shape(feat)
-                band = render_rows(xy, scales, rot, color, height, width, rows, mode=model.render_mode,
-                                   k=model.topk, backend=model.backend)
-                v = (torch.randint(0, 2, band.shape, generator=gen) * 2 - 1).to(band)
-                for total, g in zip(grads, torch.autograd.grad((band * v).sum(), (xy, feat, color))):
-                    total += g
-                del band, v
+            scales, rot = features_to_shape(feat)
+            params = {"means": xy, "scales": scales, "rotations": rot, "colors": color}
+
+            def signed(rows, band):
+                return (band * (torch.randint(0, 2, band.shape, generator=gen) * 2 - 1).to(band)).sum()
+
+            projected, band_grads = backprop_bands(params, height, width, model.render_mode, model.topk,
+                                                   model.backend, bands, signed)
+            grads = torch.autograd.grad(projected, (xy, feat, color), band_grads)
         for a, g in zip(acc, grads):
             a += g.detach() ** 2 / probes
     pos = acc[0][:, 0] / width ** 2 + acc[0][:, 1] / height ** 2  # per pixel of position error
