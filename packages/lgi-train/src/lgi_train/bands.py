@@ -31,7 +31,7 @@ Rows = tuple[int, int]
 
 def row_bands(height: int, width: int, band_pixels: int | None = None) -> list[Rows]:
     """The bands of rows ``[(y0, y1), ...]`` a ``height`` x ``width`` render goes in: one, ``(0, height)``,
-    up to ``band_pixels`` pixels (default :data:`BAND_PIXELS`; None: never banded)."""
+    up to ``band_pixels`` pixels (None: :data:`BAND_PIXELS`), else bands of at most that many."""
     limit = BAND_PIXELS if band_pixels is None else band_pixels
     if height * width <= limit:
         return [(0, height)]
