@@ -34,6 +34,8 @@ KODAK = SHARED / "kodak"
 CLIC = SHARED / "clic2025"
 RUNS = ROOT / "runs" / "bench_dictco"
 LAMBDAS = (0.0018, 0.0067, 0.05)
+#: LGI's current Kodak curve (rd.py, 0.125-1.5 bpp), drawn in the figure beside the learned codec's.
+LGI_CURVE = "rd_kodak_widek.csv"
 
 
 def _device_name(device: torch.device) -> str:
@@ -217,10 +219,10 @@ def _dcae_models(args, device: torch.device) -> list[tuple[str, object, float]]:
 
 
 def _lgi_curve() -> tuple[np.ndarray, np.ndarray] | None:
-    """LGI's mean Kodak curve from its latest rd.py result (results/rd_kodak_now.csv), for the figure."""
+    """LGI's mean Kodak curve from its latest rd.py result (results/LGI_CURVE), for the figure."""
     from rd import mean_curve
 
-    path = RESULTS / "rd_kodak_now.csv"
+    path = RESULTS / LGI_CURVE
     if not path.is_file():
         return None
     with open(path) as f:
@@ -342,7 +344,7 @@ def _plot_rd(rows: list[dict], images: list[str], path: Path) -> None:
         axes[1].plot(r[keep], m[keep], style, label=label, ms=4)
     lgi = _lgi_curve()
     if lgi is not None:
-        axes[0].plot(*lgi, "D-", color="C5", label="LGI (Gaussians, rd_kodak_now.csv)", ms=4)
+        axes[0].plot(*lgi, "D-", color="C5", label=f"LGI (Gaussians, {LGI_CURVE})", ms=4)
     axes[0].set_ylabel("PSNR-RGB (dB)")
     axes[1].set_ylabel("MS-SSIM")
     for ax in axes:
