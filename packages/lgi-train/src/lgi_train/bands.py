@@ -113,17 +113,3 @@ def clamped_sse(render_hwc: torch.Tensor, target_hwc: torch.Tensor) -> float:
     """Σ (clamp(render, 0, 1) − target)² of two [h, W, C] images."""
     d = render_hwc.detach().clamp(0, 1).sub_(target_hwc).reshape(-1)
     return float(torch.dot(d, d))
-
-
-@torch.no_grad()
-def render_in_bands(draw: Callable[[Rows], torch.Tensor], height: int, width: int, channels: int,
-                    bands: list[Rows] | None = None, clamp: bool = False) -> torch.Tensor:
-    """[C, H, W] image drawn band by band (``draw`` as in :func:`backward_in_bands`), no graph."""
-    bands = bands if bands is not None else row_bands(height, width)
-    out = None
-    for y0, y1 in bands:
-        band = draw((y0, y1))
-        if out is None:
-            out = torch.empty(channels, height, width, dtype=band.dtype, device=band.device)
-        out[:, y0:y1] = band.clamp(0, 1).permute(2, 0, 1) if clamp else band.permute(2, 0, 1)
-    return out

@@ -345,19 +345,19 @@ def decode_to_tensors(data: bytes, device: str | torch.device = "cpu") -> tuple[
 def render_decoded(header, params: dict[str, torch.Tensor], height: int, width: int,
                    backend: str = "auto") -> torch.Tensor:
     """[C, H, W] in [0, 1] (clamped), as `lgi decode` draws it (:func:`lgi_dictco.gauss.render`; above
-    :data:`lgi_train.bands.BAND_PIXELS` pixels in bands of rows, equal to float rounding, as the decoder's
-    own bands)."""
-    from lgi_dictco.gauss import render
+    :data:`lgi_train.bands.BAND_PIXELS` pixels with the decoder's own :func:`lgi_dictco.gauss.render_bands`,
+    equal to float rounding)."""
+    from lgi_dictco.gauss import render, render_bands
+    from lgi_gsplat2d import project_gaussians_2d_scale_rot, rasterize_gaussians_sum
     from lgi_gsplat2d import render as rasterize
-    from lgi_gsplat2d import render_rows
-    from lgi_train.bands import render_in_bands, row_bands
+    from lgi_train.bands import row_bands
 
+    device = params["means"].device
     bands = row_bands(height, width)
-    if len(bands) == 1 or params["means"].shape[0] == 0:
-        return render(params, header, width, height, rasterize=rasterize, device=params["means"].device,
-                      backend=backend)
-    p = params
-    return render_in_bands(lambda rows: render_rows(p["means"], p["scales"], p["rotations"], p["colors"], height,
-                                                    width, rows, mode=header.render_mode, k=header.topk,
-                                                    backend=backend),
-                           height, width, header.channels, bands, clamp=True)
+    if len(bands) == 1:
+        return render(params, header, width, height, rasterize=rasterize, device=device, backend=backend)
+    out = torch.empty(header.channels, height, width, device=device)
+    for y0, band in render_bands(params, header, width, height, bands, project=project_gaussians_2d_scale_rot,
+                                 rasterize=rasterize_gaussians_sum, device=device, backend=backend):
+        out[:, y0:y0 + band.shape[1]] = band
+    return out
