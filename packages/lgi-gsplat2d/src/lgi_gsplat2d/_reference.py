@@ -72,12 +72,17 @@ def project_gaussians_2d_scale_rot(means, scales, rotations, height, width, tile
         r = torch.where(r <= MAX_RADIUS, r, MAX_RADIUS).clamp(min=1.0)
         culled = zero | ~torch.isfinite(conics).all(1) | ~torch.isfinite(xys).all(1)
         radii = torch.where(culled, 0.0, r).to(torch.int32)
-        j0, j1, i0, i1, empty = pixel_boxes(xys, radii, height, width)
-        radii = torch.where(empty, 0, radii).to(torch.int32)
-        tiles = (torch.div(j1, tile, rounding_mode="floor") - torch.div(j0, tile, rounding_mode="floor") + 1) * (
-            torch.div(i1, tile, rounding_mode="floor") - torch.div(i0, tile, rounding_mode="floor") + 1)
-        tiles = torch.where(empty, 0, tiles).to(torch.int32)
+        radii, tiles = tiles_hit(xys, radii, height, width, tile)
     return xys, radii, conics, tiles
+
+
+def tiles_hit(xys: torch.Tensor, radii: torch.Tensor, height: int, width: int, tile: int = 16):
+    """(radii, tiles) [N] int32: the radii with 0 for Gaussians whose pixel box misses the canvas, and the
+    number of ``tile``-pixel tiles each box touches (what the projection returns as ``num_tiles_hit``)."""
+    j0, j1, i0, i1, empty = pixel_boxes(xys, radii, height, width)
+    tiles = (torch.div(j1, tile, rounding_mode="floor") - torch.div(j0, tile, rounding_mode="floor") + 1) * (
+        torch.div(i1, tile, rounding_mode="floor") - torch.div(i0, tile, rounding_mode="floor") + 1)
+    return torch.where(empty, 0, radii).to(torch.int32), torch.where(empty, 0, tiles).to(torch.int32)
 
 
 def _block(xys, conics, colors, opacities, idx, box, rows, cols, mode, k):

@@ -330,11 +330,8 @@ def rasterize_rows(xys, radii, conics, colors, width, rows, mode="topk", k=10, b
     colors, opacities = _check_appearance(colors, opacities, xys, mode)
     kind, ext = resolve(backend, xys.device, xys.dtype)
     band_xys = xys - torch.tensor([0.0, float(y0)], dtype=xys.dtype, device=xys.device)
-    j0, j1, b0, b1, empty = _reference.pixel_boxes(band_xys, radii, height, width)
-    tiles = (j1.div(_TILE, rounding_mode="floor") - j0.div(_TILE, rounding_mode="floor") + 1) * (
-        b1.div(_TILE, rounding_mode="floor") - b0.div(_TILE, rounding_mode="floor") + 1)
-    tiles = torch.where(empty, 0, tiles).to(torch.int32)
-    band_radii = torch.where(empty, 0, radii).to(torch.int32)
+    with torch.no_grad():
+        band_radii, tiles = _reference.tiles_hit(band_xys, radii, height, width, _TILE)
     return _rasterize(kind, ext, band_xys, band_radii, conics, tiles, colors, height, width, mode, k, opacities)
 
 
