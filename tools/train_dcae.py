@@ -132,6 +132,14 @@ def _latest(q: int) -> Path:
     return stages[-1]
 
 
+def _seed(q: int, out: Path) -> int:
+    """Level q's first run takes seed q, its stage q<N>.<k> seed q + 100 k: a warm restart draws new crops
+    instead of replaying those of the stage before. (The stages up to q<N>.2 were run with seed q; their
+    command.txt records it.)"""
+    stage = int(out.suffix[1:]) if out.suffix[1:].isdigit() else 0
+    return q + 100 * stage
+
+
 def _train_command(q: int, steps: int, device: str, threads: int, init: Path | None, out: Path) -> list[str]:
     n_images = len(json.loads((CORPUS / "corpus.json").read_text()))
     steps_per_epoch = max(n_images * REPEATS // BATCH, 1)
@@ -143,7 +151,7 @@ def _train_command(q: int, steps: int, device: str, threads: int, init: Path | N
         "--patch-size", str(PATCH), "--batch-size", str(BATCH), "--repeats", str(REPEATS),
         "--lr", str(LR), "--milestones", str(decay), "--gamma", "0.1", "--epochs", str(epochs),
         "--max-steps", str(steps), "--hflip", "--scale-min", str(SCALE_MIN), "--workers", "0",
-        "--threads", str(threads), "--device", device, "--seed", str(q), "-q",
+        "--threads", str(threads), "--device", device, "--seed", str(_seed(q, out)), "-q",
     ]
     if init is not None:
         cmd += ["--init", str(init.relative_to(ROOT))]
