@@ -237,13 +237,17 @@ def cmd_finetune(args) -> None:
 
 def _from_shipped(q: int) -> Path:
     """A checkpoint of the shipped float16 weights of level q (float32), for runs without the run folders
-    (a lent GPU gets the repository, not runs/)."""
+    (a lent GPU gets the repository, not runs/). It carries the shipped model's training history, and its
+    name the weights' checksum, so a later `ship` credits exactly the steps behind these weights."""
     from lgi_dictco.dcae import pretrained, save_checkpoint
 
     model, entry = pretrained.load_pretrained(q)
-    path = RUNS / "shipped" / f"q{q}.pt"
+    manifest = json.loads(pretrained.MANIFEST.read_text())
+    history = next(m for m in manifest["models"] if int(m["quality"]) == q)["history"]
+    path = RUNS / "shipped" / f"q{q}-{entry.sha256[:12]}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_checkpoint(path, model, lmbda=entry.lmbda, metric="mse", shipped_sha256=entry.sha256)
+    save_checkpoint(path, model, lmbda=entry.lmbda, metric="mse", shipped_sha256=entry.sha256,
+                    shipped_history=history)
     return path
 
 
@@ -317,12 +321,24 @@ def _history(q: int) -> list[dict]:
         init = ckpt_cfg.get("init")
         folder = (ROOT / init).parent if init else None
         if folder is not None and folder.name == "shipped":  # started from the shipped weights
-            from lgi_dictco.dcae import pretrained
-
-            manifest = json.loads(pretrained.MANIFEST.read_text())
-            before = next(m for m in manifest["models"] if int(m["quality"]) == q)["history"]
-            return before + list(reversed(chain))
+            return _shipped_history(q, ROOT / init, chain[-1]) + list(reversed(chain))
     return list(reversed(chain))
+
+
+def _shipped_history(q: int, init: Path, first: dict) -> list[dict]:
+    """The history of the shipped weights a run started from: recorded in the checkpoint `_from_shipped`
+    wrote, or (checkpoints written before it recorded one) the manifest's, up to the run itself if that
+    run has been shipped since (else its steps would count twice)."""
+    from lgi_dictco.dcae import pretrained
+    from lgi_dictco.dcae.checkpoint import load_checkpoint
+
+    recorded = load_checkpoint(init).get("shipped_history")
+    if recorded is not None:
+        return recorded
+    manifest = json.loads(pretrained.MANIFEST.read_text())
+    before = next(m for m in manifest["models"] if int(m["quality"]) == q)["history"]
+    same = [i for i, h in enumerate(before) if h["run"] == first["run"] and h["commands"] == first["commands"]]
+    return before[: same[0]] if same else before
 
 
 def _train_config(path: Path) -> dict:
