@@ -72,6 +72,29 @@ def test_the_history_recorded_in_the_shipped_checkpoint_wins(tool):
     assert tool._history(1) == before + [later]
 
 
+def test_a_run_from_the_shipped_weights_credits_their_history(tmp_path, monkeypatch):
+    """`continue --from-shipped`: the checkpoint of the package's weights, named by their checksum, carries
+    the manifest's history, and a run started from it adds its own steps to that history once."""
+    spec = importlib.util.spec_from_file_location("train_dcae", ROOT / "tools" / "train_dcae.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    from lgi_dictco.dcae import pretrained
+
+    monkeypatch.setattr(tool, "ROOT", tmp_path)
+    monkeypatch.setattr(tool, "RUNS", tmp_path / "runs" / "dcae-ship")
+    start = tool._from_shipped(2)
+    assert start.name == f"q2-{pretrained.get(2).sha256[:12]}.pt"
+    shipped = tool._manifest_history(2)
+    later = _run(tool, "q2.1", 20, str(start.relative_to(tmp_path)))
+    assert tool._history(2) == shipped + [later]
+    # The package ships other weights of level 2 since: the run still credits the ones it started from.
+    manifest = json.loads(pretrained.MANIFEST.read_text())
+    next(m for m in manifest["models"] if m["quality"] == 2)["history"].append({"run": "x", "steps": 9})
+    monkeypatch.setattr(pretrained, "MANIFEST", tmp_path / "models.json")
+    pretrained.MANIFEST.write_text(json.dumps(manifest))
+    assert tool._history(2) == shipped + [later]
+
+
 def test_stages_draw_their_own_crops(tool):
     seeds = [tool._seed(3, tool.RUNS / name) for name in ("q3", "q3.1", "q3.2", "q3.3")]
     assert seeds == [3, 103, 203, 303]

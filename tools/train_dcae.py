@@ -242,13 +242,19 @@ def _from_shipped(q: int) -> Path:
     from lgi_dictco.dcae import pretrained, save_checkpoint
 
     model, entry = pretrained.load_pretrained(q)
-    manifest = json.loads(pretrained.MANIFEST.read_text())
-    history = next(m for m in manifest["models"] if int(m["quality"]) == q)["history"]
     path = RUNS / "shipped" / f"q{q}-{entry.sha256[:12]}.pt"
     path.parent.mkdir(parents=True, exist_ok=True)
     save_checkpoint(path, model, lmbda=entry.lmbda, metric="mse", shipped_sha256=entry.sha256,
-                    shipped_history=history)
+                    shipped_history=_manifest_history(q))
     return path
+
+
+def _manifest_history(q: int) -> list[dict]:
+    """The training history the package's manifest records for level q's shipped weights."""
+    from lgi_dictco.dcae import pretrained
+
+    manifest = json.loads(pretrained.MANIFEST.read_text())
+    return next(m for m in manifest["models"] if int(m["quality"]) == q)["history"]
 
 
 def cmd_continue(args) -> None:
@@ -329,14 +335,12 @@ def _shipped_history(q: int, init: Path, first: dict) -> list[dict]:
     """The history of the shipped weights a run started from: recorded in the checkpoint `_from_shipped`
     wrote, or (checkpoints written before it recorded one) the manifest's, up to the run itself if that
     run has been shipped since (else its steps would count twice)."""
-    from lgi_dictco.dcae import pretrained
     from lgi_dictco.dcae.checkpoint import load_checkpoint
 
     recorded = load_checkpoint(init).get("shipped_history")
     if recorded is not None:
         return recorded
-    manifest = json.loads(pretrained.MANIFEST.read_text())
-    before = next(m for m in manifest["models"] if int(m["quality"]) == q)["history"]
+    before = _manifest_history(q)
     same = [i for i, h in enumerate(before) if h["run"] == first["run"] and h["commands"] == first["commands"]]
     return before[: same[0]] if same else before
 
