@@ -160,7 +160,7 @@ def test_encode_compare_zoom_download_decode(page, tiny_png, tmp_path):
     page.locator("#encode").click()
     # the live progress bar names the encoder's stage as it goes
     sync_api.expect(page.locator("#results [data-testid='status-tracker']")).to_contain_text(
-        re.compile(r"(fit|rate-search|quantize|finetune|entropy-code) - \d+\.\d%"), timeout=60_000)
+        re.compile(r"(initialise|fit|select|quantize|finetune|entropy-code) - \d+\.\d%"), timeout=60_000)
     page.locator("#lgi-results tr[data-codec='lgi']").wait_for(timeout=ENCODE_TIMEOUT_MS)
     print(f"encode in the page: {time.perf_counter() - t0:.1f} s")
 

@@ -257,7 +257,7 @@ def test_cli_encode_decode_info(files):
     lines = res.stderr.splitlines()
     assert all(ln.startswith("lgi encode: ") for ln in lines) and lines[-1].startswith("lgi encode: done in")
     stages = list(dict.fromkeys(ln.split()[2] for ln in lines[:-1]))
-    assert stages == ["fit", "quantize", "finetune", "entropy-code", "done"], lines
+    assert stages == ["initialise", "fit", "select", "quantize", "finetune", "entropy-code", "done"], lines
     quiet = runner.invoke(encode, [str(files / "in.png"), "-o", str(files / "q.lgi"), "--gaussians", "40",
                                    "--steps", "20", "--json", "-q"])
     assert quiet.exit_code == 0 and quiet.stderr == "" and json.loads(quiet.stdout)["gaussians"] == 40

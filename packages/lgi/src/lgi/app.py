@@ -31,8 +31,8 @@ from lgi.compare import (
 
 TITLE = "LGI: a Gaussian image codec"
 VIEWS = ("Original", "LGI", "JPEG", "WebP", "AVIF")
-# the stages encode_image reports (lgi_train.compress.encoder), then the peers; "done" ends the encode
-STAGES = ("fit", "rate-search", "quantize", "finetune", "entropy-code", "done", "peers")
+# the stages the encoder reports (lgi_train.encode.STAGES), then the peers; "done" ends the encode
+STAGES = ("initialise", "fit", "select", "quantize", "finetune", "entropy-code", "done", "peers")
 TARGETS = ("bits per pixel", "quality preset")
 ZOOMS = (1, 2, 4, 8)
 
@@ -154,8 +154,7 @@ def build_app(device: str = "cpu", max_pixels: int = DEFAULT_MAX_PIXELS, steps: 
                     quality = gr.Radio(["low", "medium", "high", "max"], value="medium",
                                        label="Quality preset: 0.25 / 0.5 / 1.0 / 1.5 bpp", elem_id="quality")
                     effort = gr.Radio(["fast", "default", "max"], value="default", elem_id="effort",
-                                      label="Effort: fit and fine-tuning length (fast 500/200, default 1000/400, "
-                                            "max 3000/1000 steps)")
+                                      label="Effort: fast, default or max (longer encodes, better quality)")
                     with gr.Accordion("Advanced", open=False):
                         steps_box = gr.Number(value=steps or 0, precision=0, minimum=0, elem_id="steps",
                                               label="Fitting steps (0: the effort's), as lgi encode --steps")

@@ -19,24 +19,61 @@ ENCODE_MAX_PIXELS = 1 << 25
 
 
 
-# The encoder's stages (lgi_train.compress.encoder's on_stage names) and their shares of a default
-# encode's time (kodim05 at 0.5 bpp alone: fit 55 %, search and pruning 6 %, fine-tuning 35 %).
-ENCODE_STAGES = (("fit", 55.0), ("rate-search", 6.0), ("quantize", 1.0), ("finetune", 34.0),
-                 ("entropy-code", 4.0), ("done", 0.0))
+# The encoder's stages (lgi_train.encode.STAGES) and their shares of a default encode's time (kodim05 at
+# 0.5 bpp alone); the v2 baseline's (lgi_train.compress.encoder) below it.
+ENCODE_STAGES = (("initialise", 1.0), ("fit", 70.0), ("select", 6.0), ("quantize", 0.5), ("finetune", 21.0),
+                 ("entropy-code", 1.5), ("done", 0.0))
+ENCODE_STAGES_V2 = (("fit", 55.0), ("rate-search", 6.0), ("quantize", 1.0), ("finetune", 34.0),
+                    ("entropy-code", 4.0), ("done", 0.0))
+ENCODERS = ("v3", "v2")
 
 
-def _progress(label: str, quiet: bool):
+def _progress(label: str, quiet: bool, encoder: str = "v3"):
     """One overall progress display for an encode, on stderr (also under --json): a bar with the
     stage and an ETA on a terminal, a line per stage and every 10 s elsewhere; nothing with -q."""
     from lgi_dictco.progress import StageProgress
 
-    progress = StageProgress(label, ENCODE_STAGES, quiet=quiet)
+    progress = StageProgress(label, ENCODE_STAGES if encoder == "v3" else ENCODE_STAGES_V2, quiet=quiet)
     return progress, progress.update
+
+
+def v3_options(bpp, size, quality, gaussians, steps, device, seed, backend, effort="default", lam=None):
+    """Turn the flags into the encoder's Options (raises click errors for impossible combinations).
+    ``steps`` (research) rescales the effort's fit plan to that many steps at every rate; ``lam`` sets the
+    fine-tuning's rate price at 0.5 bpp (scaled as 1/bpp with the target)."""
+    from lgi_train.encode import QUALITY_BPP, TUNINGS, Options, RateError
+    from lgi_train.encode.fitting import scaled_plan
+
+    chosen = [name for name, v in (("--bpp", bpp), ("--size", size), ("--quality", quality),
+                                   ("--gaussians", gaussians)) if v is not None]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one of --bpp, --size, --quality, --gaussians (got {' and '.join(chosen)})")
+    if quality is not None:
+        bpp = QUALITY_BPP[quality]
+    if bpp is not None and not 0 < bpp <= 24:
+        raise click.BadParameter(f"--bpp must be in (0, 24], got {bpp}")
+    if gaussians is not None and gaussians < 1:
+        raise click.BadParameter(f"--gaussians must be >= 1, got {gaussians}")
+    if size is not None and size < 1:
+        raise click.BadParameter(f"--size must be >= 1 byte, got {size}")
+    tuning = TUNINGS[effort]
+    if steps is not None:
+        tuning = tuning.replace(fit=scaled_plan(tuning.fit, steps / tuning.fit_steps()), steps_at_1bpp=1.0)
+    if lam is not None:
+        if not lam >= 0:
+            raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
+        tuning = tuning.replace(rate_db=lam)
+    try:
+        return Options(bpp=bpp, size=size, gaussians=gaussians, effort=effort, device=device, seed=seed,
+                       backend=backend, tuning=tuning if tuning is not TUNINGS[effort] else None)
+    except RateError as exc:  # a size the format cannot reach: the request is valid, the target is not
+        raise click.ClickException(str(exc)) from None
 
 
 def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend, effort="default",
                    lam=None, tile=None, tile_above=None):
-    """Turn the flags into EncodeOptions (raises click errors for impossible combinations)."""
+    """Turn the flags into the v2 baseline encoder's EncodeOptions (raises click errors for impossible
+    combinations)."""
     from lgi_train.compress.encoder import (
         QUALITY_PRESETS,
         EncodeOptions,
@@ -70,20 +107,24 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
         if not lam >= 0:
             raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
         opts.rate_db = lam
+    _check_tiles(tile, tile_above)
     if tile is not None:
-        if tile < 16:
-            raise click.BadParameter(f"--tile must be >= 16 pixels, got {tile}", param_hint="'--tile'")
         opts.tile = tile
     if tile_above is not None:
-        if tile_above < 0:
-            raise click.BadParameter(f"--tile-above must be >= 0 pixels, got {tile_above}", param_hint="'--tile-above'")
         opts.tile_above = tile_above
     return opts
 
 
+def _check_tiles(tile, tile_above) -> None:
+    if tile is not None and tile < 16:
+        raise click.BadParameter(f"--tile must be >= 16 pixels, got {tile}", param_hint="'--tile'")
+    if tile_above is not None and tile_above < 0:
+        raise click.BadParameter(f"--tile-above must be >= 0 pixels, got {tile_above}", param_hint="'--tile-above'")
+
+
 def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, steps=None, device="cpu", seed=0,
                   backend="auto", effort="default", lam=None, tile=None, tile_above=None,
-                  on_stage=None) -> tuple[bytes, dict]:
+                  on_stage=None, encoder="v3") -> tuple[bytes, dict]:
     """Encode a loaded image as `lgi encode` does (shared with `lgi batch encode`).
 
     Args:
@@ -92,6 +133,8 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
         bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam: the command's flags
             (``lam``: ``--lambda``); tile, tile_above: ``--tile``, ``--tile-above`` (None: the encoder's).
         on_stage: progress callback ``(stage, fraction)``.
+        encoder: "v3" (lgi_train.encode) or "v2", the baseline kept for comparison
+            (lgi_train.compress.encoder); tile and tile_above apply to v2 only.
 
     Returns:
         (the .lgi bytes, the report that ``lgi encode --json`` prints, less the file names).
@@ -107,16 +150,32 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
         # A gray image is coded as one channel (a grayscale .lgi, decoded to a grayscale PNG): no bits
         # go to colour that is not there (a 128x96 crop at 1 bpp: 25.69 dB against 24.41 as RGB).
         target = target[:1].contiguous()
-    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam,
-                          tile, tile_above)
-    try:
-        result = encode_image(target.to(device), opts, on_stage)
-    except RateError as exc:
-        raise click.ClickException(str(exc)) from None
+    if encoder == "v2":
+        opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort,
+                              lam, tile, tile_above)
+        target_bytes = opts.target_bytes
+        try:
+            result = encode_image(target.to(device), opts, on_stage)
+        except RateError as exc:
+            raise click.ClickException(str(exc)) from None
+    else:
+        from lgi_train.encode import RateError as Unreachable
+        from lgi_train.encode import encode
+
+        _check_tiles(tile, tile_above)
+        if tile is not None or tile_above is not None:
+            raise click.UsageError("--tile and --tile-above apply to --encoder v2 only (the encoder fits large "
+                                   "images whole, rendering them in bands of rows)")
+        options = v3_options(bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam)
+        try:
+            target_bytes = options.budget(*target.shape[1:])
+            result = encode(target, options, on_stage)
+        except Unreachable as exc:
+            raise click.ClickException(str(exc)) from None
     h, w = target.shape[1:]
     report = {
         "width": w, "height": h, "bytes": len(result.data),
-        "bpp": len(result.data) * 8 / (w * h), "target_bytes": opts.target_bytes,
+        "bpp": len(result.data) * 8 / (w * h), "target_bytes": target_bytes,
         "psnr": psnr(quantize_8bit(result.image.cpu()), target), "gaussians": result.num_gaussians,
         "seconds": round(result.seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
     }
@@ -131,26 +190,25 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
 @click.option("--quality", type=click.Choice(QUALITIES), help="Preset: low 0.25, medium 0.5, high 1.0, max 1.5 bpp.")
 @click.option("--gaussians", type=int, help="Fixed number of Gaussians (no rate control).")
 @click.option("--effort", type=click.Choice(["fast", "default", "max"]), default="default", show_default=True,
-              help="Encoding effort: fit and fine-tuning length (fast 500/200 steps, default 1000/400, "
-                   "max 3000/1000; fit steps x1.4 at 1 bpp and above); more effort, better quality at the same size.")
-@click.option("--steps", type=int, help="Fitting steps (overrides the effort's); more steps, better quality.")
-@click.option("--lambda", "lam", type=float, metavar="DB",
-              help="Research: the rate term's price in dB per bit per pixel during fine-tuning (0: off; "
-                   "default: the codec's). The target size still holds.")
-@click.option("--tile", type=int, metavar="PIXELS",
-              help="Side of the tiles a large image is fitted in (default 1024), with 32 pixels of overlap.")
-@click.option("--tile-above", type=int, metavar="PIXELS",
-              help="Fit in tiles only images of more pixels than this (default 4194304 = 2^22; 0: always).")
+              help="Encoding effort: fast is about 4x quicker, max about 4x slower and better (docs/encoder.md).")
+# Research and baseline flags, not shown in --help (docs/encoder.md lists them).
+@click.option("--steps", type=int, hidden=True, help="Fit steps: the effort's plan rescaled to this many, at any rate.")
+@click.option("--lambda", "lam", type=float, metavar="DB", hidden=True,
+              help="The fine-tuning's rate price in dB per bit per pixel at 0.5 bpp (0: off).")
+@click.option("--encoder", type=click.Choice(ENCODERS), default="v3", hidden=True,
+              help="v2: the encoder before the pipeline, kept as a baseline.")
+@click.option("--tile", type=int, metavar="PIXELS", hidden=True, help="v2: side of the tiles of a large image's fit.")
+@click.option("--tile-above", type=int, metavar="PIXELS", hidden=True, help="v2: fit in tiles above this many pixels.")
 @click.option("--max-pixels", type=click.IntRange(min=1), default=ENCODE_MAX_PIXELS, show_default=True,
               help="Refuse larger images, from their header (the default keeps the encoder within 8 GB).")
 @click.option("--device", default="cpu", show_default=True, help="cpu or cuda[:N].")
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", show_default=True)
+@click.option("--backend", type=click.Choice(["auto", "cpu", "cuda", "torch"]), default="auto", hidden=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress (it goes to stderr, also with --json).")
 @FORCE
-def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, tile, tile_above, max_pixels, device,
-           seed, backend, as_json, quiet, force):
+def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, encoder, tile, tile_above, max_pixels,
+           device, seed, backend, as_json, quiet, force):
     """Encode IMAGE into a .lgi file of fitted, quantized, entropy-coded Gaussians."""
     check_input_file(image, "image")
     check_suffix(output, (".lgi",), "a .lgi file")
@@ -165,11 +223,11 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, til
         target = load_target(image, max_pixels)
     except ImageError as exc:
         raise click.ClickException(str(exc)) from None
-    progress, on_stage = _progress("lgi encode", quiet)
+    progress, on_stage = _progress("lgi encode", quiet, encoder)
     with progress:
         data, report = encode_target(target, bpp=bpp, size=size, quality=quality, gaussians=gaussians, steps=steps,
                                      device=device, seed=seed, backend=backend, effort=effort, lam=lam,
-                                     tile=tile, tile_above=tile_above, on_stage=on_stage)
+                                     tile=tile, tile_above=tile_above, on_stage=on_stage, encoder=encoder)
     atomic_write(output, data, force=force)
     report = {"input": str(image), "output": str(output), **report}
     if as_json:

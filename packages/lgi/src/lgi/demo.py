@@ -46,13 +46,13 @@ def demo(output, image, bpp, steps, device, as_json, quiet):
     """Encode and decode a sample image; compare with JPEG at the same size."""
     import numpy as np
 
-    from lgi.codec_cli import _progress, atomic_write, encode_options
+    from lgi.codec_cli import _progress, atomic_write, v3_options
     from lgi.decoding import decode, to_png_bytes
 
     src = image or SAMPLE
     if not src.is_file():
         raise click.ClickException(f"image not found: {src}")
-    from lgi_train.compress.encoder import encode_image
+    from lgi_train.encode import encode
     from lgi_train.metrics import ms_ssim, psnr
     from lgi_train.runs import ImageError, load_target
 
@@ -60,10 +60,10 @@ def demo(output, image, bpp, steps, device, as_json, quiet):
         target = load_target(src)
     except ImageError as exc:
         raise click.ClickException(str(exc)) from None
-    opts = encode_options(target.shape[1:], bpp, None, None, None, steps, device, 0, "auto")
+    options = v3_options(bpp, None, None, None, steps, device, 0, "auto")
     progress, on_stage = _progress("lgi demo: encode", quiet)
     with progress:
-        enc = encode_image(target.to(device), opts, on_stage)
+        enc = encode(target, options, on_stage)
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / "sample.lgi", enc.data)
     t0 = time.perf_counter()

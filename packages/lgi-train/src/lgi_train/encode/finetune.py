@@ -1,0 +1,137 @@
+"""Stage 5: quantization-aware fine-tuning, landing the file on its target.
+
+The quantized set (:class:`~lgi_train.compress.codec.QuantizedSet`: positions on their fixed-point
+grid, shape and colour values on their per-class grids, all with straight-through rounding) is
+trained on the L2 loss plus a rate term, the differentiable estimate of its values' bits
+(:mod:`lgi_train.compress.rate`) priced at λ dB per bit per pixel: a bit is given up where it buys
+less than λ. Phases of the plan may run at a reduced resolution, as the fit's do.
+
+The price steers the size. The selection kept the count whose probed size is the goal divided by the
+expected shrinkage; the coded size then moves with the rate estimate, ``bytes ≈ probed + Δbits / 8``,
+and the price of every step is ``λ₀ · exp(gain · (predicted − reference) / goal)``, where the
+reference moves from the probed size to the goal over the first part of the steps: a file heading
+over its path prices bits higher, one heading under prices them lower. (A price that integrates the
+error overshoots: the values keep moving to cheaper symbols after the size has reached the goal.)
+A file still over its budget at the end of the plan settles: a few more steps at a small learning
+rate and a price that rises by half each step, its coded size measured after each, until it fits.
+One pass, no second fit.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import torch
+
+from lgi_train.bands import backward_in_bands, row_bands
+from lgi_train.compress.codec import QuantizedSet
+from lgi_train.compress.rate import SetRate, rate_weighted
+from lgi_train.encode.fitting import Targets
+from lgi_train.encode.tuning import Phase
+from lgi_train.losses import mean_squared_error, squared_error_sum
+
+#: The price's sensitivity to the predicted size: λ = price · exp(gain · (predicted − reference) / goal).
+STEER_GAIN = 20.0
+#: A file still over its budget after the plan takes up to this many more steps at a rising price.
+SETTLE_STEPS = 10
+#: The reference size goes from the probed size to the goal over this share of the steps, then stays.
+STEER_BY = 0.6
+#: The price stays within [price / STEER_DOWN, price · STEER_UP] (a file over its budget at the end settles).
+STEER_DOWN = 8.0
+STEER_UP = 2.0
+
+
+@dataclass
+class Steering:
+    """Aim the coded size at ``goal`` bytes from a probed size of ``start`` bytes (see the module); a
+    file over ``budget`` bytes (``measure()``: the set's coded size now) settles after the plan."""
+
+    goal: int
+    start: int
+    budget: int | None = None
+    measure: Callable[[], int] | None = None
+
+
+@dataclass
+class FinetuneLog:
+    phases: list[tuple[str, int, float]] = field(default_factory=list)
+    price_start: float = 0.0
+    price_end: float = 0.0
+    predicted_bytes: float | None = None
+    trace: list[tuple[int, float, float]] = field(default_factory=list)  # (step, predicted bytes, price)
+
+
+def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lrs: dict[str, float], price: float,
+             steering: Steering | None = None, on_progress: Callable[[str, float], None] | None = None) -> FinetuneLog:
+    """Fine-tune ``qset`` (in place) against ``target`` [C, H, W] along ``plan``; ``lrs``: base learning
+    rates of "xy", "shape" and "color"; ``price``: the rate term's λ in dB per bpp (0: none)."""
+    progress = on_progress or (lambda name, frac: None)
+    targets = Targets(target.contiguous())
+    rate = SetRate(qset) if price > 0 else None
+    groups = [{"params": [qset.xy], "lr": lrs["xy"], "name": "xy"},
+              {"params": [qset.shape.codebook, qset.shape.own_values], "lr": lrs["shape"], "name": "shape"},
+              {"params": [qset.color.codebook, qset.color.own_values], "lr": lrs["color"], "name": "color"}]
+    opt = torch.optim.Adam(groups, eps=1e-15)
+    log = FinetuneLog(price_start=price, price_end=price)
+    bits0: list[float] = []  # the rate estimate's bits at the first step
+
+    def step(scale: float, lr: float, lam: float) -> float | None:
+        """One Adam step at ``scale`` of the size, learning rates × ``lr``, price ``lam``; returns the
+        predicted coded size when steering."""
+        for group in opt.param_groups:
+            group["lr"] = lrs[group["name"]] * lr
+        opt.zero_grad(set_to_none=True)
+        tgt = targets.at(scale)
+        h, w = tgt.shape[1:]
+        bands = row_bands(h, w)
+        if len(bands) == 1:
+            loss = mean_squared_error(qset.render(h, w), tgt)
+        else:  # the distortion band by band; the rate term below then only has its own graph
+            value, _ = backward_in_bands(qset.params(), h, w, qset.render_mode, qset.topk, qset.backend,
+                                         targets.hwc(scale), squared_error_sum, bands)
+            loss = torch.tensor(value)
+        predicted = None
+        if rate is not None:
+            bpp = rate.bpp()
+            if steering is not None:
+                bits = float(bpp.detach()) * rate.pixels
+                if not bits0:
+                    bits0.append(bits)
+                predicted = steering.start + (bits - bits0[0]) / 8
+            loss = rate_weighted(loss, bpp, lam)
+        if loss.requires_grad:
+            loss.backward()
+        opt.step()
+        return predicted
+
+    lam, predicted = price, None
+    total = max(1, sum(p.steps for p in plan))
+    done = 0
+    for phase in plan:
+        t0 = time.perf_counter()
+        for k in range(phase.steps):
+            if predicted is not None:  # the price for this step, from the size the last one predicted
+                ramp = min(1.0, done / max(1.0, STEER_BY * total))
+                reference = steering.start + (steering.goal - steering.start) * ramp
+                lam = price * math.exp(STEER_GAIN * (predicted - reference) / steering.goal)
+                lam = min(price * STEER_UP, max(price / STEER_DOWN, lam))
+                if done % 10 == 0:
+                    log.trace.append((done, predicted, lam))
+            predicted = step(phase.scale, phase.lr_at(k), lam)
+            done += 1
+            if k % 10 == 0 or k == phase.steps - 1:
+                progress(phase.name, done / total)
+        log.phases.append((phase.name, phase.steps, time.perf_counter() - t0))
+    settle, t0 = 0, time.perf_counter()
+    if steering is not None and steering.measure is not None and rate is not None:
+        while steering.measure() > steering.budget and settle < SETTLE_STEPS:
+            lam = min(lam * 1.5, price * 64)
+            step(1.0, 0.25, lam)
+            settle += 1
+    if settle:
+        log.phases.append(("settle", settle, time.perf_counter() - t0))
+    log.predicted_bytes, log.price_end = predicted, lam
+    return log

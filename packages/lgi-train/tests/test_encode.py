@@ -1,0 +1,226 @@
+"""The encoder's stages (lgi_train.encode), each on a small image: what it outputs, not only that it runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from lgi_train.compress.codec import CodecSettings, QuantizedSet
+from lgi_train.encode import TUNINGS, Options, Phase, RateError, encode
+from lgi_train.encode.entropy import entropy_code, fit_budget
+from lgi_train.encode.finetune import Steering, finetune
+from lgi_train.encode.fitting import fit, learning_rates, scaled_plan
+from lgi_train.encode.initialise import initial_model, solve_colors
+from lgi_train.encode.select import _power_law_root, count_for, select, step_scale
+from lgi_train.encode.tuning import Tuning
+from lgi_train.losses import clamped_mse
+
+TINY = Tuning(fit=(Phase("q", 12, scale=0.5, grow=2), Phase("f", 12, lr_end=0.1)),
+              finetune=(Phase("h", 6, scale=0.5, lr_end=0.5), Phase("f", 6, lr=0.5, lr_end=0.0)))
+
+
+def image(h: int = 40, w: int = 56, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    y, x = torch.meshgrid(torch.linspace(0, 1, h), torch.linspace(0, 1, w), indexing="ij")
+    base = torch.stack([x, y, 0.5 + 0.4 * torch.sin(6 * x + 3 * y)])
+    return (0.8 * base + 0.2 * torch.rand(3, h, w, generator=g)).clamp(0, 1).contiguous()
+
+
+def psnr(model, target) -> float:
+    with torch.no_grad():
+        return 10 * math.log10(1 / clamped_mse(model.render(*target.shape[1:]), target))
+
+
+# --- tuning -------------------------------------------------------------------------------------------
+
+def test_phase_learning_rate_follows_a_half_cosine():
+    p = Phase("x", 11, lr=2.0, lr_end=0.5)
+    assert p.lr_at(0) == pytest.approx(2.0) and p.lr_at(10) == pytest.approx(0.5)
+    assert p.lr_at(5) == pytest.approx(1.25)
+    assert Phase("c", 5, lr=0.7).lr_at(3) == 0.7
+
+
+def test_efforts_are_ordered_by_work():
+    steps = [TUNINGS[e].fit_steps() + TUNINGS[e].finetune_steps() for e in ("fast", "default", "max")]
+    assert steps == sorted(steps) and len(set(steps)) == 3
+    plan = scaled_plan(TUNINGS["default"].fit, 0.5)
+    assert [p.steps for p in plan] == [max(1, round(p.steps * 0.5)) for p in TUNINGS["default"].fit]
+
+
+# --- stage 1: initialise ----------------------------------------------------------------------------
+
+def test_color_solve_is_the_least_squares_solution():
+    target = image(24, 32)
+    model = initial_model(target, 8, TINY, 6, torch.Generator().manual_seed(1))
+    # A, column by column: the render of one Gaussian with colour 1 in one channel (the render is linear)
+    from lgi_gsplat2d import render
+
+    p = {k: v.detach() for k, v in model.params().items()}
+    cols = []
+    for i in range(8):
+        c = torch.zeros(8, 1)
+        c[i] = 1
+        cols.append(render(p["means"], p["scales"], p["rotations"], c, 24, 32, mode="topk", k=6).reshape(-1))
+    a = torch.stack(cols, 1).double()
+    y = target.permute(1, 2, 0).reshape(-1, 3).double()
+    best = torch.linalg.lstsq(a, y).solution
+    ratio = solve_colors(model, target, 30)
+    assert ratio < 1
+    assert torch.allclose(model.color.detach().double(), best, atol=2e-3)
+
+
+# --- stage 2: fit -----------------------------------------------------------------------------------
+
+def test_fit_grows_to_the_count_and_lowers_the_error():
+    target = image()
+    g = torch.Generator().manual_seed(0)
+    model = initial_model(target, 30, TINY, 6, g)
+    before = psnr(model, target)
+    log = fit(model, target, TINY.fit, learning_rates(TINY, 40, 56), 60, g)
+    assert model.num_gaussians == 60 == log.num_gaussians
+    assert [name for name, _, _ in log.phases] == ["q", "f"]
+    assert psnr(model, target) > before + 1.0
+
+
+def test_position_learning_rate_is_a_pixel_step():
+    assert learning_rates(TINY, 512, 768)["xy"] * 768 == pytest.approx(TINY.position_px)
+    assert learning_rates(TINY, 2048, 1536)["xy"] * 2048 == pytest.approx(TINY.position_px)
+
+
+# --- stage 3: select --------------------------------------------------------------------------------
+
+def test_step_law_and_prior():
+    assert step_scale(0.125) == 1.2 and step_scale(0.5) == 1.0 and step_scale(2.0) == pytest.approx(0.5 ** 0.5)
+    assert count_for(10_000, 0.5, 34.0) == int(80_000 / 34)
+    assert _power_law_root(100, 1000, 200, 2000, 1500) == pytest.approx(150)
+    assert _power_law_root(100, 1000, 400, 2000, 4000) == pytest.approx(1600)  # bytes ∝ n^0.5
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    target = image()
+    g = torch.Generator().manual_seed(0)
+    model = initial_model(target, 80, TINY, 6, g)
+    fit(model, target, TINY.fit, learning_rates(TINY, 40, 56), 80, g)
+    return target, model
+
+
+def test_select_keeps_the_largest_count_under_the_goal(fitted):
+    target, model = fitted
+    codec = CodecSettings()
+    every = select(model, 40, 56, codec, None)
+    all_bytes = len(entropy_code(QuantizedSet(model, 40, 56, codec, importance=every.sensitivity)))
+    goal = int(all_bytes * 0.7)
+    chosen = select(model, 40, 56, codec, goal)
+    n = chosen.model.num_gaussians
+    assert 16 <= n < 80 and chosen.probed_bytes <= goal
+    # the probed size is the size of exactly that set, and one more Gaussian's worth is at or over the goal
+    probed = [size for count, _, size in chosen.probes if count == n]
+    assert probed == [chosen.probed_bytes]
+    over = [size for count, _, size in chosen.probes if count > n]
+    assert over and min(over) > goal
+    assert len(chosen.probes) <= 7
+
+
+def test_select_refines_the_steps_when_everything_fits(fitted):
+    _, model = fitted
+    chosen = select(model, 40, 56, CodecSettings(), 100_000)
+    assert chosen.model.num_gaussians == 80
+    assert chosen.codec.color_step < CodecSettings().color_step
+
+
+# --- stage 5: fine-tune -----------------------------------------------------------------------------
+
+def test_steering_raises_the_price_above_the_goal_and_lowers_it_below(fitted):
+    target, model = fitted
+    lrs = {"xy": 1e-3, "shape": 0.05, "color": 0.01}
+    prices = {}
+    for name, goal in (("tight", 300), ("loose", 3000)):
+        qset = QuantizedSet(model, 40, 56, CodecSettings())
+        start = len(entropy_code(qset))
+        log = finetune(qset, target, TINY.finetune, lrs, 6.0, Steering(goal=goal, start=start))
+        prices[name] = log.price_end
+        assert log.predicted_bytes is not None and log.trace
+    assert prices["tight"] > 6.0 > prices["loose"]
+
+
+def test_finetune_lowers_the_quantized_error(fitted):
+    target, model = fitted
+    qset = QuantizedSet(model, 40, 56, CodecSettings())
+    with torch.no_grad():
+        before = clamped_mse(qset.render(), target)
+    finetune(qset, target, TINY.finetune, {"xy": 1e-3, "shape": 0.05, "color": 0.01}, 0.0)
+    with torch.no_grad():
+        assert clamped_mse(qset.render(), target) < before
+
+
+# --- stage 6: entropy code --------------------------------------------------------------------------
+
+def test_fit_budget_trims_a_file_over_its_budget(fitted):
+    target, model = fitted
+    qset = QuantizedSet(model, 40, 56, CodecSettings())
+    data = entropy_code(qset)
+    budget = int(len(data) * 0.8)
+    lrs = {"xy": 1e-3, "shape": 0.05, "color": 0.01}
+    small, out, trims = fit_budget(qset, data, budget, CodecSettings(), target, lrs, 6.0, torch.Generator())
+    assert len(out) <= budget and trims >= 1 and small.xy.shape[0] < 80
+    same, again, none = fit_budget(qset, data, len(data), CodecSettings(), target, lrs, 6.0, torch.Generator())
+    assert same is qset and again == data and none == 0
+
+
+# --- the pipeline -----------------------------------------------------------------------------------
+
+def test_encode_lands_under_the_size_and_decodes_to_its_image():
+    from lgi_dictco.gauss import decode
+
+    target = image()
+    budget = 600
+    result = encode(target, Options(size=budget, tuning=TINY))
+    assert 0.8 * budget <= len(result.data) <= budget
+    assert result.rate_log["passes"] == 1 and result.num_gaussians == result.rate_log["kept"]
+    assert decode(result.data).payload.header.num_gaussians == result.num_gaussians
+    assert set(result.stage_seconds) == {"initialise", "fit", "select", "quantize", "finetune", "entropy-code"}
+    again = encode(target, Options(size=budget, tuning=TINY))
+    assert again.data == result.data  # deterministic for a seed
+    assert encode(target, Options(size=budget, tuning=TINY, seed=1)).data != result.data
+
+
+def test_encode_fixed_count_and_gray():
+    gray = image()[:1].contiguous()
+    result = encode(gray, Options(gaussians=30, tuning=TINY))
+    assert result.num_gaussians == 30 and result.image.shape == (1, 40, 56)
+    assert result.header.channels == 1
+
+
+def test_encode_reports_stages_in_order():
+    seen = []
+    encode(image(), Options(gaussians=20, tuning=TINY), lambda name, frac: seen.append(name))
+    order = [s for i, s in enumerate(seen) if i == 0 or seen[i - 1] != s]
+    assert order == ["initialise", "fit", "select", "quantize", "finetune", "entropy-code", "done"]
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    ({"size": 10}, "below the smallest"), ({"bpp": 0}, "bpp must be in"), ({"bpp": 0.5, "size": 100}, "not bpp and size"),
+    ({"gaussians": 0}, ">= 1"),
+])
+def test_options_refuse_impossible_requests(kwargs, message):
+    with pytest.raises(RateError, match=message):
+        Options(**kwargs)
+
+
+def test_too_small_a_budget_for_the_image_is_refused():
+    with pytest.raises(RateError, match="smallest"):
+        Options(bpp=0.01).budget(40, 56)
+    with pytest.raises(ValueError, match="unknown effort"):
+        Options(effort="turbo")
+
+
+def test_tuning_can_be_overridden_per_field():
+    t = TUNINGS["default"].replace(topk=11)
+    assert t.topk == 11 and TUNINGS["default"].topk != 11  # frozen: the named tuning is unchanged
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        TUNINGS["default"].topk = 11
+    assert Options(tuning=t).resolved_tuning() is t and Options().resolved_tuning() is TUNINGS["default"]
