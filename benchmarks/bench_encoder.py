@@ -36,10 +36,12 @@ FIELDS = ["encoder", "image", "setting", "bytes", "bpp", "psnr", "ms_ssim", "enc
 PEERS = ("jpeg", "webp", "avif")
 
 
-def encode_v3(target: torch.Tensor, bpp: float, effort: str):
+def encode_v3(target: torch.Tensor, bpp: float, effort: str, device: str = "cpu"):
     from lgi_train.encode import Options, encode
 
-    result = encode(target, Options(bpp=bpp, effort=effort))
+    result = encode(target, Options(bpp=bpp, effort=effort, device=device))
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     return result.data, result.stage_seconds
 
 
@@ -54,14 +56,14 @@ def encode_v2(target: torch.Tensor, bpp: float):
 def run(args) -> None:
     from lgi.decoding import decode
 
-    folder, pattern = DATASETS[args.dataset]
+    folder, pattern = (Path(args.folder), "*.png") if args.folder else DATASETS[args.dataset]
     paths = sorted(folder.glob(pattern))
     if args.images:
         wanted = set(args.images.split(","))
         paths = [p for p in paths if p.stem in wanted]
     elif args.subset:
         paths = paths[:args.subset]
-    out = RESULTS / f"encoder_{args.dataset}.csv"
+    out = Path(args.out) if args.out else RESULTS / f"encoder_{args.dataset}.csv"
     done = set()
     if out.exists():
         with open(out) as f:
@@ -79,11 +81,12 @@ def run(args) -> None:
         h, w = ref.shape[:2]
         for rate in [float(r) for r in args.rates.split(",")]:
             for effort in args.efforts.split(","):
-                name = "v2" if effort == "v2" else f"v3-{effort}"
+                name = ("v2" if effort == "v2" else f"v3-{effort}") + ("" if args.device == "cpu" else f"-{args.device}")
                 if (name, path.stem, str(rate)) in done:
                     continue
                 t0 = time.perf_counter()
-                data, stages = encode_v2(target, rate) if effort == "v2" else encode_v3(target, rate, effort)
+                data, stages = (encode_v2(target, rate) if effort == "v2"
+                                else encode_v3(target.to(args.device), rate, effort, args.device))
                 encode_s = time.perf_counter() - t0
                 t0 = time.perf_counter()
                 decoded = decode(data)
@@ -92,7 +95,7 @@ def run(args) -> None:
                 psnr, msssim = metrics(dec, ref)
                 row = {"encoder": name, "image": path.stem, "setting": rate, "bytes": len(data),
                        "bpp": len(data) * 8 / (h * w), "psnr": psnr, "ms_ssim": msssim, "encode_s": encode_s,
-                       "decode_s": decode_s, "gaussians": decoded.payload.header.num_gaussians,
+                       "decode_s": decode_s, "gaussians": decoded.header.num_gaussians,
                        "stages": " ".join(f"{k}={v:.2f}" for k, v in stages.items())}
                 writer.writerow(row)
                 f.flush()
@@ -232,6 +235,9 @@ def main() -> int:
     r.add_argument("--images")
     r.add_argument("--subset", type=int)
     r.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
+    r.add_argument("--device", default="cpu", help="v3 only: cpu or cuda[:N] (rows named v3-EFFORT-cuda)")
+    r.add_argument("--folder", help="PNG images from this folder instead of the dataset's")
+    r.add_argument("--out", help="CSV to append to (default results/encoder_DATASET.csv)")
     s = sub.add_parser("summary")
     s.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     s.add_argument("--v2-reference", help="CSV:codec — v2 rows of an earlier run for images not encoded here")

@@ -52,7 +52,8 @@ def fit_budget(qset: QuantizedSet, data: bytes, budget: int | None, codec: Codec
         h, w = qset.height, qset.width
         sens = calc_sensitivity(model, h, w)
         order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
-        qset = QuantizedSet(subset(model, order, n_next), h, w, dataclasses.replace(codec), generator=generator)
+        qset = QuantizedSet(subset(model, order, n_next), h, w, dataclasses.replace(codec),
+                            generator=generator).to(target.device)
         finetune(qset, target, TRIM_PLAN, lrs, price)
         data = entropy_code(qset)
         trims += 1

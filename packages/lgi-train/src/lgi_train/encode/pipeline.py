@@ -112,7 +112,8 @@ def encode(target: torch.Tensor, options: Options, on_stage: Stage | None = None
 
     t = time.perf_counter()
     stage("quantize", 0.0)
-    qset = QuantizedSet(chosen.model, h, w, chosen.codec, importance=chosen.sensitivity, generator=generator)
+    qset = QuantizedSet(chosen.model, h, w, chosen.codec, importance=chosen.sensitivity,
+                        generator=generator).to(target.device)
     times["quantize"] = time.perf_counter() - t
 
     t = time.perf_counter()
