@@ -170,16 +170,19 @@ def summary(args) -> None:
                   if all(i in by.get((e, q), {}) and i in by.get(("v2", q), {}) for q in rates)]
         shared = [q for q in rates if all(i in by.get((e, q), {}) for i in common)]
         if len(common) and len(shared) >= 4:
-            def curve(enc):
-                return (np.array([np.mean([float(by[(enc, q)][i]["bpp"]) for i in common]) for q in shared]),
-                        np.array([np.mean([float(by[(enc, q)][i]["psnr"]) for i in common]) for q in shared]))
-            r1, d1 = curve("v2")
-            r2, d2 = curve(e)
+            r1, d1 = mean_curve(by, "v2", common, shared)
+            r2, d2 = mean_curve(by, e, common, shared)
             lines.append(f"BD-rate of {e} against v2 (PSNR, {len(common)} images, rates {shared}): "
                          f"{bd_rate(r1, d1, r2, d2):+.1f} %")
     (RESULTS / f"encoder_{args.dataset}_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     plot(rows, args.dataset, by)
+
+
+def mean_curve(by, encoder: str, images: list[str], rates: list[float]) -> tuple[np.ndarray, np.ndarray]:
+    """(mean bpp, mean PSNR) of ``encoder`` at each rate, over ``images``."""
+    return (np.array([np.mean([float(by[(encoder, q)][i]["bpp"]) for i in images]) for q in rates]),
+            np.array([np.mean([float(by[(encoder, q)][i]["psnr"]) for i in images]) for q in rates]))
 
 
 def plot(rows, dataset, by) -> None:

@@ -27,6 +27,9 @@ import torch
 from lgi_train.compress.codec import CodecSettings, QuantizedSet, decode_to_tensors, finetune, render_decoded
 from lgi_train.compress.sensitivity import calc_sensitivity
 from lgi_train.config import FitConfig
+from lgi_train.encode.pipeline import EncodeResult  # noqa: F401 - the result type both encoders return
+from lgi_train.encode.select import MAX_GAUSSIANS, MIN_GAUSSIANS, RateError, scaled_codec
+from lgi_train.encode.select import subset as _pruned
 from lgi_train.fit import Fitter
 from lgi_train.losses import make_loss, pixel_sum_for
 from lgi_train.model import GaussianModel
@@ -38,16 +41,10 @@ QUALITY_PRESETS = {"low": 0.25, "medium": 0.5, "high": 1.0, "max": 1.5}  # bits 
 EFFORTS = {"fast": {"fit_steps": 500, "finetune_steps": 200},
            "default": {"fit_steps": 1000, "finetune_steps": CodecSettings.finetune_steps},
            "max": {"fit_steps": 3000, "finetune_steps": 1000}}
-MIN_GAUSSIANS = 16
 # What a bit per pixel buys by adding Gaussians near 0.5 bpp on Kodak (10 % fewer Gaussians cost about
 # 0.3 dB, docs/codec.md): the fine-tuning gives up value bits that buy less (benchmarks/bench_rate.py).
 RATE_DB_AT_HALF_BPP = 6.0
-MAX_GAUSSIANS = 1 << 21
 OVER_REDO = 1.01  # a first pass over the target by more than this is redone; less is pruned away
-
-
-class RateError(ValueError):
-    """The requested size cannot be reached (e.g. smaller than the smallest possible file)."""
 
 
 @dataclass
@@ -135,19 +132,6 @@ class EncodeOptions:
     tile_workers: int | None = None
 
 
-@dataclass
-class EncodeResult:
-    data: bytes
-    image: torch.Tensor             # [C, H, W] decoded render in [0, 1], as a decoder shows it
-    num_gaussians: int
-    fitted_gaussians: int
-    seconds: float
-    stage_seconds: dict[str, float]
-    header: object = None
-    # What the rate control did: the target, the probed and coded sizes of each pass, and the passes.
-    rate_log: dict = field(default_factory=dict)
-
-
 Stage = Callable[[str, float], None]  # (stage name, fraction done of that stage)
 
 
@@ -197,23 +181,8 @@ def position_lr_for(cfg: FitConfig, side: int, opts: EncodeOptions) -> FitConfig
     return cfg.replace(lr_position=cfg.lr_position * opts.position_lr_side / side)
 
 
-def scaled_codec(codec: CodecSettings, scale: float) -> CodecSettings:
-    return dataclasses.replace(codec, color_step=codec.color_step * scale,
-                               shape_step=tuple(s * scale for s in codec.shape_step))
-
-
 def _count_for_bytes(target_bytes: int, bits_per_gaussian: float) -> int:
     return max(MIN_GAUSSIANS, min(MAX_GAUSSIANS, int(target_bytes * 8 / bits_per_gaussian)))
-
-
-def _pruned(model: GaussianModel, order: torch.Tensor, n: int) -> GaussianModel:
-    """A copy of ``model`` keeping the ``n`` most important Gaussians (``order``: most important first)."""
-    keep = torch.zeros(model.num_gaussians, dtype=torch.bool)
-    keep[order[:n]] = True
-    out = GaussianModel(model.xy.detach()[keep], torch.exp(model.log_scale.detach()[keep]),
-                        model.rotation.detach()[keep], model.color.detach()[keep],
-                        render_mode=model.render_mode, topk=model.topk, backend=model.backend)
-    return out.to(model.xy.device)
 
 
 def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | None = None) -> EncodeResult:

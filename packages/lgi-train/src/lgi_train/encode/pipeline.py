@@ -22,8 +22,7 @@ from lgi_train.encode.finetune import Steering, finetune
 from lgi_train.encode.fitting import fit, learning_rates, scaled_plan
 from lgi_train.encode.initialise import initial_model
 from lgi_train.encode.options import Options
-from lgi_train.encode.select import (MAX_GAUSSIANS, count_for, prior_scale, scaled_codec, select,
-                                     step_scale)
+from lgi_train.encode.select import MAX_GAUSSIANS, count_for, prior_scale, scaled_codec, select, step_scale
 from lgi_train.encode.tuning import Tuning
 
 Stage = Callable[[str, float], None]  # (stage name, fraction done of that stage)
