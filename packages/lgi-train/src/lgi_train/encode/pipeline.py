@@ -3,8 +3,10 @@
 Each stage is one module of this package with one job; this function only hands each stage's
 output to the next and times them. The rate target decides, before any work, the quantizer steps
 (:func:`.select.step_scale`), the rate term's price and the number of Gaussians to fit
-(:func:`.select.count_for`); after the fit the selection measures what fits the budget, and the
-fine-tuning steers the size onto it. There is no second pass.
+(:func:`.select.count_for`). The selection runs in the middle of the fit (after
+``Tuning.select_after`` phases, the reduced-size ones): it keeps the most important Gaussians whose
+probed coded size fits the aim, the fit's full-size phase refines only those, and the refined set is
+measured once more. The fine-tuning steers the size onto the target. There is no second pass.
 """
 
 from __future__ import annotations
