@@ -78,3 +78,13 @@ def median_ms(fn, repeats: int, warmup: int = 1) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000
+
+
+def image_paths(folder: Path, pattern: str, images: str | None = None, subset: int | None = None) -> list[Path]:
+    """The images of ``folder`` matching ``pattern``, sorted: those named in ``images`` (comma-separated
+    stems), else the first ``subset``, else all."""
+    paths = sorted(folder.glob(pattern))
+    if images:
+        wanted = set(images.split(","))
+        return [p for p in paths if p.stem in wanted]
+    return paths[:subset] if subset else paths

@@ -28,7 +28,7 @@ import torch
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import RESULTS, cpu_name  # noqa: E402
+from _common import RESULTS, cpu_name, image_paths  # noqa: E402
 from rd import DATASETS, bd_rate, metrics  # noqa: E402
 
 FIELDS = ["encoder", "image", "setting", "bytes", "bpp", "psnr", "ms_ssim", "encode_s", "decode_s", "gaussians",
@@ -57,12 +57,7 @@ def run(args) -> None:
     from lgi.decoding import decode
 
     folder, pattern = (Path(args.folder), "*.png") if args.folder else DATASETS[args.dataset]
-    paths = sorted(folder.glob(pattern))
-    if args.images:
-        wanted = set(args.images.split(","))
-        paths = [p for p in paths if p.stem in wanted]
-    elif args.subset:
-        paths = paths[:args.subset]
+    paths = image_paths(folder, pattern, args.images, args.subset)
     out = Path(args.out) if args.out else RESULTS / f"encoder_{args.dataset}.csv"
     done = set()
     if out.exists():

@@ -352,13 +352,9 @@ def main() -> int:
     codec_settings = _settings(args.codec_setting, CodecSettings, "--codec-setting")
     fit_settings = _settings(args.fit_setting, FitConfig, "--fit-setting")
     encode_options = _settings(args.encode_option, EncodeOptions, "--encode-option")
-    folder, pattern = DATASETS[args.dataset]
-    paths = sorted(folder.glob(pattern))
-    if args.images:
-        wanted = set(args.images.split(","))
-        paths = [p for p in paths if p.stem in wanted]
-    elif args.subset:
-        paths = paths[: args.subset]
+    from _common import image_paths
+
+    paths = image_paths(*DATASETS[args.dataset], args.images, args.subset)
     images = [p.stem for p in paths]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     rows: list[dict] = []
