@@ -37,12 +37,10 @@ def _progress(label: str, quiet: bool, encoder: str = "v3"):
     return progress, progress.update
 
 
-def v3_options(bpp, size, quality, gaussians, steps, device, seed, backend, effort="default", lam=None):
-    """Turn the flags into the encoder's Options (raises click errors for impossible combinations).
-    ``steps`` (research) rescales the effort's fit plan to that many steps at every rate; ``lam`` sets the
-    fine-tuning's rate price at 0.5 bpp (scaled as 1/bpp with the target)."""
-    from lgi_train.encode import QUALITY_BPP, TUNINGS, Options, RateError
-    from lgi_train.encode.fitting import scaled_plan
+def _check_request(bpp, size, quality, gaussians, lam):
+    """The size flags and ``--lambda`` checked as both encoders take them; returns the bits per pixel asked
+    for (a ``--quality`` preset's, or None)."""
+    from lgi_train.encode import QUALITY_BPP
 
     chosen = [name for name, v in (("--bpp", bpp), ("--size", size), ("--quality", quality),
                                    ("--gaussians", gaussians)) if v is not None]
@@ -56,12 +54,23 @@ def v3_options(bpp, size, quality, gaussians, steps, device, seed, backend, effo
         raise click.BadParameter(f"--gaussians must be >= 1, got {gaussians}")
     if size is not None and size < 1:
         raise click.BadParameter(f"--size must be >= 1 byte, got {size}")
+    if lam is not None and not lam >= 0:
+        raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
+    return bpp
+
+
+def v3_options(bpp, size, quality, gaussians, steps, device, seed, backend, effort="default", lam=None):
+    """Turn the flags into the encoder's Options (raises click errors for impossible combinations).
+    ``steps`` (research) rescales the effort's fit plan to that many steps at every rate; ``lam`` sets the
+    fine-tuning's rate price at 0.5 bpp (scaled as 1/bpp with the target)."""
+    from lgi_train.encode import TUNINGS, Options, RateError
+    from lgi_train.encode.fitting import scaled_plan
+
+    bpp = _check_request(bpp, size, quality, gaussians, lam)
     tuning = TUNINGS[effort]
     if steps is not None:
         tuning = tuning.replace(fit=scaled_plan(tuning.fit, steps / tuning.fit_steps()), steps_at_1bpp=1.0)
     if lam is not None:
-        if not lam >= 0:
-            raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
         tuning = tuning.replace(rate_db=lam)
     try:
         return Options(bpp=bpp, size=size, gaussians=gaussians, effort=effort, device=device, seed=seed,
@@ -74,38 +83,21 @@ def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed,
                    lam=None, tile=None, tile_above=None):
     """Turn the flags into the v2 baseline encoder's EncodeOptions (raises click errors for impossible
     combinations)."""
-    from lgi_train.compress.encoder import (
-        QUALITY_PRESETS,
-        EncodeOptions,
-        RateError,
-        target_bytes_for,
-        with_effort,
-    )
-    chosen = [name for name, v in (("--bpp", bpp), ("--size", size), ("--quality", quality),
-                                   ("--gaussians", gaussians)) if v is not None]
-    if len(chosen) > 1:
-        raise click.UsageError(f"choose one of --bpp, --size, --quality, --gaussians (got {' and '.join(chosen)})")
-    h, w = image_hw
-    if not chosen:
-        quality = "medium"
-    if quality is not None:
-        bpp = QUALITY_PRESETS[quality]
+    from lgi_train.compress.encoder import EncodeOptions, RateError, target_bytes_for, with_effort
+
+    bpp = _check_request(bpp, size, quality, gaussians, lam)
+    if bpp is None and size is None and gaussians is None:
+        bpp = 0.5  # --quality medium
     try:
-        target = target_bytes_for(bpp, size, h, w)
+        target = target_bytes_for(bpp, size, *image_hw)
     except RateError as exc:
         raise click.BadParameter(str(exc)) from None
-    if gaussians is not None and gaussians < 1:
-        raise click.BadParameter(f"--gaussians must be >= 1, got {gaussians}")
-    if size is not None and size < 1:
-        raise click.BadParameter(f"--size must be >= 1 byte, got {size}")
     opts = with_effort(EncodeOptions(num_gaussians=gaussians, target_bytes=target), effort)
     opts.fit = opts.fit.replace(device=device, seed=seed, backend=backend)
     if steps is not None:
         opts.fit_steps = steps
         opts.fit_steps_at_1bpp = 1.0  # the steps asked for, at any rate
     if lam is not None:
-        if not lam >= 0:
-            raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
         opts.rate_db = lam
     _check_tiles(tile, tile_above)
     if tile is not None:

@@ -34,7 +34,6 @@ from lgi_train.fit import Fitter
 from lgi_train.losses import make_loss, pixel_sum_for
 from lgi_train.model import GaussianModel
 
-QUALITY_PRESETS = {"low": 0.25, "medium": 0.5, "high": 1.0, "max": 1.5}  # bits per pixel
 # Effort: how long the fit and the quantization-aware fine-tuning run (docs/codec.md measures what
 # each buys). The encode time grows about linearly with both.
 # "default" is what EncodeOptions and CodecSettings give when no effort is named.

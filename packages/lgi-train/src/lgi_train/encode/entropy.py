@@ -8,8 +8,6 @@ is re-quantized and fine-tuned briefly at full size, and coded again, until it f
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 from lgi_train.compress.codec import CodecSettings, QuantizedSet
@@ -52,7 +50,7 @@ def fit_budget(qset: QuantizedSet, data: bytes, budget: int | None, codec: Codec
         h, w = qset.height, qset.width
         sens = calc_sensitivity(model, h, w)
         order = torch.argsort(sens.importance.cpu(), descending=True, stable=True)
-        qset = QuantizedSet(subset(model, order, n_next), h, w, dataclasses.replace(codec),
+        qset = QuantizedSet(subset(model, order, n_next), h, w, codec,
                             generator=generator).to(target.device)
         finetune(qset, target, TRIM_PLAN, lrs, price)
         data = entropy_code(qset)

@@ -47,12 +47,12 @@ STEER_UP = 2.0
 @dataclass
 class Steering:
     """Aim the coded size at ``goal`` bytes from a probed size of ``start`` bytes (see the module); a
-    file over ``budget`` bytes (``measure()``: the set's coded size now) settles after the plan."""
+    file over ``budget`` bytes (``code()``: the set's file now) settles after the plan."""
 
     goal: int
     start: int
     budget: int | None = None
-    measure: Callable[[], int] | None = None
+    code: Callable[[], bytes] | None = None
 
 
 @dataclass
@@ -61,6 +61,7 @@ class FinetuneLog:
     price_start: float = 0.0
     price_end: float = 0.0
     predicted_bytes: float | None = None
+    coded: bytes | None = None  # the set's file as the fine-tuning left it, when it coded it (steering)
     trace: list[tuple[int, float, float]] = field(default_factory=list)  # (step, predicted bytes, price)
 
 
@@ -126,11 +127,13 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lr
                 progress(phase.name, done / total)
         log.phases.append((phase.name, phase.steps, time.perf_counter() - t0))
     settle, t0 = 0, time.perf_counter()
-    if steering is not None and steering.measure is not None and rate is not None:
-        while steering.measure() > steering.budget and settle < SETTLE_STEPS:
+    if steering is not None and steering.code is not None and rate is not None:
+        log.coded = steering.code()
+        while len(log.coded) > steering.budget and settle < SETTLE_STEPS:
             lam = min(lam * 1.5, price * 64)
             step(1.0, 0.25, lam)
             settle += 1
+            log.coded = steering.code()
     if settle:
         log.phases.append(("settle", settle, time.perf_counter() - t0))
     log.predicted_bytes, log.price_end = predicted, lam

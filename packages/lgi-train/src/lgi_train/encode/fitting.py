@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -25,7 +25,7 @@ from lgi_train.encode.tuning import Phase, Tuning
 from lgi_train.fit import _blur, downsample
 from lgi_train.init import colors_at, sample_from_density, scales_from_density
 from lgi_train.losses import mean_squared_error, squared_error_sum
-from lgi_train.model import ATTRIBUTES, GaussianModel, make_optimizer
+from lgi_train.model import GaussianModel, make_optimizer
 
 Progress = Callable[[str, float], None]  # (phase name, fraction of the whole plan done)
 
@@ -37,10 +37,6 @@ class FitLog:
     phases: list[tuple[str, int, float]] = field(default_factory=list)
     num_gaussians: int = 0
 
-    @property
-    def seconds(self) -> float:
-        return sum(s for _, _, s in self.phases)
-
 
 def learning_rates(tuning: Tuning, height: int, width: int) -> dict[str, float]:
     """Adam's base learning rates of the four groups; positions move ``position_px`` pixels a step."""
@@ -50,8 +46,6 @@ def learning_rates(tuning: Tuning, height: int, width: int) -> dict[str, float]:
 
 def scaled_plan(phases: Sequence[Phase], factor: float) -> tuple[Phase, ...]:
     """``phases`` with every phase's steps multiplied by ``factor`` (at least one step each)."""
-    from dataclasses import replace
-
     return tuple(replace(p, steps=max(1, round(p.steps * factor))) if p.steps else p for p in phases)
 
 
@@ -156,4 +150,4 @@ def _grow(model: GaussianModel, optimizer: torch.optim.Optimizer, render: torch.
     model.append(xy, scales, rot, color, optimizer)
 
 
-__all__ = ["ATTRIBUTES", "FitLog", "Targets", "fit", "learning_rates", "scaled_plan", "train_step"]
+__all__ = ["FitLog", "Targets", "fit", "learning_rates", "scaled_plan", "train_step"]

@@ -121,14 +121,14 @@ def encode(target: torch.Tensor, options: Options, on_stage: Stage | None = None
     ft = tuning.finetune_lr
     ft_lrs = {"xy": lrs["xy"] * ft, "shape": lrs["log_scale"] * ft, "color": lrs["color"] * ft}
     steering = None if goal is None else Steering(goal=goal, start=chosen.probed_bytes, budget=budget,
-                                                  measure=lambda: len(entropy_code(qset)))
+                                                  code=lambda: entropy_code(qset))
     ft_log = finetune(qset, target, tuning.finetune, ft_lrs, price, steering,
                       lambda name, frac: stage("finetune", frac))
     times["finetune"] = time.perf_counter() - t
 
     t = time.perf_counter()
     stage("entropy-code", 0.0)
-    data = entropy_code(qset)
+    data = ft_log.coded if ft_log.coded is not None else entropy_code(qset)  # coded once, by the steering
     first_bytes = len(data)
     qset, data, trims = fit_budget(qset, data, budget, chosen.codec, target, ft_lrs, price, generator)
     payload, params = decode_to_tensors(data, target.device)
