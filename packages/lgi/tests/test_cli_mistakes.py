@@ -106,7 +106,8 @@ MISTAKES = [
     # lgi preprocess
     ("preprocess {f}/folder -o {o}/pp --maps entropy", "folder is a folder; give image files"),
     ("preprocess {f}/missing.png -o {o}/pp --maps entropy", "no such file"),
-    ("preprocess {f}/photo.lgi -o {o}/pp --maps entropy", "not an image"),
+    # Pillow reads .lgi once `lgi` is imported (lgi.pillow): a damaged one is named as such.
+    ("preprocess {f}/photo.lgi -o {o}/pp --maps entropy", "corrupt image (FileFormatError: .lgi file is corrupted"),
     ("preprocess {f}/rgb.png -o {f}/rgb.png", "is a file"),
     ("preprocess {f}/rgb.png -o {o}/pp --maps bogus", "unknown map(s) bogus"),
     ("preprocess {f}/rgb.png -o {o}/pp --n-segments 0", "'--n-segments'"),

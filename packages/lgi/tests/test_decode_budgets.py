@@ -139,14 +139,17 @@ def test_budgets_refuse_before_rendering():
     data = make_file(n=64, width=64, height=64, log_scale=(2, 2.01), same=True)  # 64 canvas-covering
     assert prepare(data).work == 64 * 16
     with pytest.raises(DecodeError, match="needs up to 1024 Gaussian-tile intersections, more than the work "
-                                          "limit of 1000 \\(--max-work"):
+                                          "limit of 1000 \\(`max_work`") as refused:
         prepare(data, max_work=1000)
-    with pytest.raises(DecodeError, match="exceeds the decoder limit of 4000 pixels \\(--max-pixels\\)"):
+    assert refused.value.option == "max_work" and refused.value.limit
+    with pytest.raises(DecodeError, match="exceeds the decoder limit of 4000 pixels \\(`max_pixels`\\)") as refused:
         prepare(data, max_pixels=4000)
+    assert refused.value.option == "max_pixels" and refused.value.limit
     with pytest.raises(DecodeError, match="exceeds the decoder limit"):
         prepare(data, scale=1e300)
-    with pytest.raises(DecodeError, match="--max-work must be"):
+    with pytest.raises(DecodeError, match="`max_work` must be") as refused:
         prepare(data, max_work=0)
+    assert refused.value.option == "max_work" and not refused.value.limit
     assert MAX_OUTPUT_PIXELS == decoding.MAX_OUTPUT_PIXELS and MAX_WORK == decoding.MAX_WORK
 
 

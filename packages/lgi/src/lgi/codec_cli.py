@@ -11,18 +11,10 @@ import click
 from lgi_dictco.clitools import FORCE, check_device, check_input_file, check_suffix, preflight
 from lgi_dictco.fileio import atomic_write_bytes as atomic_write
 
-QUALITIES = ("low", "medium", "high", "max")
-# The largest image `lgi encode` takes by default (--max-pixels): its peak memory grows by about 200
-# bytes a pixel over ~1 GB, so 2^25 pixels (33.5 MP) stay within 8 GB (benchmarks/bench_memory.py,
-# results/memory.csv; docs/reliability.md). Larger images are refused from their header, before work.
+QUALITIES = ("low", "medium", "high", "max")  # lgi.api.QUALITIES (not imported: `lgi --help` loads click only)
+# The largest image `lgi encode` takes by default (--max-pixels): lgi.api.ENCODE_MAX_PIXELS (a test checks).
 ENCODE_MAX_PIXELS = 1 << 25
-
-
-
-# The encoder's stages (lgi_train.encode.STAGES) and their shares of a default encode's time (medians over
-# the 24 Kodak images at 0.5 bpp, benchmarks/results/encoder_kodak.csv); the v2 baseline's below it.
-ENCODE_STAGES = (("initialise", 0.5), ("fit", 57.5), ("select", 11.0), ("quantize", 0.2), ("finetune", 30.5),
-                 ("entropy-code", 0.3), ("done", 0.0))
+# The v2 baseline's stages and their shares of its time (v3's: lgi.api.ENCODE_STAGES).
 ENCODE_STAGES_V2 = (("fit", 55.0), ("rate-search", 6.0), ("quantize", 1.0), ("finetune", 34.0),
                     ("entropy-code", 4.0), ("done", 0.0))
 ENCODERS = ("v3", "v2")
@@ -31,6 +23,7 @@ ENCODERS = ("v3", "v2")
 def _progress(label: str, quiet: bool, encoder: str = "v3"):
     """One overall progress display for an encode, on stderr (also under --json): a bar with the
     stage and an ETA on a terminal, a line per stage and every 10 s elsewhere; nothing with -q."""
+    from lgi.api import ENCODE_STAGES
     from lgi_dictco.progress import StageProgress
 
     progress = StageProgress(label, ENCODE_STAGES if encoder == "v3" else ENCODE_STAGES_V2, quiet=quiet)
@@ -38,45 +31,43 @@ def _progress(label: str, quiet: bool, encoder: str = "v3"):
 
 
 def _check_request(bpp, size, quality, gaussians, lam):
-    """The size flags and ``--lambda`` checked as both encoders take them; returns the bits per pixel asked
-    for (a ``--quality`` preset's, or None)."""
-    from lgi_train.encode import QUALITY_BPP
+    """The size flags (:func:`lgi.api.rate_request`) and ``--lambda`` checked as both encoders take them;
+    returns the bits per pixel asked for (a ``--quality`` preset's, or None)."""
+    from lgi.api import rate_request
+    from lgi.errors import OptionError
 
-    chosen = [name for name, v in (("--bpp", bpp), ("--size", size), ("--quality", quality),
-                                   ("--gaussians", gaussians)) if v is not None]
-    if len(chosen) > 1:
-        raise click.UsageError(f"choose one of --bpp, --size, --quality, --gaussians (got {' and '.join(chosen)})")
-    if quality is not None:
-        bpp = QUALITY_BPP[quality]
-    if bpp is not None and not 0 < bpp <= 24:
-        raise click.BadParameter(f"--bpp must be in (0, 24], got {bpp}")
-    if gaussians is not None and gaussians < 1:
-        raise click.BadParameter(f"--gaussians must be >= 1, got {gaussians}")
-    if size is not None and size < 1:
-        raise click.BadParameter(f"--size must be >= 1 byte, got {size}")
     if lam is not None and not lam >= 0:
         raise click.BadParameter(f"--lambda must be >= 0 dB per bpp, got {lam}", param_hint="'--lambda'")
-    return bpp
+    try:
+        return rate_request(bpp, size, quality, gaussians)
+    except OptionError as exc:
+        raise api_failure(exc) from None
 
 
-def v3_options(bpp, size, quality, gaussians, steps, device, seed, backend, effort="default", lam=None):
-    """Turn the flags into the encoder's Options (raises click errors for impossible combinations).
-    ``steps`` (research) rescales the effort's fit plan to that many steps at every rate; ``lam`` sets the
-    fine-tuning's rate price at 0.5 bpp (scaled as 1/bpp with the target)."""
-    from lgi_train.encode import TUNINGS, Options, RateError
+def research_tuning(effort="default", steps=None, lam=None):
+    """The effort's tuning changed by the hidden research flags (None: unchanged). ``steps`` rescales the
+    effort's fit plan to that many steps at every rate; ``lam`` sets the fine-tuning's rate price at
+    0.5 bpp (scaled as 1/bpp with the target)."""
+    if steps is None and lam is None:
+        return None
+    from lgi_train.encode import TUNINGS
     from lgi_train.encode.fitting import scaled_plan
 
-    bpp = _check_request(bpp, size, quality, gaussians, lam)
     tuning = TUNINGS[effort]
     if steps is not None:
         tuning = tuning.replace(fit=scaled_plan(tuning.fit, steps / tuning.fit_steps()), steps_at_1bpp=1.0)
     if lam is not None:
         tuning = tuning.replace(rate_db=lam)
-    try:
-        return Options(bpp=bpp, size=size, gaussians=gaussians, effort=effort, device=device, seed=seed,
-                       backend=backend, tuning=tuning if tuning is not TUNINGS[effort] else None)
-    except RateError as exc:  # a size the format cannot reach: the request is valid, the target is not
-        raise click.ClickException(str(exc)) from None
+    return tuning
+
+
+def api_failure(exc) -> click.ClickException:
+    """An error of LGI's API as the command line's one-line error (its flags named as flags)."""
+    from lgi.errors import OptionError, cli_text
+
+    if isinstance(exc, OptionError) and exc.option:
+        return click.BadParameter(cli_text(exc), param_hint=f"'--{exc.option.replace('_', '-')}'")
+    return click.ClickException(cli_text(exc))
 
 
 def encode_options(image_hw, bpp, size, quality, gaussians, steps, device, seed, backend, effort="default",
@@ -117,7 +108,8 @@ def _check_tiles(tile, tile_above) -> None:
 def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, steps=None, device="cpu", seed=0,
                   backend="auto", effort="default", lam=None, tile=None, tile_above=None,
                   on_stage=None, encoder="v3") -> tuple[bytes, dict]:
-    """Encode a loaded image as `lgi encode` does (shared with `lgi batch encode`).
+    """Encode a loaded image as `lgi encode` does (shared with `lgi batch encode`): v3 through
+    :func:`lgi.api.encode_details`, with the command's research flags and its errors.
 
     Args:
         target: [3, H, W] float32 in [0, 1] (``lgi_train.runs.load_target``); gray (three equal
@@ -134,40 +126,39 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
     Raises:
         click.ClickException: impossible flags or a target the encoder cannot reach.
     """
+    if encoder == "v3":
+        from lgi.api import encode_details
+        from lgi.errors import LgiError
+
+        bpp = _check_request(bpp, size, quality, gaussians, lam)
+        _check_tiles(tile, tile_above)
+        if tile is not None or tile_above is not None:
+            raise click.UsageError("--tile and --tile-above apply to --encoder v2 only (the encoder fits large "
+                                   "images whole, rendering them in bands of rows)")
+        try:
+            encoded = encode_details(target, bpp=bpp, size=size, gaussians=gaussians, effort=effort, device=device,
+                                     seed=seed, max_pixels=target.shape[1] * target.shape[2], progress=on_stage,
+                                     tuning=research_tuning(effort, steps, lam), backend=backend)
+        except LgiError as exc:
+            raise api_failure(exc) from None
+        return encoded.data, encoded.report()
+
     from lgi_train.compress.encoder import RateError, encode_image
     from lgi_train.fit import is_grayscale
     from lgi_train.metrics import psnr, quantize_8bit
 
     if target.shape[0] == 3 and is_grayscale(target):
-        # A gray image is coded as one channel (a grayscale .lgi, decoded to a grayscale PNG): no bits
-        # go to colour that is not there (a 128x96 crop at 1 bpp: 25.69 dB against 24.41 as RGB).
-        target = target[:1].contiguous()
-    if encoder == "v2":
-        opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort,
-                              lam, tile, tile_above)
-        target_bytes = opts.target_bytes
-        try:
-            result = encode_image(target.to(device), opts, on_stage)
-        except RateError as exc:
-            raise click.ClickException(str(exc)) from None
-    else:
-        from lgi_train.encode import RateError as Unreachable
-        from lgi_train.encode import encode
-
-        _check_tiles(tile, tile_above)
-        if tile is not None or tile_above is not None:
-            raise click.UsageError("--tile and --tile-above apply to --encoder v2 only (the encoder fits large "
-                                   "images whole, rendering them in bands of rows)")
-        options = v3_options(bpp, size, quality, gaussians, steps, device, seed, backend, effort, lam)
-        try:
-            target_bytes = options.budget(*target.shape[1:])
-            result = encode(target, options, on_stage)
-        except Unreachable as exc:
-            raise click.ClickException(str(exc)) from None
+        target = target[:1].contiguous()  # gray coded as one channel, as lgi.api.encode_details does
+    opts = encode_options(target.shape[1:], bpp, size, quality, gaussians, steps, device, seed, backend, effort,
+                          lam, tile, tile_above)
+    try:
+        result = encode_image(target.to(device), opts, on_stage)
+    except RateError as exc:
+        raise click.ClickException(str(exc)) from None
     h, w = target.shape[1:]
     report = {
         "width": w, "height": h, "bytes": len(result.data),
-        "bpp": len(result.data) * 8 / (w * h), "target_bytes": target_bytes,
+        "bpp": len(result.data) * 8 / (w * h), "target_bytes": opts.target_bytes,
         "psnr": psnr(quantize_8bit(result.image.cpu()), target), "gaussians": result.num_gaussians,
         "seconds": round(result.seconds, 3), "stage_seconds": {k: round(v, 3) for k, v in result.stage_seconds.items()},
     }
@@ -255,6 +246,7 @@ _MAX_WORK_HELP = ("Refuse files whose drawing needs more Gaussian-tile intersect
 def decode(source, output, scale, width, max_pixels, max_work, device, backend, as_json, quiet, force):
     """Decode a .lgi file to a PNG, at any resolution."""
     from lgi.decoding import MAX_OUTPUT_PIXELS, MAX_WORK, DecodeError, prepare, write_png
+    from lgi.errors import cli_text
     from lgi_dictco import LgiFormatError
     from lgi_dictco.fileio import OutputError, atomic_open
 
@@ -272,7 +264,7 @@ def decode(source, output, scale, width, max_pixels, max_work, device, backend, 
         with atomic_open(output, force=force) as f:
             write_png(plan, f, device=device, backend=backend)
     except (LgiFormatError, DecodeError) as exc:
-        raise click.ClickException(f"{source}: {exc}") from None
+        raise click.ClickException(f"{source}: {cli_text(exc)}") from None
     except OutputError as exc:
         raise click.ClickException(str(exc)) from None
     decode_s = (t_parsed - t0) + (time.perf_counter() - t1)  # parse, dequantize, render, write the PNG

@@ -1,7 +1,7 @@
 """What `lgi app` shows, without the web page: one image through LGI and its peers at the same size,
 zoomed views (LGI re-rendered at the zoomed resolution), the Gaussian overlay and the Kodak RD chart.
 
-Encoding goes through :func:`lgi.codec_cli.encode_target` (what `lgi encode` runs) and decoding through
+Encoding goes through :func:`lgi.api.encode_details` (what `lgi encode` runs) and decoding through
 :mod:`lgi.decoding`, so the page's figures are the command line's. Only the standard library is
 imported at module level.
 """
@@ -95,18 +95,22 @@ def compare(target, *, bpp=None, quality=None, gaussians=None, steps=None, effor
     Raises:
         AppInputError: flags the encoder refuses or a size it cannot reach (the CLI's message).
     """
-    import click
-
-    from lgi.codec_cli import encode_target
+    from lgi.api import encode_details, rate_request
+    from lgi.codec_cli import research_tuning
     from lgi.decoding import decode
+    from lgi.errors import LgiError
     from lgi.peers import decode_u8, peer_at_most, rgb_metrics
     from lgi_train.runs import to_uint8
 
     try:
-        data, report = encode_target(target, bpp=bpp, quality=quality, gaussians=gaussians, steps=steps,
-                                     device=device, seed=seed, backend=backend, effort=effort, on_stage=on_stage)
-    except click.ClickException as exc:
-        raise AppInputError(exc.format_message()) from None
+        if steps is not None and steps < 1:
+            raise AppInputError(f"fitting steps must be >= 1, got {steps}")
+        encoded = encode_details(target, bpp=rate_request(bpp, None, quality, gaussians), gaussians=gaussians,
+                                 effort=effort, device=device, seed=seed, backend=backend, progress=on_stage,
+                                 max_pixels=target[0].numel(), tuning=research_tuning(effort, steps))
+    except LgiError as exc:
+        raise AppInputError(str(exc)) from None
+    data, report = encoded.data, encoded.report()
     original = to_uint8(target)
     ours = to_uint8(decode(data, device=device, backend=backend).image)
     _, ms = rgb_metrics(ours, original)

@@ -18,11 +18,21 @@ from dataclasses import dataclass, field
 from lgi_dictco.gauss.decoder import BAND_BYTES, MAX_OUTPUT_PIXELS, MAX_WORK, RENDER_CALL_LIMIT
 
 __all__ = ["BAND_BYTES", "MAX_OUTPUT_PIXELS", "MAX_WORK", "DecodeError", "Decoded", "Plan", "decode",
-           "decode_window", "info_report", "output_size", "prepare", "renderer", "to_png_bytes", "write_png"]
+           "decode_window", "info_report", "output_size", "prepare", "render_uint8", "renderer", "to_png_bytes", "to_uint8", "write_png"]
 
 
 class DecodeError(ValueError):
-    """The requested output cannot be produced (e.g. an absurd size); the message says why."""
+    """The requested output cannot be produced (e.g. an absurd size); the message says why, naming the
+    argument at fault in backticks (`` `max_pixels` ``), which the command line shows as its flag.
+
+    Attributes:
+        option: that argument's name, or None.
+        limit: whether a safety limit refused it (raising ``option`` allows it), not a bad value.
+    """
+
+    def __init__(self, message: str, option: str | None = None, limit: bool = False):
+        super().__init__(message)
+        self.option, self.limit = option, limit
 
 
 @dataclass
@@ -68,27 +78,28 @@ def output_size(width: int, height: int, scale: float | None, out_width: int | N
                 max_pixels: int = MAX_OUTPUT_PIXELS) -> tuple[int, int]:
     """(W, H) of the decoded image; the aspect ratio of the stored size is kept."""
     if scale is not None and out_width is not None:
-        raise DecodeError("give --scale or --width, not both")
+        raise DecodeError("give `scale` or `width`, not both", "scale")
     if out_width is not None:
         if out_width < 1:
-            raise DecodeError(f"--width must be >= 1, got {out_width}")
+            raise DecodeError(f"`width` must be >= 1, got {out_width}", "width")
         scale = out_width / width
     scale = 1.0 if scale is None else scale
     if not scale > 0 or scale == float("inf"):
-        raise DecodeError(f"--scale must be > 0 and finite, got {scale}")
+        raise DecodeError(f"`scale` must be > 0 and finite, got {scale}", "scale")
     if width * scale * height * scale > 4 * max_pixels + 4:  # before round(): a huge float would not fit an int
         raise DecodeError(f"output at scale {scale:g} of {width}x{height} exceeds the decoder limit of "
-                          f"{max_pixels} pixels (--max-pixels)")
+                          f"{max_pixels} pixels (`max_pixels`)", "max_pixels", limit=True)
     w, h = max(1, round(width * scale)), max(1, round(height * scale))
     if w * h > max_pixels:
-        raise DecodeError(f"output {w}x{h} exceeds the decoder limit of {max_pixels} pixels (--max-pixels)")
+        raise DecodeError(f"output {w}x{h} exceeds the decoder limit of {max_pixels} pixels (`max_pixels`)",
+                          "max_pixels", limit=True)
     return w, h
 
 
 def _check_budgets(max_pixels: int, max_work: int) -> None:
-    for name, v in (("--max-pixels", max_pixels), ("--max-work", max_work)):
+    for name, v in (("max_pixels", max_pixels), ("max_work", max_work)):
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
-            raise DecodeError(f"{name} must be a whole number >= 1, got {v!r}")
+            raise DecodeError(f"`{name}` must be a whole number >= 1, got {v!r}", name)
 
 
 def prepare(data: bytes, scale: float | None = None, width: int | None = None, *, window: tuple | None = None,
@@ -120,7 +131,7 @@ def prepare(data: bytes, scale: float | None = None, width: int | None = None, *
     else:
         x0, y0, zoom, out_w, out_h = window
         if not zoom > 0:
-            raise DecodeError(f"zoom must be > 0, got {zoom}")
+            raise DecodeError(f"`zoom` must be > 0, got {zoom}", "zoom")
         output_size(out_w, out_h, 1.0, None, max_pixels)
     source = dequantize(payload)
     params = source if window is None else window_params(source, x0, y0, zoom)
@@ -128,7 +139,7 @@ def prepare(data: bytes, scale: float | None = None, width: int | None = None, *
     if cost.intersections > max_work:
         raise DecodeError(f"drawing {out_w}x{out_h} from {h.num_gaussians} Gaussians needs up to "
                           f"{cost.intersections} Gaussian-tile intersections, more than the work limit of "
-                          f"{max_work} (--max-work; raise it to decode this file anyway)")
+                          f"{max_work} (`max_work`; raise it to decode this file anyway)", "max_work", limit=True)
     bands = cost.bands(band_bytes, band_rows)
     biggest = cost.band_intersections(bands)
     if biggest > RENDER_CALL_LIMIT:
@@ -147,13 +158,13 @@ def renderer(device: str = "cpu", backend: str = "auto") -> str:
     """
     if backend == "native":
         if device != "cpu":
-            raise DecodeError(f"the native renderer draws on the CPU, not on {device}")
+            raise DecodeError(f"the native renderer draws on the CPU, not on {device}", "device")
         from lgi_gsplat2d import native
 
         try:
             native.library_origin()
         except native.BackendUnavailable as exc:
-            raise DecodeError(f"the native renderer is unavailable: {exc}") from None
+            raise DecodeError(f"the native renderer is unavailable: {exc}", "backend") from None
         return "native"
     if backend == "auto" and device == "cpu":
         from lgi_gsplat2d import native
@@ -227,6 +238,17 @@ def render_plan(plan: Plan, device: str = "cpu", backend: str = "auto"):
     return image
 
 
+def render_uint8(plan: Plan, device: str = "cpu", backend: str = "auto"):
+    """(H, W, C) uint8 numpy array of a plan, assembled band by band (no torch with the native renderer;
+    memory: the 8-bit image and one band)."""
+    import numpy as np
+
+    image = np.empty((plan.height, plan.width, plan.header.channels), np.uint8)
+    for y0, band in _bands(plan, device, backend):
+        image[y0:y0 + band.shape[1]] = to_uint8(band)
+    return image
+
+
 def decode(data: bytes, scale: float | None = None, width: int | None = None, device: str = "cpu",
            backend: str = "auto", *, max_pixels: int = MAX_OUTPUT_PIXELS, max_work: int = MAX_WORK) -> Decoded:
     """Bytes → image. Raises lgi_dictco.LgiFormatError for a bad file, DecodeError for a bad request."""
@@ -278,7 +300,7 @@ def info_report(data: bytes) -> dict:
             "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians), "decode": decode_at_1}
 
 
-def _to_uint8(image):
+def to_uint8(image):
     """[C, H, W] in [0, 1] (a tensor or numpy) → [H, W, C] uint8 numpy (rounded half to even, in float32:
     the one 8-bit conversion of a decode, the same for both renderers)."""
     import numpy as np
@@ -295,7 +317,7 @@ def to_png_bytes(image) -> bytes:
 
     from PIL import Image
 
-    arr = _to_uint8(image)
+    arr = to_uint8(image)
     pil = Image.fromarray(arr[:, :, 0]) if arr.shape[2] == 1 else Image.fromarray(arr)
     buf = io.BytesIO()
     pil.save(buf, format="PNG")
@@ -364,5 +386,5 @@ def write_png(plan: Plan, f, device: str = "cpu", backend: str = "auto") -> None
         return
     png = _PngRows(f, plan.width, plan.height, plan.header.channels)
     for _, band in _bands(plan, device, backend):
-        png.write(_to_uint8(band))
+        png.write(to_uint8(band))
     png.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import click
 
-SAMPLE = Path(__file__).with_name("data") / "sample.png"
+SAMPLE = Path(__file__).with_name("data") / "sample.png"  # lgi.api.SAMPLE (click only at import here)
 
 
 def jpeg_at_most(image_u8, max_bytes: int) -> tuple[bytes, int]:
@@ -46,24 +46,28 @@ def demo(output, image, bpp, steps, device, as_json, quiet):
     """Encode and decode a sample image; compare with JPEG at the same size."""
     import numpy as np
 
-    from lgi.codec_cli import _progress, atomic_write, v3_options
+    from lgi.api import encode_details
+    from lgi.codec_cli import _progress, api_failure, atomic_write, research_tuning
     from lgi.decoding import decode, to_png_bytes
+    from lgi.errors import LgiError
 
     src = image or SAMPLE
     if not src.is_file():
         raise click.ClickException(f"image not found: {src}")
-    from lgi_train.encode import encode
     from lgi_train.metrics import ms_ssim, psnr
-    from lgi_train.runs import ImageError, load_target
+    from lgi_train.runs import ImageError, load_target, to_uint8
 
     try:
         target = load_target(src)
     except ImageError as exc:
         raise click.ClickException(str(exc)) from None
-    options = v3_options(bpp, None, None, None, steps, device, 0, "auto")
     progress, on_stage = _progress("lgi demo: encode", quiet)
-    with progress:
-        enc = encode(target, options, on_stage)
+    try:
+        with progress:
+            enc = encode_details(target, bpp=bpp, device=device, progress=on_stage,
+                                 tuning=research_tuning("default", steps), max_pixels=target[0].numel())
+    except LgiError as exc:
+        raise api_failure(exc) from None
     output.mkdir(parents=True, exist_ok=True)
     atomic_write(output / "sample.lgi", enc.data)
     t0 = time.perf_counter()
@@ -74,7 +78,7 @@ def demo(output, image, bpp, steps, device, as_json, quiet):
     import torch
     from PIL import Image
 
-    orig = (target.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    orig = to_uint8(target)
     ours = np.asarray(Image.open(io.BytesIO(to_png_bytes(decoded.image))).convert("RGB"))
     jpeg, quality = jpeg_at_most(orig, len(enc.data))
     jpeg_img = np.asarray(Image.open(io.BytesIO(jpeg)).convert("RGB"))
@@ -91,7 +95,7 @@ def demo(output, image, bpp, steps, device, as_json, quiet):
     m_lgi, m_jpg = metrics(ours), metrics(jpeg_img)
     report = {"image": str(src), "width": w, "height": h,
               "lgi": {"bytes": len(enc.data), "bpp": len(enc.data) * 8 / (w * h), **m_lgi,
-                      "gaussians": enc.num_gaussians, "encode_seconds": round(enc.seconds, 2),
+                      "gaussians": enc.gaussians, "encode_seconds": round(enc.seconds, 2),
                       "decode_seconds": round(decode_s, 4)},
               "jpeg": {"bytes": len(jpeg), "bpp": len(jpeg) * 8 / (w * h), "quality": quality, **m_jpg}}
     side_by_side([("original", orig),

@@ -38,6 +38,7 @@ from lgi_dictco.gauss.format import (
     LgiPayload,
     decode_lgi,
     encode_lgi,
+    read_header,
 )
 from lgi_dictco.gauss.quant import OPPONENT
 
@@ -62,6 +63,7 @@ __all__ = [
     "dequantize",
     "encode",
     "encode_lgi",
+    "read_header",
     "render",
     "render_bands",
     "window",

@@ -452,16 +452,33 @@ def encode_lgi(payload: LgiPayload) -> bytes:
     return write_container(MAGIC, VERSION, chunks)
 
 
+def read_header(data: bytes) -> LgiHeader:
+    """The header of a ``.lgi`` file (size, channels, Gaussian count, ...) without decoding its streams:
+    the container is verified (magic, version, chunk CRCs) and only the HEAD chunk parsed.
+
+    Raises:
+        LgiFormatError: as :func:`decode_lgi` for the container and the header.
+    """
+    _check_version(data)
+    _, chunks = read_container(data, MAGIC, VERSION[0], {b"HEAD", b"POSN", b"CLAS", b"PREF", *GROUPS}, ".lgi")
+    _check(b"HEAD" in chunks, ".lgi file lacks its HEAD chunk")
+    return _decode_header(chunks[b"HEAD"])[0]
+
+
+def _check_version(data: bytes) -> None:
+    if len(data) >= len(MAGIC) + 2 and data[:len(MAGIC)] == MAGIC and data[len(MAGIC)] < VERSION[0]:
+        raise LgiFormatError(f".lgi format version {data[len(MAGIC)]}.{data[len(MAGIC) + 1]} is an older "
+                             f"format that this decoder (version {VERSION[0]}.x) no longer reads; "
+                             "encode the image again")
+
+
 def decode_lgi(data: bytes) -> LgiPayload:
     """Parse a ``.lgi`` file into its quantized payload (Morton order).
 
     Raises:
         LgiFormatError: anything wrong with the file, with a message saying what and where.
     """
-    if len(data) >= len(MAGIC) + 2 and data[:len(MAGIC)] == MAGIC and data[len(MAGIC)] < VERSION[0]:
-        raise LgiFormatError(f".lgi format version {data[len(MAGIC)]}.{data[len(MAGIC) + 1]} is an older "
-                             f"format that this decoder (version {VERSION[0]}.x) no longer reads; "
-                             "encode the image again")
+    _check_version(data)
     _, chunks = read_container(data, MAGIC, VERSION[0], {b"HEAD", b"POSN", b"CLAS", b"PREF", *GROUPS}, ".lgi")
     for need in (b"HEAD", b"POSN", *GROUPS):
         _check(need in chunks, f".lgi file lacks its {need.decode()} chunk")

@@ -1,0 +1,25 @@
+"""Shared test images of the lgi package's tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+
+def picture(h: int = 48, w: int = 80, seed: int = 0) -> np.ndarray:
+    """(h, w, 3) float in [0, 1]: smooth ramps, a bright block, a little noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    img = np.stack([xx, yy, 0.5 + 0.4 * np.sin(9 * xx) * np.cos(7 * yy)], axis=2)
+    img[h // 4: h // 2, w // 5: w // 2] = (0.9, 0.2, 0.1)
+    return np.clip(img + rng.normal(0, 0.01, img.shape), 0, 1)
+
+
+def as_u8(x: np.ndarray) -> np.ndarray:
+    return np.rint(x * 255).astype(np.uint8)
+
+
+@pytest.fixture(scope="session")
+def pictures():
+    """The helpers above, for test modules (which cannot import each other under importlib mode)."""
+    return picture, as_u8
