@@ -37,9 +37,9 @@ PEERS = ("jpeg", "webp", "avif")
 
 
 def encode_v3(target: torch.Tensor, bpp: float, effort: str, device: str = "cpu"):
-    from lgi_train.encode import Options, encode
+    import lgi
 
-    result = encode(target, Options(bpp=bpp, effort=effort, device=device))
+    result = lgi.encode_details(target, bpp=bpp, effort=effort, device=device)
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     return result.data, result.stage_seconds
@@ -54,7 +54,7 @@ def encode_v2(target: torch.Tensor, bpp: float):
 
 
 def run(args) -> None:
-    from lgi.decoding import decode
+    from lgi.decoding import decode, to_uint8
 
     folder, pattern = (Path(args.folder), "*.png") if args.folder else DATASETS[args.dataset]
     paths = image_paths(folder, pattern, args.images, args.subset)
@@ -83,10 +83,13 @@ def run(args) -> None:
                 data, stages = (encode_v2(target, rate) if effort == "v2"
                                 else encode_v3(target.to(args.device), rate, effort, args.device))
                 encode_s = time.perf_counter() - t0
+                if args.keep:
+                    Path(args.keep).mkdir(parents=True, exist_ok=True)
+                    (Path(args.keep) / f"{name}_{path.stem}_{rate:g}.lgi").write_bytes(data)
                 t0 = time.perf_counter()
                 decoded = decode(data)
                 decode_s = time.perf_counter() - t0
-                dec = (decoded.image.cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                dec = to_uint8(decoded.image)
                 psnr, msssim = metrics(dec, ref)
                 row = {"encoder": name, "image": path.stem, "setting": rate, "bytes": len(data),
                        "bpp": len(data) * 8 / (h * w), "psnr": psnr, "ms_ssim": msssim, "encode_s": encode_s,
@@ -245,6 +248,8 @@ def main() -> int:
     r.add_argument("--device", default="cpu", help="v3 only: cpu or cuda[:N] (rows named v3-EFFORT-cuda)")
     r.add_argument("--folder", help="PNG images from this folder instead of the dataset's")
     r.add_argument("--out", help="CSV to append to (default results/encoder_DATASET.csv)")
+    r.add_argument("--keep", help="also write every .lgi file into this folder (ENCODER_IMAGE_RATE.lgi), e.g. "
+                                   "for the decode budget's table of real files (docs/reliability.md)")
     s = sub.add_parser("summary")
     s.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     s.add_argument("--v2-reference", help="CSV:codec — v2 rows of an earlier run for images not encoded here")

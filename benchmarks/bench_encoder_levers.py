@@ -67,7 +67,7 @@ def fit_only(args, tuning) -> None:
 
 
 def whole_encode(args, tuning) -> None:
-    from lgi.decoding import decode
+    from lgi.decoding import decode, to_uint8
     from lgi_train.encode import Options, encode
 
     for name in args.images.split(","):
@@ -76,7 +76,7 @@ def whole_encode(args, tuning) -> None:
         t0 = time.perf_counter()
         result = encode(target, Options(bpp=args.bpp, tuning=tuning))
         seconds = time.perf_counter() - t0
-        dec = (decode(result.data).image.cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        dec = to_uint8(decode(result.data).image)
         psnr = 10 * math.log10(255 ** 2 / np.mean((dec.astype(np.float64) - ref) ** 2))
         log = result.rate_log
         stages = ", ".join(f"{k} {v:.1f}" for k, v in result.stage_seconds.items())

@@ -38,7 +38,7 @@ def run_one(photo: Path, mode: str, bpp: float, out_lgi: Path) -> dict:
     torch.set_num_threads(2)
     target = load_target(photo)
     t0 = time.perf_counter()
-    data, report = encode_target(target, bpp=bpp, tile_above=0 if mode == "tiled" else 1 << 40)
+    data, report = encode_target(target, bpp=bpp, tile_above=0 if mode == "tiled" else 1 << 40, encoder="v2")
     seconds = time.perf_counter() - t0
     out_lgi.write_bytes(data)
     h, w = target.shape[1:]

@@ -85,7 +85,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
             tile_above: int | None = None, second_pass_below: float | None = None,
             topk: int | None = None, codec_settings: dict | None = None, fit_settings: dict | None = None,
             encode_options: dict | None = None) -> dict:
-    from lgi.decoding import decode
+    from lgi.decoding import decode, to_uint8
     from lgi_train.compress.encoder import EncodeOptions, encode_image, target_bytes_for, with_effort
 
     h, w = ref.shape[:2]
@@ -129,7 +129,7 @@ def run_lgi(bpp: float, target: torch.Tensor, ref: np.ndarray, device: str, step
         if device.startswith("cuda"):
             torch.cuda.synchronize()
         dec_times.append(time.perf_counter() - t0)
-    dec = (out.image.cpu().permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    dec = to_uint8(out.image)
     psnr, msssim = metrics(dec, ref)
     return {"codec": codec, "setting": bpp, "bytes": len(result.data), "bpp": len(result.data) * 8 / (h * w),
             "psnr": psnr, "ms_ssim": msssim, "encode_s": encode_s, "decode_s": float(np.median(dec_times)),

@@ -23,3 +23,14 @@ def as_u8(x: np.ndarray) -> np.ndarray:
 def pictures():
     """The helpers above, for test modules (which cannot import each other under importlib mode)."""
     return picture, as_u8
+
+
+@pytest.fixture
+def pixel_decodes(monkeypatch):
+    """Every image whose pixels Pillow decodes during the test (a refusal from the header makes none)."""
+    from PIL import ImageFile
+
+    decoded = []
+    load = ImageFile.ImageFile.load
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda im: decoded.append(im) or load(im))
+    return decoded

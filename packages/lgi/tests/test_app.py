@@ -129,7 +129,7 @@ def test_app_figures_equal_the_cli(tmp_path):
 
 def test_rd_curves_cover_every_codec():
     curves = load_rd_curves()
-    assert {"lgi", "lgi-v1", "jpeg", "webp", "avif"} <= set(curves)
+    assert {"lgi", "lgi-v2", "jpeg", "webp", "avif", "jxl"} <= set(curves)
     for pts in curves.values():
         assert [p[0] for p in pts] == sorted(p[0] for p in pts) and all(10 < p[1] < 60 for p in pts)
 

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from importlib.metadata import entry_points, version
 from pathlib import Path
 
@@ -137,19 +136,12 @@ def test_unknown_command_is_one_clear_error(capsys):
     assert "No such command" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(not LGI_EXE.exists(), reason="console script not installed beside this interpreter")
-def test_console_script_help_is_fast():
-    subprocess.run([str(LGI_EXE), "--help"], capture_output=True, check=True)  # warm the file cache
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        run = subprocess.run([str(LGI_EXE), "--help"], capture_output=True, text=True, check=True)
-        best = min(best, time.perf_counter() - t0)
-    assert "versions" in run.stdout
-    assert best < 1.0, f"`lgi --help` took {best:.2f} s warm; something heavy is imported at top level"
-
-
-def test_help_imports_no_torch():
-    code = "import sys; from lgi.cli import main; main(['--help']); print('torch' in sys.modules)"
+def test_help_imports_nothing_heavy():
+    """`lgi --help` stays fast by what it imports: checked as a count of modules, not a clock, so it holds
+    on a busy machine (its time is a benchmark's figure)."""
+    heavy = ("torch", "numpy", "matplotlib", "compressai", "cv2", "skimage", "scipy", "gradio", "ray", "rich")
+    code = ("import sys; from lgi.cli import main; main(['--help']); "
+            f"print([m for m in {heavy!r} if m in sys.modules])")
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert run.stdout.strip().splitlines()[-1] == "False"
+    assert "versions" in run.stdout
+    assert run.stdout.strip().splitlines()[-1] == "[]"

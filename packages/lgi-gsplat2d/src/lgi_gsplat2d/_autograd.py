@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-MODES = {"sum": 0, "topk": 1, "topk-hard": 2}  # csrc/common.h: Mode
+from lgi_gsplat2d.native import MODES  # the kernels' blend-mode ids (csrc/common.h: Mode), named once
 
 
 def _empty(like: torch.Tensor) -> torch.Tensor:

@@ -52,11 +52,11 @@ def _as_target(rgb: np.ndarray) -> torch.Tensor:
 
 
 def to_uint8(image: torch.Tensor) -> np.ndarray:
-    """[C, H, W] in [0, 1] → [H, W, 3] uint8 (rounded)."""
-    arr = image.detach().clamp(0, 1).cpu()
-    if arr.shape[0] == 1:
-        arr = arr.expand(3, -1, -1)
-    return (arr.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    """[C, H, W] in [0, 1] → [H, W, 3] uint8 (``lgi_dictco.pixels.to_uint8``; one channel repeated)."""
+    from lgi_dictco.pixels import to_uint8 as convert
+
+    arr = convert(image)
+    return np.repeat(arr, 3, axis=2) if arr.shape[2] == 1 else arr
 
 
 def to_gray(image: torch.Tensor) -> torch.Tensor:
@@ -73,7 +73,9 @@ def save_png(image: torch.Tensor | np.ndarray, path: Path, force: bool = False, 
     from PIL import Image
 
     if gray and isinstance(image, torch.Tensor):
-        arr = (to_gray(image.detach().clamp(0, 1)).cpu()[0].numpy() * 255).round().astype(np.uint8)
+        from lgi_dictco.pixels import to_uint8 as convert
+
+        arr = convert(to_gray(image.detach().clamp(0, 1)))[:, :, 0]
     elif gray:
         arr = np.asarray(image)
         arr = arr.mean(axis=2).round().astype(np.uint8) if arr.ndim == 3 else arr

@@ -13,7 +13,6 @@ it loads neither torch nor the kernels; decoding on a CPU needs neither.
 
 __version__ = "0.1.0"
 
-from lgi import pillow
 from lgi.api import SAMPLE, Encoded, Info, decode, encode, encode_details, info
 from lgi.errors import (
     FileFormatError,
@@ -25,7 +24,12 @@ from lgi.errors import (
     RendererError,
 )
 
-pillow.register()
+try:
+    from lgi import pillow
+except ImportError:  # Pillow is a dependency; only a bare install (the CLI's listing, click alone) lacks it
+    pillow = None
+else:
+    pillow.register()
 
 __all__ = ["SAMPLE", "Encoded", "FileFormatError", "ImageInputError", "Info", "LgiError", "LimitError", "OptionError",
            "RateTargetError", "RendererError", "decode", "encode", "encode_details", "info", "pillow"]

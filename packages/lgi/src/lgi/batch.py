@@ -28,8 +28,6 @@ from pathlib import Path
 MANIFEST = "lgi-batch.jsonl"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".avif", ".tif", ".tiff", ".bmp", ".gif", ".ppm", ".pgm",
                   ".pnm", ".tga")
-#: The `lgi encode` flags a batch passes through to every item (see lgi.codec_cli.encode_target).
-ENCODE_FLAGS = ("bpp", "size", "quality", "gaussians", "steps", "device", "seed", "backend", "effort")
 DECODE_FLAGS = ("scale", "width", "device", "backend")
 #: A task whose worker process died this many times is recorded as failed instead of retried.
 POOL_ATTEMPTS = 2
@@ -178,15 +176,14 @@ class ItemError(ValueError):
 
 def _failure(exc: BaseException) -> dict:
     """A task's exception as a result: the message alone for the errors a user can cause."""
-    import click
-
     from lgi.decoding import DecodeError
+    from lgi.errors import LgiError, cli_text
     from lgi_dictco import LgiFormatError
     from lgi_train.runs import ImageError
 
-    if isinstance(exc, click.ClickException):
-        return {"ok": False, "error": exc.format_message()}
-    if isinstance(exc, (ImageError, LgiFormatError, DecodeError, ItemError)):
+    if isinstance(exc, (LgiError, DecodeError)):
+        return {"ok": False, "error": cli_text(exc)}
+    if isinstance(exc, (ImageError, LgiFormatError, ItemError)):
         return {"ok": False, "error": str(exc)}
     return {"ok": False, "error": f"{type(exc).__name__}: {exc}"}
 
@@ -194,11 +191,17 @@ def _failure(exc: BaseException) -> dict:
 def encode_task(name: str, inputs: dict[str, bytes], settings: dict) -> dict:
     """An image's bytes → .lgi bytes and the `lgi encode --json` report, or the failure's message."""
     try:
-        from lgi.codec_cli import encode_target
+        from lgi.api import encode_details, rate_request
+        from lgi.codec_cli import research_tuning
         from lgi_train.runs import decode_target
 
         target = decode_target(inputs["image"], name, settings.get("max_pixels"))
-        data, report = encode_target(target, **{k: settings[k] for k in ENCODE_FLAGS})
+        s = settings
+        encoded = encode_details(target, bpp=rate_request(s["bpp"], s["size"], s["quality"], s["gaussians"]),
+                                 size=s["size"], gaussians=s["gaussians"], effort=s["effort"], device=s["device"],
+                                 seed=s["seed"], backend=s["backend"], tuning=research_tuning(s["effort"], s["steps"]),
+                                 max_pixels=target[0].numel())
+        data, report = encoded.data, encoded.report()
     except Exception as exc:  # noqa: BLE001 - a bad item is recorded, never stops the batch
         return _failure(exc)
     return {"ok": True, "data": data, "report": report}

@@ -174,15 +174,15 @@ def encode(ctx, source, output, bpp, size, quality, gaussians, effort, steps, de
            pattern, jobs, threads, ray_address, retry_failed, force, as_json, quiet):
     """Encode every image under SOURCE into a .lgi under --output (same relative paths)."""
     from lgi.batch import IMAGE_SUFFIXES, BatchError, codec_versions, collect, mirror
-    from lgi.codec_cli import encode_options
+    from lgi.codec_cli import _check_request
 
     check_device(device)
     if steps is not None and steps < 1:
         raise click.BadParameter(f"--steps must be >= 1, got {steps}", param_hint="'--steps'")
     if max_pixels < 1:
         raise click.BadParameter(f"--max-pixels must be >= 1, got {max_pixels}", param_hint="'--max-pixels'")
-    # The flags are checked once here (any size will do); targets an image is too small for fail per item.
-    encode_options((1024, 1024), bpp, size, quality, gaussians, steps, device, seed, backend, effort)
+    # The flags are checked once here; targets an image is too small for fail per item.
+    _check_request(bpp, size, quality, gaussians, None)
     try:
         items = mirror(source, collect(source, IMAGE_SUFFIXES, pattern, _inner(output, source)), output, ".lgi", "image")
     except BatchError as exc:

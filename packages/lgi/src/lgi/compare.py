@@ -15,7 +15,7 @@ from pathlib import Path
 
 DATA = Path(__file__).with_name("data")
 SAMPLE = DATA / "sample.png"
-#: Mean Kodak RD curves per codec (written by tools/app_rd_curves.py from benchmarks/results).
+#: Mean Kodak RD curves per codec (written by tools/make_figures.py from benchmarks/results).
 RD_CURVES = DATA / "rd_kodak_curves.csv"
 #: The app's default largest image: about 1 MP (a Kodak image at 0.5 bpp takes ~2 minutes on 2 cores).
 DEFAULT_MAX_PIXELS = 1 << 20
@@ -231,7 +231,7 @@ def rd_figure(c: Comparison | None = None, path: Path = RD_CURVES):
     curves = load_rd_curves(path)
     fig = Figure(figsize=(10, 3.8))
     axes = fig.subplots(1, 2)
-    styles = {"lgi": ("o-", "C0"), "lgi-v1": ("o:", "C0"), "jpeg": ("s--", "C1"), "webp": ("^--", "C2"),
+    styles = {"lgi": ("o-", "C0"), "lgi-v2": ("o:", "C0"), "jpeg": ("s--", "C1"), "webp": ("^--", "C2"),
               "avif": ("v--", "C3"), "jxl": ("d--", "C4")}
     for name, pts in curves.items():
         style, color = styles.get(name, ("--", None))

@@ -16,6 +16,7 @@ import zlib
 from dataclasses import dataclass, field
 
 from lgi_dictco.gauss.decoder import BAND_BYTES, MAX_OUTPUT_PIXELS, MAX_WORK, RENDER_CALL_LIMIT
+from lgi_dictco.pixels import to_uint8  # the one 8-bit conversion, re-exported for the decoders here
 
 __all__ = ["BAND_BYTES", "MAX_OUTPUT_PIXELS", "MAX_WORK", "DecodeError", "Decoded", "Plan", "decode",
            "decode_window", "info_report", "output_size", "prepare", "render_uint8", "renderer", "to_png_bytes", "to_uint8", "write_png"]
@@ -298,17 +299,6 @@ def info_report(data: bytes) -> dict:
             "position_bits": list(h.pos_bits), "classes": {"position_drop": list(h.class_drop), "counts": counts},
             "groups": groups, "chunks": p.chunk_bytes,
             "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians), "decode": decode_at_1}
-
-
-def to_uint8(image):
-    """[C, H, W] in [0, 1] (a tensor or numpy) → [H, W, C] uint8 numpy (rounded half to even, in float32:
-    the one 8-bit conversion of a decode, the same for both renderers)."""
-    import numpy as np
-
-    if not isinstance(image, np.ndarray):
-        image = image.detach().clamp(0, 1).cpu().numpy()
-    arr = np.rint(np.clip(image, 0, 1, dtype=np.float32) * np.float32(255)).astype(np.uint8)
-    return arr.transpose(1, 2, 0)
 
 
 def to_png_bytes(image) -> bytes:

@@ -53,8 +53,9 @@ def load_image(path: str | os.PathLike, max_pixels: int | None = None) -> Tensor
 
 def to_uint8(image: Tensor) -> np.ndarray:
     """[1, 3, H, W] or [3, H, W] floats in [0, 1] -> [H, W, 3] uint8 (rounded)."""
-    x = image[0] if image.dim() == 4 else image
-    return x.detach().clamp(0, 1).mul(255).round().to("cpu", torch.uint8).permute(1, 2, 0).numpy()
+    from lgi_dictco.pixels import to_uint8 as convert
+
+    return convert(image[0] if image.dim() == 4 else image)
 
 
 def save_image(image: Tensor, path: str | os.PathLike, *, force: bool = False) -> None:

@@ -6,7 +6,8 @@ target rate (finer at high rates: ``quantizer_scale_for``). The encoder fits a f
 the first estimate, then binary-searches the count whose pruned, quantized and entropy-coded set (no
 fine-tuning: a fraction of a second per probe) lands just under the target, prunes to it, re-fits
 briefly, fine-tunes once, and checks the real size, pruning a little more in the rare case it is
-still over. When fine-tuning with the rate term leaves the file under 97 % of the target, the count
+still over. When fine-tuning with the rate term leaves the file under ``second_pass_below`` (98.5 %)
+of the target, the count
 is then searched again, and the first pass's fine-tuned set, grown by the next most important fitted
 Gaussians, is re-fitted briefly in float (``second_pass_refit_steps``) and fine-tuned for a fraction
 of the steps (``second_pass_fraction``). If even every fitted Gaussian stays under 95 % of the
