@@ -106,8 +106,26 @@ class FrequencyTable:
 
     def cost_bits(self, symbols: np.ndarray) -> float:
         """Ideal code length of ``symbols`` under this table, in bits (for planning, not for coding)."""
-        f = np.asarray(self.frequencies(), dtype=np.float64)
-        return float(-np.log2(f[np.asarray(symbols, dtype=np.int64)] / TOTAL).sum())
+        return float(self.code_lengths()[np.asarray(symbols, dtype=np.int64)].sum())
+
+    def code_lengths(self, size: int | None = None) -> np.ndarray:
+        """[size] the bits each symbol costs under this table: −log2(frequency / 2**16), the code lengths
+        of the rANS coder that uses :meth:`cdf`, so a rate estimate built on them prices what the file
+        pays (the fine-tuning's rate term, ``lgi_train.compress.rate``). A symbol the table lacks is
+        priced as one occurrence would be: the code length of the smallest present weight.
+
+        Args:
+            size: the alphabet to cover (default: the table's own); symbols beyond the table are absent.
+        """
+        freqs = np.asarray(self.frequencies(), dtype=np.float64)
+        size = len(freqs) if size is None else size
+        w = np.asarray([_WEIGHTS[c] for c in self.codes], dtype=np.float64)
+        budget = TOTAL - 1 - np.count_nonzero(w)
+        single = 1 + (_WEIGHTS[1] * budget) // w.sum()  # a count of 1 among these counts
+        bits = np.full(size, -np.log2(single / TOTAL))
+        present = freqs[:size] > 0
+        bits[:len(present)][present] = -np.log2(freqs[:size][present] / TOTAL)
+        return bits
 
     def write(self, bw: BitWriter) -> None:
         bw.write_ue(len(self.codes) - 1)

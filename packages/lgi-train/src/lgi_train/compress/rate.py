@@ -4,9 +4,12 @@ The ``.lgi`` file codes every own value of a group (shape, colour) as an integer
 stream per (dimension, precision class), under a frequency table of that stream's symbols
 (:mod:`lgi_dictco.gauss.format`). The rate model here is that coder's own model, made differentiable:
 
-- the tables are the streams' current symbol histograms (a half count added to every symbol of the
-  alphabet, so an unused symbol costs a finite, large number of bits), refreshed every few steps and
-  held constant in between (no gradient flows through the counts);
+- the tables are the coder's own: per stream, the ``lgi_dictco.entropy.FrequencyTable`` that
+  ``encode_stream`` would build from the symbols the values round to now, and its code lengths
+  (``FrequencyTable.code_lengths``: −log2 of the integer frequencies the rANS coder uses; a symbol the
+  stream lacks is priced as one occurrence). One model object gives both the coder's CDF and this
+  rate, as compressai's entropy models do; refreshed every few steps and held constant in between (no
+  gradient flows through the counts);
 - a value's cost is the table's −log2 p interpolated linearly between the two symbols around its
   continuous grid coordinate, so its gradient points to the cheaper neighbour: a value whose error
   costs little drifts onto the more frequent symbol, and the histogram sharpens as it does.
@@ -48,17 +51,26 @@ class GroupRate:
 
     @torch.no_grad()
     def refresh(self) -> None:
-        """Rebuild the tables from the symbols the values round to now."""
+        """Rebuild the tables from the symbols the values round to now: the coder's own models."""
+        import numpy as np
+
+        from lgi_dictco.entropy import FrequencyTable
+
         g = self.group
         u, cls, levels = self._coordinates()
         k, d = g.steps.shape
         size = int(g.levels.max().item()) if g.levels.numel() else 1
-        q = torch.minimum(torch.round(u), levels - 1).long()
-        key = (cls[:, None] * d + torch.arange(d, device=q.device)[None]) * size + q
-        counts = torch.bincount(key.flatten(), minlength=k * d * size).view(k, d, size).double()
-        alphabet = g.levels.double()[:, :, None]
-        p = (counts + 0.5) / (counts.sum(2, keepdim=True) + 0.5 * alphabet)
-        self._bits = (-torch.log2(p)).float()
+        q = torch.minimum(torch.round(u), levels - 1).long().cpu().numpy()
+        cls = cls.cpu().numpy()
+        alphabets = g.levels.long().cpu().numpy()
+        bits = np.zeros((k, d, size), np.float32)
+        for c in range(k):
+            mine = q[cls == c]
+            for j in range(d):
+                if mine.shape[0]:  # an empty stream costs nothing whatever its table
+                    table = FrequencyTable.from_symbols(mine[:, j], int(alphabets[c, j]))
+                    bits[c, j] = table.code_lengths(size)
+        self._bits = torch.from_numpy(bits).to(u.device)
 
     def bits(self) -> torch.Tensor:
         """Estimated bits of the group's own values (scalar, differentiable in them)."""
