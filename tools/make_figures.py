@@ -3,7 +3,7 @@
     python tools/make_figures.py            # write them
     python tools/make_figures.py --check    # exit 1 if a written figure differs from what the results give
 
-From ``benchmarks/results``: the encoder's runs (``encoder_kodak.csv``, ``encoder_clic.csv``, made by
+From ``benchmarks/results``: the encoder's runs (``encoder_kodak_v3b.csv``, ``encoder_clic.csv``, made by
 ``benchmarks/bench_encoder.py run``) and the peers' quality sweeps on the same images (``rd_kodak_widek.csv``,
 ``rd_clic_poslr.csv``, made by ``benchmarks/rd.py``), it writes
 
@@ -35,9 +35,10 @@ CURVES = ROOT / "packages" / "lgi" / "src" / "lgi" / "data" / "rd_kodak_curves.c
 PLOT = RESULTS / "readme_kodak.png"
 BEGIN, END = "<!-- figures:results -->", "<!-- /figures:results -->"
 LGI = "v3-default"                       # the encoder `lgi encode` runs, at its default effort
+KODAK_LGI = "encoder_kodak_v3b.csv"      # its latest run on all 24 Kodak images (encoder_kodak.csv: the first)
 PEERS = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL"}
 DATASETS = (  # name, image size, LGI rows, peer sweeps, the rates shown
-    ("Kodak", "768×512", "encoder_kodak.csv", "rd_kodak_widek.csv", (0.25, 0.5, 1.0)),
+    ("Kodak", "768×512", KODAK_LGI, "rd_kodak_widek.csv", (0.25, 0.5, 1.0)),
     ("CLIC 2025", "~2048×1360", "encoder_clic.csv", "rd_clic_poslr.csv", (0.5,)),
 )
 
@@ -105,8 +106,9 @@ def readme_block() -> str:
         *table_rows(),
         "",
         "Mean PSNR (dB, 8-bit RGB) over the images; each peer interpolated along its quality sweep at each "
-        "image's LGI bpp; \"(19 of 24; ...)\": the peer's lowest quality is above LGI's size on the other images. Encode "
-        "and decode times are medians on 2 CPU threads (AMD EPYC); the peers' near 0.5 bpp on Kodak, encode / "
+        "image's LGI bpp; \"(20 of 24; ...)\": the peer's lowest quality is above LGI's size on the other images. Encode "
+        "and decode times are medians on 2 CPU threads (AMD EPYC; this shared machine's speed varies by up to "
+        "±30 % between runs of the same code, docs/results.md); the peers' near 0.5 bpp on Kodak, encode / "
         f"decode: {peer_times()}. Made by `python benchmarks/bench_encoder.py run --efforts default --rates "
         "0.125,0.25,0.5,1.0` (`--dataset clic --rates 0.5` for CLIC) and the peers' sweeps of "
         "`python benchmarks/rd.py`; this table by `python tools/make_figures.py`.",
@@ -116,11 +118,11 @@ def readme_block() -> str:
 
 def curves_text() -> str:
     """The app's Kodak curves: LGI (v3, default effort) and the encoder before it, and each peer."""
-    lgi_rows = [{**r, "codec": "lgi"} for r in read("encoder_kodak.csv") if r["encoder"] == LGI]
+    lgi_rows = [{**r, "codec": "lgi"} for r in read(KODAK_LGI) if r["encoder"] == LGI]
     sweeps = read("rd_kodak_widek.csv")
     rows = lgi_rows + [{**r, "codec": "lgi-v2" if r["codec"] == "lgi" else r["codec"]} for r in sweeps]
     images = sorted({r["image"] for r in lgi_rows})
-    out = [f"# Kodak, mean of {len(images)} images; lgi: benchmarks/results/encoder_kodak.csv ({LGI}), lgi-v2 and "
+    out = [f"# Kodak, mean of {len(images)} images; lgi: benchmarks/results/{KODAK_LGI} ({LGI}), lgi-v2 and "
            "peers: rd_kodak_widek.csv; written by tools/make_figures.py", "codec,bpp,psnr,ms_ssim"]
     for codec in ("lgi", "lgi-v2", *PEERS):
         by_setting: dict[str, list[dict]] = {}
