@@ -9,6 +9,7 @@ names the outcome under the default budgets of `lgi decode`: the start of the on
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -21,6 +22,13 @@ from lgi_targets import container, head_bytes, payload_file, raw_stream  # noqa:
 
 from lgi_dictco.bitio import write_varint  # noqa: E402
 from lgi_dictco.entropy import encode_stream  # noqa: E402
+from lgi_dictco.gauss import (  # noqa: E402
+    GAUSSIANS_PER_PIXEL,
+    MIN_GAUSSIANS,
+    WORK_PER_GAUSSIAN,
+    WORK_PER_TILE,
+    work_weight,
+)
 
 OUT = HERE / "corpus" / "lgi"
 
@@ -43,15 +51,33 @@ def _groups(n, channels=3):
 def corpus() -> dict[str, tuple[bytes, str]]:
     files = {}
     # Work: 131,072 identical Gaussians covering a Kodak-sized canvas, top-K and sum (~100 s and ~26 s
-    # of rendering before budgets); at the tile-intersection cap, minutes and gigabytes.
+    # of rendering before budgets); at the tile-intersection cap, minutes and gigabytes. Refused by count.
     for mode in ("topk", "sum"):
         files[f"covering_131072_{mode}"] = (payload_file(131072, 768, 512, log_scale=(2, 2.01), mode=mode, same=True),
-                                            "drawing 768x512 from 131072 Gaussians needs up to")
+                                            "the file holds 131072 Gaussians, more than the limit of 65536")
+    # 43,690 canvas-covering Gaussians, just under the old intersection limit (2^26): 12.7 s with sum
+    # blending, ~30 s top-K (K = 32) at the old defaults. Within the count, refused by the work.
+    for mode, k in (("sum", 10), ("topk", 32)):
+        files[f"covering_43690_{mode}"] = (payload_file(43690, 768, 512, log_scale=(2, 2.01), mode=mode, k=k, same=True),
+                                           "drawing 768x512 from 43690 Gaussians needs up to")
+    # The default budget's ceilings (lgi_dictco.gauss.DecodeBudget), each just under and just over:
+    # the Gaussian count from the header (at least MIN_GAUSSIANS; a quarter of the pixels of a large
+    # canvas), and the work of canvas-covering Gaussians at 768x512 (top-K, K = 10).
+    for n, outcome in ((MIN_GAUSSIANS, "decodes 64x64"), (MIN_GAUSSIANS + 1, f"the file holds {MIN_GAUSSIANS + 1} Gaussians")):
+        files[f"count_{n}_of_64x64"] = (payload_file(n, 64, 64, log_scale=(-40, -39.9), same=True), outcome)
+    most = int(GAUSSIANS_PER_PIXEL * 1024 * 1024)
+    for n, outcome in ((most, "decodes 1024x1024"), (most + 1, f"the file holds {most + 1} Gaussians")):
+        files[f"count_{n}_of_1024x1024"] = (payload_file(n, 1024, 1024, log_scale=(-40, -39.9), same=True), outcome)
+    tiles, n = 48 * 32, 1
+    while math.ceil((n + 1) * tiles * work_weight(10)) <= WORK_PER_TILE * tiles + WORK_PER_GAUSSIAN * (n + 1):
+        n += 1
+    for m, outcome in ((n, "decodes 768x512"), (n + 1, f"drawing 768x512 from {n + 1} Gaussians needs up to")):
+        files[f"work_covering_{m}_topk10"] = (payload_file(m, 768, 512, log_scale=(2, 2.01), same=True), outcome)
     # Memory: the largest stored canvas with K = 32 (11+ GB of top-K buffers unbanded); a few Gaussians.
     files["canvas_65536x2048_k32"] = (payload_file(8, 65536, 2048, k=32, log_scale=(-6, -5)), "decodes 65536x2048")
     # 2^21 Gaussians (the format's limit) in one cell, too small to see: parsing is the whole cost.
     files["max_gaussians_invisible"] = (payload_file(1 << 21, 64, 64, log_scale=(-60, -59.9), same=True),
-                                        "decodes 64x64")
+                                        "the file holds 2097152 Gaussians, more than the limit of 65536")
     # Degenerate but finite scales: enormous (covering everything, radius capped) and vanishing.
     files["scales_enormous"] = (payload_file(40, 48, 32, log_scale=(38, 39)), "decodes 48x32")
     # Opponent colours: a lo finite in the opponent space that overflows in the matrix product.
@@ -70,8 +96,8 @@ def corpus() -> dict[str, tuple[bytes, str]]:
     posn = raw_stream(1, 65, 0, diffs, bytes(8), raw=bytes(16))
     files["posn_bit_length_64"] = (container([(b"HEAD", _head(n=4)), (b"POSN", posn), *_groups(4)]),
                                    ".lgi positions: a value claims")
-    # A header that claims 2^21 Gaussians over empty streams.
-    files["count_lies"] = (container([(b"HEAD", _head(n=1 << 21)), (b"POSN", b"\x01\x00"), *_groups(4)]),
+    # A header that claims 60,000 Gaussians (within the count budget) over empty streams.
+    files["count_lies"] = (container([(b"HEAD", _head(n=60000)), (b"POSN", b"\x01\x00"), *_groups(4)]),
                            ".lgi positions: empty stream but")
     # Positions whose deltas run past the grid.
     big = encode_stream(np.array([1 << 19, 1 << 19, 1 << 19, 1 << 19], np.int64))

@@ -141,7 +141,7 @@ def main() -> int:
     ap.add_argument("--examples", type=int, default=int(os.environ.get("LGI_FUZZ_EXAMPLES", "2000")),
                     help="examples per target (default: $LGI_FUZZ_EXAMPLES or 2000)")
     ap.add_argument("--targets", default=",".join(LGI_TARGETS + DCAE_TARGETS))
-    ap.add_argument("--hang", type=float, default=5.0,
+    ap.add_argument("--hang", type=float, default=2.0,
                     help="CPU seconds above which an input counts as a hang (wall time is reported too)")
     ap.add_argument("--minutes", type=float, help="stop running inputs of a target after this many minutes")
     ap.add_argument("--json", type=Path, help="also write the report here")

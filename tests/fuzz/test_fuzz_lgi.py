@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -69,7 +68,7 @@ def test_the_corpus_is_what_make_corpus_writes():
         assert EXPECTED[name] == expected
 
 
-_SLOW = {"max_gaussians_invisible"}  # parsing 2^21 Gaussians: seconds
+_SLOW: set[str] = set()  # (the 2^21-Gaussian file is refused from its header now: no parse)
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.slow) if n in _SLOW else n
@@ -79,7 +78,6 @@ def test_corpus_file_under_the_default_budgets(name):
     the small ones also render, finite and in range."""
     data = (CORPUS / f"{name}.lgi").read_bytes()
     want = EXPECTED[name]
-    t0 = time.perf_counter()
     if not want.startswith("decodes "):
         with pytest.raises((LgiFormatError, DecodeError)) as info:
             prepare(data)
@@ -89,7 +87,7 @@ def test_corpus_file_under_the_default_budgets(name):
     assert f"decodes {plan.width}x{plan.height}" == want
     assert plan.width * plan.height <= MAX_OUTPUT_PIXELS
     assert plan.memory_bytes() < 1 << 30  # banded: the renderer never holds more than a band
-    assert time.perf_counter() - t0 < 60  # a gross hang check; the fuzz run times every input
+    assert plan.work <= plan.limits[1] and plan.header.num_gaussians <= plan.limits[0]  # the default budget
     if plan.width * plan.height <= FUZZ_PIXELS and plan.header.num_gaussians <= 1 << 16:
         result = outcome(data, max_pixels=FUZZ_PIXELS, max_work=1 << 24)
         assert not isinstance(result, str), result

@@ -19,7 +19,18 @@ from lgi import decoding
 from lgi.cli import cli
 from lgi.decoding import DecodeError, prepare, render_plan, renderer, to_png_bytes, write_png
 from lgi_dictco import LgiFormatError
-from lgi_dictco.gauss import MAX_OUTPUT_PIXELS, MAX_WORK, GroupCoding, LgiHeader, LgiPayload, encode_lgi
+from lgi_dictco.gauss import (
+    GAUSSIANS_PER_PIXEL,
+    MAX_OUTPUT_PIXELS,
+    MIN_GAUSSIANS,
+    WORK_PER_GAUSSIAN,
+    WORK_PER_TILE,
+    GroupCoding,
+    LgiHeader,
+    LgiPayload,
+    encode_lgi,
+    work_weight,
+)
 from lgi_gsplat2d import native
 
 
@@ -65,7 +76,7 @@ def test_the_work_bound_is_an_upper_bound_of_the_rasterizers_count(log_scale, si
             plan = prepare(data, scale)
             xys, radii, tiles = _exact_tiles(plan)
             exact = int(tiles.sum(dtype=torch.int64))
-            assert exact <= plan.work <= exact + 300 * 2 * (plan.width // 16 + plan.height // 16 + 4) + 300 * 4
+            assert exact <= plan.cost.intersections <= exact + 300 * 2 * (plan.width // 16 + plan.height // 16 + 4) + 300 * 4
             # Per row of tiles too (the band planner relies on it).
             i0 = torch.ceil(xys[:, 1].double() - radii.double() - 0.5).clamp(min=0).long() // 16
             i1 = torch.floor(xys[:, 1].double() + radii.double() - 0.5).clamp(max=plan.height - 1).long() // 16
@@ -78,9 +89,10 @@ def test_the_work_bound_is_an_upper_bound_of_the_rasterizers_count(log_scale, si
 def test_canvas_covering_gaussians_cost_every_tile():
     data = make_file(n=50, width=100, height=40, log_scale=(3, 3.01), same=True)
     plan = prepare(data)
-    assert plan.work == 50 * 7 * 3  # 7 x 3 tiles of 16 x 16 cover 100 x 40
+    assert plan.cost.intersections == 50 * 7 * 3  # 7 x 3 tiles of 16 x 16 cover 100 x 40
     _, _, tiles = _exact_tiles(plan)
-    assert int(tiles.sum()) == plan.work
+    assert int(tiles.sum()) == plan.cost.intersections
+    assert plan.work == 50 * 7 * 3 * 4  # top-K: each intersection is 4 units of work
 
 
 @pytest.mark.parametrize("mode", ["topk", "sum"])
@@ -137,9 +149,11 @@ def test_one_band_writes_todays_png_bytes():
 
 def test_budgets_refuse_before_rendering():
     data = make_file(n=64, width=64, height=64, log_scale=(2, 2.01), same=True)  # 64 canvas-covering
-    assert prepare(data).work == 64 * 16
-    with pytest.raises(DecodeError, match="needs up to 1024 Gaussian-tile intersections, more than the work "
-                                          "limit of 1000 \\(`max_work`") as refused:
+    plan = prepare(data)
+    assert plan.cost.intersections == 64 * 16 and plan.work == 4096  # top-K: 4 units each
+    assert plan.limits == (MIN_GAUSSIANS, WORK_PER_TILE * 16 + WORK_PER_GAUSSIAN * 64)
+    with pytest.raises(DecodeError, match="needs up to 4096 units of work \\(1024 Gaussian-tile intersections\\), "
+                                          "more than the work limit of 1000 \\(`max_work`") as refused:
         prepare(data, max_work=1000)
     assert refused.value.option == "max_work" and refused.value.limit
     with pytest.raises(DecodeError, match="exceeds the decoder limit of 4000 pixels \\(`max_pixels`\\)") as refused:
@@ -150,16 +164,19 @@ def test_budgets_refuse_before_rendering():
     with pytest.raises(DecodeError, match="`max_work` must be") as refused:
         prepare(data, max_work=0)
     assert refused.value.option == "max_work" and not refused.value.limit
-    assert MAX_OUTPUT_PIXELS == decoding.MAX_OUTPUT_PIXELS and MAX_WORK == decoding.MAX_WORK
+    assert MAX_OUTPUT_PIXELS == decoding.MAX_OUTPUT_PIXELS
 
 
 def test_a_forged_file_of_canvas_covering_gaussians_is_refused_by_default():
     """The issue's class: a few hundred bytes, 131,072 identical Gaussians covering a Kodak-sized canvas
-    (about 100 s of top-K rendering here): refused with one line, before anything renders."""
+    (about 100 s of top-K rendering here): refused with one line, before anything renders: by the count in
+    its header; 43,690 of them (12.7 s summed under the old budget) by the work."""
     data = make_file(n=131072, width=768, height=512, log_scale=(2, 2.01), same=True)
     assert len(data) < 400
-    with pytest.raises(DecodeError, match="more than the work limit"):
+    with pytest.raises(DecodeError, match="the file holds 131072 Gaussians, more than the limit"):
         prepare(data)
+    with pytest.raises(DecodeError, match="more than the work limit"):
+        prepare(make_file(n=43690, width=768, height=512, log_scale=(2, 2.01), mode="sum", same=True))
 
 
 def test_huge_colours_are_refused_after_the_transform():
@@ -192,7 +209,7 @@ def test_cli_refusals_are_one_line_and_write_nothing(tmp_path):
     assert r.exit_code == 2 and not out.exists()
     r = runner.invoke(cli, ["decode", str(src), "-o", str(out), "--json"])
     assert r.exit_code == 0, r.output
-    assert '"work": 1024' in r.output and Image.open(out).size == (64, 64)
+    assert '"work": 4096' in r.output and Image.open(out).size == (64, 64)
 
 
 def test_decode_times_say_what_is_start_up(tmp_path):
@@ -214,24 +231,30 @@ def test_decode_times_say_what_is_start_up(tmp_path):
 def test_cli_help_names_the_defaults():
     r = CliRunner().invoke(cli, ["decode", "--help"])
     text = " ".join(r.output.split())
-    assert f"default {MAX_OUTPUT_PIXELS} = 2^28" in text and f"default {MAX_WORK} = 2^" in text
+    assert f"default {MAX_OUTPUT_PIXELS} = 2^28" in text
+    assert f"default: {GAUSSIANS_PER_PIXEL} per pixel of the larger of the stored and the output size, at least {MIN_GAUSSIANS}" in text
+    assert f"default: {WORK_PER_TILE} per 16x16 output tile + {WORK_PER_GAUSSIAN} per Gaussian" in text
+    assert "times 4 for top-K files" in text and work_weight(10) == 4 and work_weight(0) == 1
 
 
 def test_info_reports_the_decode_cost(tmp_path):
     src = tmp_path / "cover.lgi"
     src.write_bytes(make_file(n=64, width=64, height=64, log_scale=(2, 2.01), same=True))
     r = CliRunner().invoke(cli, ["info", str(src)])
-    assert r.exit_code == 0 and "at most 1024 Gaussian-tile intersections, 1 band(s)" in r.output
+    assert r.exit_code == 0, r.output
+    assert "decode at stored size: 4096 units of work of the default limit 25600 (1024 Gaussian-tile intersections), 1 band(s)" in r.output
 
 
 @pytest.mark.slow
 def test_large_output_is_banded_and_streamed(tmp_path):
-    """A 20 M pixel top-K decode: 15 bands, never the whole float image (peak RSS checked loosely)."""
+    """A 20 M pixel top-K decode: 15 bands, never the whole float image (peak RSS checked loosely). Its 2,000
+    large Gaussians overlap ten times more than an encoder's file does (5,800 units of work per tile): the
+    default budget refuses it, so the work limit is raised here."""
     src = tmp_path / "f.lgi"
     src.write_bytes(make_file(n=2000, width=600, height=400, log_scale=(-5, -2)))
     out = tmp_path / "big.png"
     code = ("import resource, sys; from lgi.cli import main\n"
-            "assert main(['decode', sys.argv[1], '-o', sys.argv[2], '--scale', '9', '--json']) == 0\n"
+            "assert main(['decode', sys.argv[1], '-o', sys.argv[2], '--scale', '9', '--json', '--max-work', '1000000000']) == 0\n"
             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
     r = subprocess.run([sys.executable, "-c", code, str(src), str(out)], capture_output=True, text=True, check=True)
     peak_kib = int(r.stdout.strip().splitlines()[-1])

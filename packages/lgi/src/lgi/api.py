@@ -175,16 +175,20 @@ def encode_details(image: Any, *, bpp: float | None = None, size: int | None = N
 
 
 def decode(data: Any, *, scale: float | None = None, width: int | None = None, max_pixels: int | None = None,
-           max_work: int | None = None, device: str = "cpu", backend: str = "auto") -> Any:
+           max_gaussians: int | None = None, max_work: int | None = None, device: str = "cpu",
+           backend: str = "auto") -> Any:
     """Decode ``.lgi`` data into an image, at its stored size or any other.
 
     Args:
         data: the file's bytes (or a bytearray / memoryview), or a path to it.
         scale: output size relative to the stored size (2.0: twice as wide and high); or ``width``: the
             output width in pixels, the height keeping the aspect ratio.
-        max_pixels: refuse outputs of more pixels (default 2^28); max_work: refuse files whose drawing
-            needs more Gaussian-tile intersections, bounded before rendering (default 2^26; real files
-            need about 30 per 16x16 tile). Both protect a decoder of untrusted files.
+        max_pixels, max_gaussians, max_work: the decode budget, which protects a decoder of files it did
+            not make: the most output pixels (default 2^28); the most Gaussians, read from the header
+            before any stream is decoded (default 0.125 per pixel of the larger of the stored and output
+            sizes, at least 65,536); the most work, Gaussian-tile intersections bounded before rendering,
+            times 4 for top-K (default 1536 per 16x16 output tile + 16 per Gaussian). The defaults
+            follow the encoder's own files with headroom (docs/reliability.md).
         device, backend: where it renders; on the CPU the torch-free native renderer draws it where it
             loads (``backend="auto"``), else torch's kernels.
 
@@ -192,7 +196,8 @@ def decode(data: Any, *, scale: float | None = None, width: int | None = None, m
         numpy uint8 array (H, W, C): C = 3 for a colour file, 1 for a gray one.
 
     Raises:
-        FileFormatError (bad data), LimitError (beyond ``max_pixels`` / ``max_work``), OptionError,
+        FileFormatError (bad data), LimitError (beyond ``max_pixels`` / ``max_gaussians`` / ``max_work``),
+        OptionError,
         RendererError; OSError for a path that cannot be read.
 
     Example:
@@ -203,7 +208,8 @@ def decode(data: Any, *, scale: float | None = None, width: int | None = None, m
     """
     from lgi import decoding
 
-    plan = _prepare(_bytes(data), scale=scale, width=width, max_pixels=max_pixels, max_work=max_work)
+    plan = _prepare(_bytes(data), scale=scale, width=width, max_pixels=max_pixels, max_gaussians=max_gaussians,
+                    max_work=max_work)
     try:
         return decoding.render_uint8(plan, device, backend)
     except decoding.DecodeError as exc:
@@ -384,9 +390,8 @@ def _prepare(data: bytes, **request):
     from lgi import decoding
     from lgi_dictco import LgiFormatError
 
-    for name in ("max_pixels", "max_work"):
-        if request[name] is None:
-            request[name] = getattr(decoding, "MAX_OUTPUT_PIXELS" if name == "max_pixels" else "MAX_WORK")
+    if request["max_pixels"] is None:
+        request["max_pixels"] = decoding.MAX_OUTPUT_PIXELS
     try:
         return decoding.prepare(data, **request)
     except LgiFormatError as exc:

@@ -221,12 +221,15 @@ def encode(image, output, bpp, size, quality, gaussians, effort, steps, lam, enc
                    f"{report['gaussians']} Gaussians, {report['seconds']:.1f} s")
 
 
-# The budgets' defaults are lgi_dictco.gauss.MAX_OUTPUT_PIXELS and MAX_WORK (not imported here: `lgi --help`
-# loads click only); test_decode_budgets.py checks that these texts name them.
+# The budget's defaults are lgi_dictco.gauss's (not imported here: `lgi --help` loads click only);
+# test_decode_budgets.py checks that these texts name them.
 _MAX_PIXELS_HELP = ("Refuse outputs of more pixels than this (default 268435456 = 2^28). Large outputs render in "
                     "bands of rows, so memory stays bounded.")
-_MAX_WORK_HELP = ("Refuse files whose drawing needs more Gaussian-tile intersections than this, an upper bound "
-                  "computed before rendering (default 67108864 = 2^26; real files need about 30 per 16x16 tile).")
+_MAX_GAUSSIANS_HELP = ("Refuse files of more Gaussians than this, from the header (default: 0.125 per pixel of "
+                       "the larger of the stored and the output size, at least 65536).")
+_MAX_WORK_HELP = ("Refuse files whose drawing needs more work than this: Gaussian-tile intersections, an upper "
+                  "bound computed before rendering, times 4 for top-K files (default: 1536 per 16x16 output "
+                  "tile + 16 per Gaussian).")
 
 
 @click.command()
@@ -235,6 +238,7 @@ _MAX_WORK_HELP = ("Refuse files whose drawing needs more Gaussian-tile intersect
 @click.option("--scale", type=float, help="Output size relative to the stored size (e.g. 2.0, 0.5).")
 @click.option("--width", type=int, help="Output width in pixels; the height keeps the aspect ratio.")
 @click.option("--max-pixels", type=click.IntRange(min=1), help=_MAX_PIXELS_HELP)
+@click.option("--max-gaussians", type=click.IntRange(min=1), help=_MAX_GAUSSIANS_HELP)
 @click.option("--max-work", type=click.IntRange(min=1), help=_MAX_WORK_HELP)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--backend", type=click.Choice(["auto", "native", "cpu", "cuda", "torch"]), default="auto",
@@ -243,9 +247,9 @@ _MAX_WORK_HELP = ("Refuse files whose drawing needs more Gaussian-tile intersect
 @click.option("--json", "as_json", is_flag=True)
 @click.option("-q", "--quiet", is_flag=True, help="Only errors and the result (this command shows no progress).")
 @FORCE
-def decode(source, output, scale, width, max_pixels, max_work, device, backend, as_json, quiet, force):
+def decode(source, output, scale, width, max_pixels, max_gaussians, max_work, device, backend, as_json, quiet, force):
     """Decode a .lgi file to a PNG, at any resolution."""
-    from lgi.decoding import MAX_OUTPUT_PIXELS, MAX_WORK, DecodeError, prepare, write_png
+    from lgi.decoding import MAX_OUTPUT_PIXELS, DecodeError, prepare, write_png
     from lgi.errors import cli_text
     from lgi_dictco import LgiFormatError
     from lgi_dictco.fileio import OutputError, atomic_open
@@ -257,7 +261,8 @@ def decode(source, output, scale, width, max_pixels, max_work, device, backend, 
     t0 = time.perf_counter()
     try:
         # Priced and refused here, before torch loads and before the output is opened.
-        plan = prepare(data, scale, width, max_pixels=max_pixels or MAX_OUTPUT_PIXELS, max_work=max_work or MAX_WORK)
+        plan = prepare(data, scale, width, max_pixels=max_pixels or MAX_OUTPUT_PIXELS, max_gaussians=max_gaussians,
+                       max_work=max_work)
         t_parsed = time.perf_counter()
         drawn_by, startup = _load_renderer(device, backend)  # timed apart: start-up, not the decode
         t1 = time.perf_counter()
@@ -273,6 +278,7 @@ def decode(source, output, scale, width, max_pixels, max_work, device, backend, 
         click.echo(json.dumps({"input": str(source), "output": str(output), "width": out_w, "height": out_h,
                                "seconds": round(decode_s + startup, 4), "decode_seconds": round(decode_s, 4),
                                "startup_seconds": round(startup, 4), "renderer": drawn_by, "work": plan.work,
+                               "work_limit": plan.limits[1], "gaussian_limit": plan.limits[0],
                                "bands": len(plan.bands),
                                "memory_estimate_bytes": plan.memory_bytes()}))
     else:
@@ -313,6 +319,7 @@ def _read(path: Path) -> bytes:
 def info(source, as_json, quiet):
     """Header, counts and per-stream sizes of a .lgi file."""
     from lgi.decoding import info_report
+    from lgi.errors import cli_text
     from lgi_dictco import LgiFormatError
 
     data = _read(source)
@@ -329,10 +336,10 @@ def info(source, as_json, quiet):
                f"{r['gaussians']} Gaussians, {r['render_mode']}" + (f" K={r['topk']}" if r["render_mode"] != "sum" else ""))
     click.echo(f"  {len(data)} bytes, {report['bpp']:.4f} bpp, {report['bits_per_gaussian']:.1f} bits per Gaussian")
     click.echo(f"  positions: {r['position_bits'][0]}x{r['position_bits'][1]}-bit grid (finest class)")
-    if len(counts) > 1:
+    if counts is not None and len(counts) > 1:
         click.echo(f"  precision classes: {len(counts)}, Gaussians per class {counts}, position bits dropped "
                    f"{r['classes']['position_drop']}")
-    for name, g in groups.items():
+    for name, g in (groups or {}).items():
         kind = f"codebook of {g['codebook']}" if g["codebook"] else "no codebook"
         steps = ", ".join(f"{s:.4g}" for s in g["step"])
         exps = f", class step exponents {g['class_exp']} (x2^(e/2))" if len(counts) > 1 else ""
@@ -340,7 +347,8 @@ def info(source, as_json, quiet):
     click.echo("  chunks: " + ", ".join(f"{k.strip()} {v} B" for k, v in report["chunks"].items()))
     d = r["decode"]
     if d["error"]:
-        click.echo(f"  decode: refused ({d['error']})")
+        click.echo(f"  decode: refused ({cli_text(d['error'])})")
     else:
-        click.echo(f"  decode at stored size: at most {d['work']} Gaussian-tile intersections, "
-                   f"{d['bands']} band(s), about {d['memory_bytes'] / 2**20:.0f} MiB")
+        click.echo(f"  decode at stored size: {d['work']} units of work of the default limit {d['work_limit']} "
+                   f"({d['intersections']} Gaussian-tile intersections), {d['bands']} band(s), about "
+                   f"{d['memory_bytes'] / 2**20:.0f} MiB")

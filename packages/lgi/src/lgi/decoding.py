@@ -1,12 +1,14 @@
-"""Decoding a ``.lgi`` file for the CLI and the app: needs only lgi-dictco and lgi-gsplat2d.
+"""Decoding a ``.lgi`` file for the API, the CLI and the app: needs only lgi-dictco and lgi-gsplat2d.
 
 The decoder itself is :mod:`lgi_dictco.gauss.decoder`; this module adds the user-level requests (output
-size, windows), their budgets and their errors. Every request is priced before anything renders
-(:func:`prepare`): the output's pixels against ``max_pixels`` and an upper bound on the rasterizer's
-work (Gaussian-tile intersections) against ``max_work``, so a forged file that asks for minutes or
-gigabytes is refused in the time it takes to parse it. An output too large for one render call is drawn
-in bands of rows; :func:`write_png` streams those bands into the PNG, so memory stays bounded by one
-band whatever the output size.
+size, windows), their budget and its errors. Every request is priced before anything renders
+(:func:`prepare`) against one :class:`~lgi_dictco.gauss.DecodeBudget`: the Gaussian count from the
+header, before any stream is decoded (``max_gaussians``); the output's pixels (``max_pixels``); and the
+rendering work, an upper bound on the rasterizer's Gaussian-tile intersections weighted by the blend
+(``max_work``). The defaults follow the output's size, so a forged file that asks for minutes or
+gigabytes is refused in the time it takes to read its header or parse it. An output too large for one
+render call is drawn in bands of rows; :func:`write_png` streams those bands into the PNG, so memory
+stays bounded by one band whatever the output size.
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
-from lgi_dictco.gauss.decoder import BAND_BYTES, MAX_OUTPUT_PIXELS, MAX_WORK, RENDER_CALL_LIMIT
+from lgi_dictco.gauss.decoder import BAND_BYTES, MAX_OUTPUT_PIXELS, RENDER_CALL_LIMIT, DecodeBudget
 from lgi_dictco.pixels import to_uint8  # the one 8-bit conversion, re-exported for the decoders here
 
-__all__ = ["BAND_BYTES", "MAX_OUTPUT_PIXELS", "MAX_WORK", "DecodeError", "Decoded", "Plan", "decode",
+__all__ = ["BAND_BYTES", "MAX_OUTPUT_PIXELS", "DecodeBudget", "DecodeError", "Decoded", "Plan", "decode",
            "decode_window", "info_report", "output_size", "prepare", "render_uint8", "renderer", "to_png_bytes", "to_uint8", "write_png"]
 
 
@@ -52,6 +54,7 @@ class Plan:
         params: the Gaussians to draw (numpy, unit square; already windowed for a window request).
         source_params: the file's own dequantized Gaussians (== ``params`` unless windowed).
         cost: ``lgi_dictco.gauss.DecodeCost`` of drawing ``params`` at width x height.
+        limits: (the most Gaussians, the most work) of the budget it was priced against.
         bands: the row ranges it renders in (one range: the ordinary, unbanded render).
     """
 
@@ -63,10 +66,12 @@ class Plan:
     height: int
     cost: object
     bands: list = field(default_factory=list)
+    limits: tuple = (None, None)  # the budget it was priced against: (most Gaussians, most work)
 
     @property
     def work(self) -> int:
-        return self.cost.intersections
+        """The priced work (``DecodeCost.work``: weighted intersections)."""
+        return self.cost.work
 
     def memory_bytes(self, png: bool = True) -> int:
         """Estimated peak bytes of the render: one band's buffers, plus the assembled float image when
@@ -97,15 +102,18 @@ def output_size(width: int, height: int, scale: float | None, out_width: int | N
     return w, h
 
 
-def _check_budgets(max_pixels: int, max_work: int) -> None:
-    for name, v in (("max_pixels", max_pixels), ("max_work", max_work)):
+def _check_budgets(max_pixels, max_gaussians, max_work) -> DecodeBudget:
+    for name, v in (("max_pixels", max_pixels), ("max_gaussians", max_gaussians), ("max_work", max_work)):
+        if v is None and name != "max_pixels":
+            continue
         if isinstance(v, bool) or not isinstance(v, int) or v < 1:
             raise DecodeError(f"`{name}` must be a whole number >= 1, got {v!r}", name)
+    return DecodeBudget(max_pixels, max_gaussians, max_work)
 
 
 def prepare(data: bytes, scale: float | None = None, width: int | None = None, *, window: tuple | None = None,
-            max_pixels: int = MAX_OUTPUT_PIXELS, max_work: int = MAX_WORK, band_bytes: int = BAND_BYTES,
-            band_rows: int | None = None) -> Plan:
+            max_pixels: int = MAX_OUTPUT_PIXELS, max_gaussians: int | None = None, max_work: int | None = None,
+            band_bytes: int = BAND_BYTES, band_rows: int | None = None) -> Plan:
     """Parse, dequantize and price a decode request, refusing it before anything renders.
 
     Args:
@@ -114,40 +122,48 @@ def prepare(data: bytes, scale: float | None = None, width: int | None = None, *
         window: ``(x0, y0, zoom, out_width, out_height)``: draw that window of the unit square instead
             (see :func:`decode_window`).
         max_pixels: the most output pixels to draw (``--max-pixels``).
-        max_work: the most Gaussian-tile intersections to rasterize, an upper bound computed from the
-            decoded Gaussians (``--max-work``).
+        max_gaussians: the most Gaussians the file may hold, checked from its header (``--max-gaussians``;
+            None: the default that follows the stored and output sizes, ``DecodeBudget``).
+        max_work: the most work to draw: Gaussian-tile intersections, an upper bound from the decoded
+            Gaussians, times the blend's weight (``--max-work``; None: the default that follows the output).
         band_bytes, band_rows: the band plan (see ``lgi_dictco.gauss.DecodeCost.bands``).
 
     Raises:
         lgi_dictco.LgiFormatError: a bad file. DecodeError: a request beyond a budget or not possible.
     """
-    from lgi_dictco.gauss import decode_cost, decode_lgi, dequantize
+    from lgi_dictco.gauss import decode_cost, decode_lgi, dequantize, read_header
     from lgi_dictco.gauss import window as window_params
 
-    _check_budgets(max_pixels, max_work)
-    payload = decode_lgi(data)
-    h = payload.header
+    budget = _check_budgets(max_pixels, max_gaussians, max_work)
+    h = read_header(data)  # the container and its header only: the count is priced before any stream
     if window is None:
-        out_w, out_h = output_size(h.width, h.height, scale, width, max_pixels)  # before dequantizing
+        out_w, out_h = output_size(h.width, h.height, scale, width, max_pixels)
     else:
         x0, y0, zoom, out_w, out_h = window
         if not zoom > 0:
             raise DecodeError(f"`zoom` must be > 0, got {zoom}", "zoom")
         output_size(out_w, out_h, 1.0, None, max_pixels)
+    most = budget.gaussian_limit(h.width * h.height, out_w * out_h)
+    if h.num_gaussians > most:
+        raise DecodeError(f"the file holds {h.num_gaussians} Gaussians, more than the limit of {most} for a "
+                          f"{h.width}x{h.height} image drawn at {out_w}x{out_h} (`max_gaussians`; raise it to "
+                          "decode this file anyway)", "max_gaussians", limit=True)
+    payload = decode_lgi(data)
     source = dequantize(payload)
     params = source if window is None else window_params(source, x0, y0, zoom)
     cost = decode_cost(params, h, out_w, out_h)
-    if cost.intersections > max_work:
-        raise DecodeError(f"drawing {out_w}x{out_h} from {h.num_gaussians} Gaussians needs up to "
-                          f"{cost.intersections} Gaussian-tile intersections, more than the work limit of "
-                          f"{max_work} (`max_work`; raise it to decode this file anyway)", "max_work", limit=True)
+    limit = budget.work_limit(out_w, out_h, h.num_gaussians)
+    if cost.work > limit:
+        raise DecodeError(f"drawing {out_w}x{out_h} from {h.num_gaussians} Gaussians needs up to {cost.work} units "
+                          f"of work ({cost.intersections} Gaussian-tile intersections), more than the work limit "
+                          f"of {limit} (`max_work`; raise it to decode this file anyway)", "max_work", limit=True)
     bands = cost.bands(band_bytes, band_rows)
     biggest = cost.band_intersections(bands)
     if biggest > RENDER_CALL_LIMIT:
         raise DecodeError(f"one band of rows needs up to {biggest} Gaussian-tile intersections; the renderer "
                           "draws at most 2^31 - 1 per call (decode at a smaller size)")
-    return Plan(header=h, chunk_bytes=payload.chunk_bytes, params=params, source_params=source, width=out_w,
-                height=out_h, cost=cost, bands=bands)
+    return Plan(header=payload.header, chunk_bytes=payload.chunk_bytes, params=params, source_params=source,
+                width=out_w, height=out_h, cost=cost, bands=bands, limits=(most, limit))
 
 
 def renderer(device: str = "cpu", backend: str = "auto") -> str:
@@ -251,15 +267,16 @@ def render_uint8(plan: Plan, device: str = "cpu", backend: str = "auto"):
 
 
 def decode(data: bytes, scale: float | None = None, width: int | None = None, device: str = "cpu",
-           backend: str = "auto", *, max_pixels: int = MAX_OUTPUT_PIXELS, max_work: int = MAX_WORK) -> Decoded:
+           backend: str = "auto", *, max_pixels: int = MAX_OUTPUT_PIXELS, max_gaussians: int | None = None,
+           max_work: int | None = None) -> Decoded:
     """Bytes → image. Raises lgi_dictco.LgiFormatError for a bad file, DecodeError for a bad request."""
-    plan = prepare(data, scale, width, max_pixels=max_pixels, max_work=max_work)
+    plan = prepare(data, scale, width, max_pixels=max_pixels, max_gaussians=max_gaussians, max_work=max_work)
     return Decoded(image=render_plan(plan, device, backend), header=plan.header, chunk_bytes=plan.chunk_bytes)
 
 
 def decode_window(data: bytes, x0: float, y0: float, zoom: float, width: int, height: int, device: str = "cpu",
-                  backend: str = "auto", *, max_pixels: int = MAX_OUTPUT_PIXELS,
-                  max_work: int = MAX_WORK) -> Decoded:
+                  backend: str = "auto", *, max_pixels: int = MAX_OUTPUT_PIXELS, max_gaussians: int | None = None,
+                  max_work: int | None = None) -> Decoded:
     """Render one window of a ``.lgi`` file at ``width`` x ``height``: the part of the image whose unit-square
     coordinates are [x0, x0 + 1/zoom] x [y0, y0 + 1/zoom], as a crop of the image decoded at the scale
     ``zoom * width / stored width`` would show it, without rendering the rest.
@@ -267,38 +284,59 @@ def decode_window(data: bytes, x0: float, y0: float, zoom: float, width: int, he
     ``width / height`` should keep the stored aspect ratio: the window is the same fraction of both axes, so
     the Gaussians' shapes map to the view by one uniform scale. Raises as :func:`decode`.
     """
-    plan = prepare(data, window=(x0, y0, zoom, width, height), max_pixels=max_pixels, max_work=max_work)
+    plan = prepare(data, window=(x0, y0, zoom, width, height), max_pixels=max_pixels, max_gaussians=max_gaussians,
+                   max_work=max_work)
     return Decoded(image=render_plan(plan, device, backend), header=plan.header, chunk_bytes=plan.chunk_bytes,
                    params=plan.source_params)
 
 
 def info_report(data: bytes) -> dict:
-    """What `lgi info` shows of a ``.lgi`` file (less the file name). Raises lgi_dictco.LgiFormatError."""
+    """What `lgi info` shows of a ``.lgi`` file (less the file name), and what decoding it at its stored size
+    would cost against the default budget. A file over the budget's Gaussian count is described from its
+    header alone (``groups`` and ``classes.counts`` None): its streams are not decoded, as a decode would not.
+    Raises lgi_dictco.LgiFormatError."""
     import numpy as np
 
     from lgi_dictco import LgiFormatError
-    from lgi_dictco.gauss import decode_cost, decode_lgi, dequantize
+    from lgi_dictco.container import chunk_sizes
+    from lgi_dictco.gauss import MAGIC, decode_cost, decode_lgi, dequantize, read_header
 
-    p = decode_lgi(data)  # the container only: `lgi info` reports files whose values would not decode
-    h = p.header
+    h = read_header(data)
+    budget = DecodeBudget()
+    px = h.width * h.height
+    most = budget.gaussian_limit(px, px)
+    report = {"bytes": len(data), "bpp": len(data) * 8 / px, "width": h.width, "height": h.height,
+              "channels": h.channels, "color_space": h.color_space, "render_mode": h.render_mode, "topk": h.topk,
+              "gaussians": h.num_gaussians, "position_bits": list(h.pos_bits),
+              "classes": {"position_drop": list(h.class_drop), "counts": None}, "groups": None,
+              "chunks": dict(chunk_sizes(data, MAGIC)), "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians)}
+    decode_at_1 = {"gaussian_limit": most, "work": None, "intersections": None, "work_limit": None, "bands": None,
+                   "memory_bytes": None, "error": None}
+    report["decode"] = decode_at_1
+    if h.num_gaussians > most:
+        decode_at_1["error"] = (f"the file holds {h.num_gaussians} Gaussians, more than the default limit of "
+                                f"{most} (`max_gaussians`)")
+        return report
+    p = decode_lgi(data)  # the container and streams: `lgi info` reports files whose values would not decode
     groups = {}
     for name, g in (("shape", p.shape), ("color", p.color)):
         k = g.codebook.shape[0]
         groups[name] = {"codebook": k, "own_values": int(g.scalars.shape[0]), "lo": g.lo.tolist(),
                         "step": g.step.tolist(), "levels": g.levels2d.tolist(), "class_exp": g.exps.tolist()}
-    counts = np.bincount(p.class_ids(), minlength=h.num_classes).tolist()
+    report["groups"] = groups
+    report["classes"]["counts"] = np.bincount(p.class_ids(), minlength=h.num_classes).tolist()
+    report["chunks"] = p.chunk_bytes
     try:
         cost = decode_cost(dequantize(p), h, h.width, h.height)
-        decode_at_1 = {"work": cost.intersections, "bands": len(cost.bands()),
-                       "memory_bytes": cost.memory_bytes(cost.bands(), 0), "error": None}
     except LgiFormatError as exc:
-        decode_at_1 = {"work": None, "bands": None, "memory_bytes": None, "error": str(exc)}
-    return {"bytes": len(data), "bpp": len(data) * 8 / (h.width * h.height),
-            "width": h.width, "height": h.height, "channels": h.channels, "color_space": h.color_space,
-            "render_mode": h.render_mode, "topk": h.topk, "gaussians": h.num_gaussians,
-            "position_bits": list(h.pos_bits), "classes": {"position_drop": list(h.class_drop), "counts": counts},
-            "groups": groups, "chunks": p.chunk_bytes,
-            "bits_per_gaussian": len(data) * 8 / max(1, h.num_gaussians), "decode": decode_at_1}
+        decode_at_1["error"] = str(exc)
+        return report
+    limit = budget.work_limit(h.width, h.height, h.num_gaussians)
+    decode_at_1.update(work=cost.work, intersections=cost.intersections, work_limit=limit,
+                       bands=len(cost.bands()), memory_bytes=cost.memory_bytes(cost.bands(), 0))
+    if cost.work > limit:
+        decode_at_1["error"] = f"needs {cost.work} units of work, more than the default limit of {limit} (`max_work`)"
+    return report
 
 
 def to_png_bytes(image) -> bytes:

@@ -49,7 +49,7 @@ class LimitError(LgiError, ValueError):
     """A decode or encode that would exceed a safety limit (output pixels, rendering work).
 
     Attributes:
-        option: the argument that raises the limit (``"max_pixels"`` or ``"max_work"``).
+        option: the argument that raises the limit (``"max_pixels"``, ``"max_gaussians"`` or ``"max_work"``).
     """
 
     def __init__(self, message: str, option: str | None = None):

@@ -17,8 +17,12 @@ Importing this subpackage needs numpy only; torch loads in :func:`render` and :m
 """
 
 from lgi_dictco.gauss.decoder import (
+    GAUSSIANS_PER_PIXEL,
     MAX_OUTPUT_PIXELS,
-    MAX_WORK,
+    MIN_GAUSSIANS,
+    WORK_PER_GAUSSIAN,
+    WORK_PER_TILE,
+    DecodeBudget,
     DecodeCost,
     DecodedSet,
     decode,
@@ -27,6 +31,7 @@ from lgi_dictco.gauss.decoder import (
     render,
     render_bands,
     window,
+    work_weight,
 )
 from lgi_dictco.gauss.format import (
     COLOR_SPACES,
@@ -47,11 +52,15 @@ encode = encode_lgi
 __all__ = [
     "COLOR_SPACES",
     "MAGIC",
+    "GAUSSIANS_PER_PIXEL",
     "MAX_OUTPUT_PIXELS",
-    "MAX_WORK",
+    "MIN_GAUSSIANS",
     "OPPONENT",
     "RENDER_MODES",
     "VERSION",
+    "WORK_PER_GAUSSIAN",
+    "WORK_PER_TILE",
+    "DecodeBudget",
     "DecodeCost",
     "DecodedSet",
     "GroupCoding",
@@ -67,4 +76,5 @@ __all__ = [
     "render",
     "render_bands",
     "window",
+    "work_weight",
 ]

@@ -3,10 +3,11 @@
 ``lgi decode``, ``lgi app`` and the encoder (which renders its final image from its own bytes) all go
 through :func:`decode` and :func:`render`, so they show the same pixels on the same device.
 
-A decode's cost is known before anything renders (:func:`decode_cost`: the output pixels and an upper
-bound on the rasterizer's Gaussian-tile intersections, from the decoded parameters in numpy), so a
-caller can refuse a file beyond a budget (:data:`MAX_OUTPUT_PIXELS`, :data:`MAX_WORK`: the defaults of
-``lgi decode``) and draw a large output in bands of rows (:func:`render_bands`) in bounded memory.
+A decode's cost is known before anything renders, so a caller can refuse a file beyond a budget
+(:class:`DecodeBudget`, the defaults of every decoder of the format) and draw a large output in bands
+of rows (:func:`render_bands`) in bounded memory: the Gaussian count from the header alone (before a
+stream is decoded), then the output pixels and the rendering work, an upper bound on the rasterizer's
+Gaussian-tile intersections weighted by the blend's cost (:func:`decode_cost`, numpy only).
 """
 
 from __future__ import annotations
@@ -21,11 +22,20 @@ from lgi_dictco.gauss.quant import cell_centres, opponent_to_rgb, shape_features
 
 TILE = 16                       # the rasterizer's tile side (lgi_gsplat2d: 16 x 16 pixels)
 MAX_RADIUS = float(1 << 30)     # the rasterizer caps radii here (csrc/common.h: kMaxRadius)
-#: Default budgets of one decode (docs/format.md, "Decoder limits"; ``lgi decode --max-pixels/--max-work``).
+#: The decode budget's defaults (docs/reliability.md, "The decode budget"; ``lgi decode --max-pixels /
+#: --max-gaussians / --max-work``). They follow what the encoder makes, with headroom, so that time and
+#: memory follow the output's size, not what a forger can write into a few hundred bytes.
 MAX_OUTPUT_PIXELS = 1 << 28     # 268 M output pixels
-# 67 M Gaussian-tile intersections (each up to 256 pixel evaluations): 64 Gaussians per tile on average
-# over the largest output; real files have 27-48 (docs/format.md).
-MAX_WORK = 1 << 26
+#: Gaussians per pixel of the larger of the stored and the output size (the encoder's files at up to 2 bpp
+#: hold at most 0.050), but never fewer than MIN_GAUSSIANS: checked from the header before any stream.
+GAUSSIANS_PER_PIXEL = 0.125
+MIN_GAUSSIANS = 1 << 16
+#: Work, in units of about one sum-blended Gaussian-tile intersection of canvas-covering Gaussians (the
+#: costliest kind, ~0.1 us here): per 16 x 16 output tile (the encoder's files: at most 584 at
+#: their stored size), plus a few per Gaussian, so that a thumbnail, where every Gaussian still touches a
+#: tile, is not refused.
+WORK_PER_TILE = 1536
+WORK_PER_GAUSSIAN = 16
 #: The rasterizer's own limit per call (lgi_gsplat2d.MAX_INTERSECTIONS, MAX_PIXEL_SLOTS).
 RENDER_CALL_LIMIT = (1 << 31) - 1
 #: One band's renderer buffers (output, top-K slots, clamped and 8-bit copies) stay under this.
@@ -36,6 +46,41 @@ BAND_INTERSECTIONS = 1 << 25
 #: The largest |colour| a decoded Gaussian may have: ±2^20 is far outside any displayable value and
 #: keeps every sum the rasterizer forms (≤ 2^21 Gaussians × K weights) far inside float32.
 MAX_ABS_COLOR = float(1 << 20)
+
+
+def work_weight(slots: int) -> int:
+    """Units of work of one Gaussian-tile intersection: 1 for sum blending, 4 for top-K (``slots`` = K > 0).
+    Canvas-covering identical Gaussians, the costliest intersections, take 3.0-3.8 times as long top-K as
+    summed (K = 6, 10, 32; benchmarks/bench_decode_budget.py weights); ordinary files' top-K
+    intersections cost about what summed ones do, so the weight prices a forger's worst case."""
+    return 4 if slots else 1
+
+
+@dataclass(frozen=True)
+class DecodeBudget:
+    """What one decode may cost. ``None`` fields follow the request (the defaults above).
+
+    Attributes:
+        max_pixels: the most output pixels.
+        max_gaussians: the most Gaussians in the file (None: ``GAUSSIANS_PER_PIXEL`` per pixel of the larger
+            of the stored and the output size, at least ``MIN_GAUSSIANS``).
+        max_work: the most work (None: ``WORK_PER_TILE`` per output tile + ``WORK_PER_GAUSSIAN`` per Gaussian).
+    """
+
+    max_pixels: int = MAX_OUTPUT_PIXELS
+    max_gaussians: int | None = None
+    max_work: int | None = None
+
+    def gaussian_limit(self, stored_pixels: int, output_pixels: int) -> int:
+        if self.max_gaussians is not None:
+            return self.max_gaussians
+        return max(MIN_GAUSSIANS, int(GAUSSIANS_PER_PIXEL * max(stored_pixels, output_pixels)))
+
+    def work_limit(self, width: int, height: int, gaussians: int) -> int:
+        if self.max_work is not None:
+            return self.max_work
+        tiles = -(-width // TILE) * -(-height // TILE)
+        return WORK_PER_TILE * tiles + WORK_PER_GAUSSIAN * gaussians
 
 
 @dataclass
@@ -162,6 +207,11 @@ class DecodeCost:
     @property
     def pixels(self) -> int:
         return self.width * self.height
+
+    @property
+    def work(self) -> int:
+        """The priced work: intersections times :func:`work_weight` of the blend (what budgets limit)."""
+        return self.intersections * work_weight(self.slots)
 
     def bands(self, band_bytes: int = BAND_BYTES, band_rows: int | None = None) -> list[tuple[int, int]]:
         """Row ranges [y0, y1) to render one at a time; one range when the whole image fits a band.
