@@ -105,3 +105,14 @@ def test_a_build_says_so_and_a_wait_says_whose(tmp_path, capsys):
     (tmp_path / "lock").touch()  # what torch's cpp_extension holds while another process builds
     _backend._announce_build("the CPU kernels of lgi-gsplat2d", tmp_path)
     assert "waiting for another process building the CPU kernels" in capsys.readouterr().err
+
+
+def test_load_kernels_says_which_a_render_would_use():
+    import lgi_gsplat2d
+
+    assert lgi_gsplat2d.load_kernels("torch", "cpu") == "torch"
+    assert lgi_gsplat2d.load_kernels("auto", "cpu") in ("cpu", "torch")  # the reference where no build exists
+    with pytest.raises(ValueError, match="backend='cuda' needs CUDA tensors"):
+        lgi_gsplat2d.load_kernels("cuda", "cpu")
+    with pytest.raises(ValueError, match="backend must be"):
+        lgi_gsplat2d.load_kernels("gpu", "cpu")

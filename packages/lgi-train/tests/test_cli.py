@@ -106,7 +106,10 @@ def test_cosine_schedule_is_sized_to_the_time_budget(image_path, tmp_path):
     assert "schedule: cosine" in saved
     planned = int(next(line for line in saved.splitlines() if line.startswith("steps:")).split(":")[1])
     assert planned != 2000  # not the default: sized from the timing probe
-    assert summary["steps"] >= 1 and summary["seconds"] <= 2.5
+    assert summary["steps"] >= 1 and summary["stop_reason"] in ("steps", "max_seconds")
+    # The budget holds to within a step (work done, not a clock bound: it holds on a busy machine too).
+    assert summary["steps"] <= planned
+    assert summary["seconds"] <= 2 + 2 * summary["seconds"] / summary["steps"]
 
 
 def test_bad_input_leaves_no_run_folder(image_path, tmp_path):

@@ -243,3 +243,10 @@ def test_cli_messages_name_flags_where_the_api_names_arguments():
 
     assert cli_text("output 9x9 exceeds the limit (`max_pixels`)") == "output 9x9 exceeds the limit (--max-pixels)"
     assert cli_text("give `scale` or `width`") == "give --scale or --width"
+
+
+def test_the_docstring_examples_run():
+    import doctest
+
+    result = doctest.testmod(api, optionflags=doctest.NORMALIZE_WHITESPACE)
+    assert result.attempted >= 6 and result.failed == 0

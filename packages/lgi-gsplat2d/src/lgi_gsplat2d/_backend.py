@@ -448,3 +448,16 @@ def resolve(backend: str, device: torch.device, dtype: torch.dtype):
             _warned.add(kind)
             warnings.warn(f"lgi-gsplat2d: using the slow PyTorch reference: {exc}", RuntimeWarning, stacklevel=3)
         return "torch", None
+
+
+def load_kernels(backend: str = "auto", device: str = "cpu") -> str:
+    """Load now (building them on first use) the kernels a float32 render with ``backend`` on ``device``
+    would use, and return their kind: ``"cpu"``, ``"cuda"`` or ``"torch"`` (the reference). A caller that
+    times its work calls this first, so that loading is not counted as the work.
+
+    Raises:
+        ValueError: a backend that cannot draw on that device. BackendUnavailable: an explicit native
+            backend that does not load.
+    """
+    kind, _ = resolve(backend, torch.device(device), torch.float32)
+    return kind

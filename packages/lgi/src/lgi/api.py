@@ -127,8 +127,8 @@ def encode(image: Any, *, bpp: float | None = None, size: int | None = None, qua
     Example:
         >>> import numpy as np, lgi
         >>> gradient = np.linspace(0, 1, 48 * 64).reshape(48, 64)
-        >>> data = lgi.encode(gradient, size=400, effort="fast")
-        >>> len(data) <= 400 and lgi.decode(data).shape
+        >>> data = lgi.encode(gradient, size=800, effort="fast")
+        >>> len(data) <= 800 and lgi.decode(data).shape
         (48, 64, 1)
     """
     return encode_details(image, bpp=bpp, size=size, quality=quality, gaussians=gaussians, effort=effort,
@@ -202,7 +202,7 @@ def decode(data: Any, *, scale: float | None = None, width: int | None = None, m
 
     Example:
         >>> import numpy as np, lgi
-        >>> data = lgi.encode(np.full((32, 48, 3), 0.25), gaussians=8, effort="fast")
+        >>> data = lgi.encode(np.ones((32, 48, 3)) * (0.2, 0.5, 0.8), gaussians=8, effort="fast")
         >>> lgi.decode(data, scale=2).shape
         (64, 96, 3)
     """

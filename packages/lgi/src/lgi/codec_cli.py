@@ -296,13 +296,11 @@ def _load_renderer(device: str, backend: str) -> tuple[str, float]:
     t0 = time.perf_counter()
     name = renderer(device, backend)  # DecodeError where --backend native cannot load
     if name == "torch":
-        import torch
-
-        from lgi_gsplat2d import _backend
+        import lgi_gsplat2d
 
         try:
-            _backend.resolve(backend, torch.device(device), torch.float32)
-        except (ValueError, _backend.BackendUnavailable):
+            lgi_gsplat2d.load_kernels(backend, device)
+        except (ValueError, lgi_gsplat2d.BackendUnavailable):
             pass  # the render raises it, with its own message
     return name, time.perf_counter() - t0
 
