@@ -6,8 +6,8 @@
 
 ``real``: for every ``.lgi`` under the folders (e.g. ``bench_encoder.py run --keep DIR``), its Gaussians
 per stored pixel and, at 1/8, 1/4, 1, 4 and 16 times its size, the priced work per output tile and against
-the default ceilings (``lgi_dictco.gauss.DecodeBudget``): results/decode_budget_real.csv, and a summary
-of the largest ratios per rate. ``forged``: files a forger writes from the format's primitives (identical
+the default ceilings (``lgi_dictco.gauss.DecodeBudget``): results/decode_budget_real.csv and .png, and a
+summary of the largest ratios per rate. ``forged``: files a forger writes from the format's primitives (identical
 Gaussians in one cell: canvas-covering, tiny, or in between), the largest each default ceiling admits
 and one more, each decoded in a fresh process as ``lgi.decode`` does it: refused (and how fast) or drawn
 (seconds per output megapixel, peak memory): results/decode_budget_forged.csv. ``weights``: the time of one
@@ -60,7 +60,8 @@ def real(folders: list[str]) -> None:
                                                                                     plan.width * plan.height)})
     out = RESULTS / "decode_budget_real.csv"
     write_csv(out, rows)
-    print(f"{len(paths)} files; wrote {out}")
+    _plot_real(rows, RESULTS / "decode_budget_real.png")
+    print(f"{len(paths)} files; wrote {out} and decode_budget_real.png")
     by = {}
     for r in rows:
         by.setdefault(r["rate"], []).append(r)
@@ -71,6 +72,34 @@ def real(folders: list[str]) -> None:
         print(f"{rate} | {len(at1)} | {max(r['gaussians_per_pixel'] for r in at1):.4f} | "
               f"{max(r['work_per_tile'] for r in at1):.1f} | {worst['work_share']:.3f} ({worst['scale']:g}x) | "
               f"{max(r['gaussian_share'] for r in rs):.3f}")
+
+
+def _plot_real(rows: list[dict], path: Path) -> None:
+    """Each real file's share of the default work and count limits against the output scale, by rate."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    rates = sorted({r["rate"] for r in rows}, key=lambda x: float(x or 0))
+    for i, rate in enumerate(rates):
+        rs = [r for r in rows if r["rate"] == rate]
+        for ax, key in zip(axes, ("work_share", "gaussian_share")):
+            ax.scatter([float(r["scale"]) * (1 + 0.04 * (i - 2)) for r in rs], [float(r[key]) for r in rs], s=6,
+                       label=f"{rate} bpp", alpha=0.6)
+    for ax, name in zip(axes, ("share of the default work limit", "share of the default count limit")):
+        ax.set_xscale("log")
+        ax.axhline(1.0, color="red", lw=1)
+        ax.set_xlabel("output scale (x the stored size)")
+        ax.set_ylabel(name)
+        ax.set_ylim(0, 1.1)
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("The encoder's own Kodak files under the default decode budget (1.0 = refused)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 _DECODE = """
