@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -313,3 +314,13 @@ def test_lgi_decode_loads_no_torch(native_lib, tmp_path):
     report = json.loads(res.stdout)
     assert report["renderer"] == "native" and report["width"] == 96
     assert out.read_bytes() == _png(prepare(data), "cpu")
+
+
+def test_the_tile_is_named_once_and_mirrored_where_a_leaf_cannot_import_it():
+    """lgi_gsplat2d.TILE is the rasterizer's kTile; lgi-dictco (a leaf) prices work with its own copy."""
+    import re
+
+    from lgi_dictco.gauss import decoder
+
+    common = (Path(lgi_gsplat2d.__file__).parent / "csrc" / "common.h").read_text()
+    assert int(re.search(r"constexpr int kTile = (\d+);", common).group(1)) == lgi_gsplat2d.TILE == decoder.TILE

@@ -19,6 +19,8 @@ import math
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from .native import TILE
+
 __all__ = ["project_gaussians_2d_scale_rot", "rasterize_gaussians_sum", "rasterize_gaussians_no_tiles", "render"]
 
 CUTOFF = 9.0        # q <= 9: 3 sigma
@@ -76,7 +78,7 @@ def project_gaussians_2d_scale_rot(means, scales, rotations, height, width, tile
     return xys, radii, conics, tiles
 
 
-def tiles_hit(xys: torch.Tensor, radii: torch.Tensor, height: int, width: int, tile: int = 16):
+def tiles_hit(xys: torch.Tensor, radii: torch.Tensor, height: int, width: int, tile: int = TILE):
     """(radii, tiles) [N] int32: the radii with 0 for Gaussians whose pixel box misses the canvas, and the
     number of ``tile``-pixel tiles each box touches (what the projection returns as ``num_tiles_hit``)."""
     j0, j1, i0, i1, empty = pixel_boxes(xys, radii, height, width)

@@ -42,6 +42,7 @@ import torch
 from . import _reference
 from ._autograd import MODES, ProjectGaussians, RasterizeNoTiles, RasterizeTiles
 from ._backend import resolve
+from .native import TILE as _TILE  # the rasterizer's tile side, in pixels (named once: native.TILE)
 from .native import RenderLimitError
 
 __all__ = ["MAX_INTERSECTIONS", "MAX_PIXEL_SLOTS", "RenderLimitError", "project_gaussians_2d_scale_rot",
@@ -51,7 +52,6 @@ __all__ = ["MAX_INTERSECTIONS", "MAX_PIXEL_SLOTS", "RenderLimitError", "project_
 _MAX_K = 32
 MAX_PIXEL_SLOTS = (1 << 31) - 1     # height * width * k, the top-K buffers' 32-bit index space
 MAX_INTERSECTIONS = (1 << 31) - 1   # Gaussian-tile pairs of one call, the tile lists' 32-bit offsets
-_TILE = 16                          # the rasterizer's tile side, in pixels
 
 
 def _check_limits(height: int, width: int, k: int, num_tiles_hit: torch.Tensor | None = None) -> None:

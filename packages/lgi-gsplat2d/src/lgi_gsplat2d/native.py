@@ -41,6 +41,8 @@ __all__ = ["ABI", "BackendUnavailable", "RenderLimitError", "available", "librar
 
 ABI = 1  # csrc/native.cpp: lgi_native_abi()
 MODES = {"sum": 0, "topk": 1, "topk-hard": 2}  # csrc/common.h: Mode
+#: The rasterizer's tile side in pixels (csrc/common.h: kTile), the one Python home of it: lgi_gsplat2d.TILE.
+TILE = 16
 MAX_K = 32
 
 _CSRC = Path(__file__).resolve().parent / "csrc"

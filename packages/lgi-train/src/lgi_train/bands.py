@@ -21,10 +21,11 @@ from collections.abc import Callable
 
 import torch
 
+from lgi_gsplat2d import TILE
+
 #: Renders of more pixels than this go in bands of at most this many pixels (whole rows, a multiple of
 #: the rasterizer's 16-pixel tiles): about 0.5 GB of top-K buffers and images a band at K = 10.
 BAND_PIXELS = 1 << 22
-_TILE = 16
 
 Rows = tuple[int, int]
 
@@ -35,7 +36,7 @@ def row_bands(height: int, width: int, band_pixels: int | None = None) -> list[R
     limit = BAND_PIXELS if band_pixels is None else band_pixels
     if height * width <= limit:
         return [(0, height)]
-    rows = max(_TILE, limit // width // _TILE * _TILE)
+    rows = max(TILE, limit // width // TILE * TILE)
     return [(y, min(y + rows, height)) for y in range(0, height, rows)]
 
 

@@ -20,7 +20,9 @@ from lgi_dictco.errors import LgiFormatError
 from lgi_dictco.gauss.format import LgiHeader, LgiPayload, decode_lgi
 from lgi_dictco.gauss.quant import cell_centres, opponent_to_rgb, shape_features_to_params
 
-TILE = 16                       # the rasterizer's tile side (lgi_gsplat2d: 16 x 16 pixels)
+# The rasterizer's tile side, lgi_gsplat2d.TILE: this leaf cannot import it, so it mirrors it, and
+# packages/lgi/tests/test_decode_budgets.py checks the two equal (and equal to csrc/common.h's kTile).
+TILE = 16
 MAX_RADIUS = float(1 << 30)     # the rasterizer caps radii here (csrc/common.h: kMaxRadius)
 #: The decode budget's defaults (docs/reliability.md, "The decode budget"; ``lgi decode --max-pixels /
 #: --max-gaussians / --max-work``). They follow what the encoder makes, with headroom, so that time and
