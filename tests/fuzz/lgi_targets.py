@@ -254,9 +254,10 @@ def check(data: bytes, *, scale=None, band_rows=None, max_pixels=FUZZ_PIXELS, ma
         return "error"
     (plan, image), (_, again) = first, second
     assert not isinstance(second, str)
-    assert image.shape == (plan.header.channels, plan.height, plan.width)
-    assert plan.width * plan.height <= max_pixels and plan.work <= plan.limits[1]
-    assert max_work is None or plan.limits[1] == max_work
-    assert torch.isfinite(image).all() and image.min() >= 0 and image.max() <= 1
+    assert image.shape == (plan.header.channels, plan.height, plan.width), ("shape", tuple(image.shape))
+    assert plan.width * plan.height <= max_pixels and plan.work <= plan.limits[1], ("budget", plan.work, plan.limits)
+    assert max_work is None or plan.limits[1] == max_work, ("work limit", plan.limits, max_work)
+    assert bool(torch.isfinite(image).all()), ("non-finite pixels", int((~torch.isfinite(image)).sum()))
+    assert image.min() >= 0 and image.max() <= 1, ("range", float(image.min()), float(image.max()))
     assert torch.equal(image, again), "two decodes differ"
     return "image"

@@ -128,7 +128,12 @@ def worker(target: str, examples: int, hang: float, minutes: float | None = None
     except _OutOfTime:
         pass
     except Exception as exc:  # noqa: BLE001 - a falsified property or anything unexpected: report it
-        crash = f"{type(exc).__name__}: {str(exc)[:2000]}"
+        import traceback
+
+        where = traceback.extract_tb(exc.__traceback__)[-1]
+        notes = " ".join(getattr(exc, "__notes__", []))  # Hypothesis's falsifying example
+        crash = f"{type(exc).__name__}: {str(exc)[:1000]} at {Path(where.filename).name}:{where.lineno} " \
+                f"({where.line}); {notes[:3000]}"
     return {"target": target, "inputs": stats.inputs, "outcomes": stats.kinds, "crashes": int(crash is not None),
             "crash": crash, "hangs": stats.hangs, "slowest_s": round(stats.slowest, 3),
             "slowest_cpu_s": round(stats.slowest_cpu, 3),
