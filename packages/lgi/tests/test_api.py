@@ -135,7 +135,6 @@ def test_the_apis_tables_are_the_encoders():
 
 
 BAD_IMAGES = [
-    (np.zeros((8, 8, 4), np.uint8), lgi.ImageInputError, "stores no alpha"),
     (np.zeros((8, 8, 5), np.uint8), lgi.ImageInputError, "shape"),
     (np.zeros((2, 8, 8, 3), np.uint8), lgi.ImageInputError, "shape"),
     (np.zeros((8, 8), np.int32), lgi.ImageInputError, "int32"),
@@ -152,6 +151,17 @@ BAD_IMAGES = [
 def test_bad_images_are_typed_errors(image, error, message):
     with pytest.raises(error, match=message):
         lgi.encode(image, **FAST)
+
+
+def test_an_alpha_channel_is_composited_over_white_as_for_files(pictures):
+    """One loader for every input: an (H, W, 4) array is taken as an RGBA PIL image (or PNG) would be."""
+    picture, as_u8 = pictures
+    rgba = np.concatenate([as_u8(picture()), np.tile(np.linspace(0, 255, 80, dtype=np.uint8), (48, 1))[..., None]], 2)
+    data = lgi.encode(rgba, gaussians=12, **FAST)
+    assert data == lgi.encode(Image.fromarray(rgba, "RGBA"), gaussians=12, **FAST)
+    x = rgba.astype(np.float32) / np.float32(255)
+    white = np.clip(x[..., :3] * x[..., 3:] + (1 - x[..., 3:]), 0, 1)  # over white, in float32 as the loader
+    assert data == lgi.encode(white, gaussians=12, **FAST)
 
 
 def test_a_file_that_is_not_an_image(tmp_path):

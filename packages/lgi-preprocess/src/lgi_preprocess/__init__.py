@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "PreprocessError": "lgi_preprocess.errors",
+    "ImageTooLarge": "lgi_preprocess.errors",
     "load_image": "lgi_preprocess._io",
     "decode_image": "lgi_preprocess._io",
     "as_rgb_float": "lgi_preprocess._io",
@@ -40,7 +41,7 @@ _EXPORTS = {
 }
 
 __all__ = [  # grouped by module, as _EXPORTS
-    "__version__", "PreprocessError", "load_image", "decode_image", "as_rgb_float", "DEFAULT_BACKGROUND", "entropy_map",
+    "__version__", "PreprocessError", "ImageTooLarge", "load_image", "decode_image", "as_rgb_float", "DEFAULT_BACKGROUND", "entropy_map",
     "gradient_map", "texture_map", "saliency_map", "slic_segments", "distance_map", "skeleton_map",
     "placement_map", "to_gray", "MAP_NAMES", "DEFAULT_WEIGHTS", "SlicGaussians", "generate_slic_gaussians",
     "sample_positions", "ImagePreprocessor", "PreprocessConfig", "PreprocessResult", "RunResult", "MODES",
@@ -49,7 +50,7 @@ __all__ = [  # grouped by module, as _EXPORTS
 
 if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from lgi_preprocess._io import DEFAULT_BACKGROUND, as_rgb_float, decode_image, load_image
-    from lgi_preprocess.errors import PreprocessError
+    from lgi_preprocess.errors import ImageTooLarge, PreprocessError
     from lgi_preprocess.gaussians import SlicGaussians, generate_slic_gaussians, sample_positions
     from lgi_preprocess.maps import (
         DEFAULT_WEIGHTS,

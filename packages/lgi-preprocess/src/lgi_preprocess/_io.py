@@ -21,7 +21,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from lgi_preprocess.errors import PreprocessError
+from lgi_preprocess.errors import ImageTooLarge, PreprocessError
 
 #: Transparent pixels are composited over this colour (RGB in [0, 1]): white, as image viewers show them.
 DEFAULT_BACKGROUND: tuple[float, float, float] = (1.0, 1.0, 1.0)
@@ -139,8 +139,8 @@ def _check_pixels(size: tuple[int, int], name: str, max_pixels: int | None = Non
         raise PreprocessError(f"{name}: image has no pixels ({w}x{h})")
     if max_pixels is not None:
         if w * h > max_pixels:
-            raise PreprocessError(f"{name}: refused, {w}x{h} = {w * h} pixels is more than the limit of "
-                                  f"{max_pixels} (--max-pixels raises it, if the memory is there)")
+            raise ImageTooLarge(f"{name}: refused, {w}x{h} = {w * h} pixels is more than the limit of "
+                                f"{max_pixels} (--max-pixels raises it, if the memory is there)", w, h, max_pixels)
         return
     limit = Image.MAX_IMAGE_PIXELS
     if limit is not None and w * h > limit:

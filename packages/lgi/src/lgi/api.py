@@ -105,10 +105,11 @@ def encode(image: Any, *, bpp: float | None = None, size: int | None = None, qua
     """Encode an image into ``.lgi`` bytes at or under the size asked for.
 
     Args:
-        image: a path, a ``PIL.Image.Image`` (alpha composited over white, 16-bit and palettes handled as
-            ``lgi encode`` does for files), or an array: (H, W) or (H, W, 1) gray, (H, W, 3) RGB, of
-            uint8, uint16 or float in [0, 1]; a torch tensor [C, H, W] in [0, 1] is taken as it is. A gray
-            image (one channel, or three equal ones) is coded as one channel.
+        image: a path, a ``PIL.Image.Image`` or an array: (H, W) or (H, W, 1) gray, (H, W, 3) RGB,
+            (H, W, 4) RGBA, of uint8, uint16, bool or float in [0, 1]; or a torch tensor [C, H, W] in
+            [0, 1]. All go through the one image loader of ``lgi encode`` (``lgi_preprocess``): alpha is
+            composited over white, 16-bit and palettes are kept at their depth. A gray image (one channel,
+            or three equal ones) is coded as one channel.
         bpp: bits per pixel (the file lands at or under it). At most one of ``bpp``, ``size`` (bytes),
             ``quality`` (``"low"`` 0.25, ``"medium"`` 0.5, ``"high"`` 1.0, ``"max"`` 1.5 bpp) and
             ``gaussians`` (a fixed count, no rate control); none: 0.5 bpp.
@@ -274,82 +275,35 @@ def _check_device(device: str) -> None:
 
 
 def _target(image: Any, max_pixels: int):
-    """Any accepted image → [3 or 1, H, W] float32 torch tensor in [0, 1] (see :func:`encode`)."""
+    """Any accepted image → [3, H, W] float32 torch tensor in [0, 1] (see :func:`encode`), through the one
+    image loader of LGI (``lgi_preprocess.load_image`` for paths and PIL images, ``as_rgb_float`` for
+    arrays: EXIF, alpha over white, 16-bit, palettes and dtypes handled there, once)."""
     import numpy as np
     import torch
     from PIL import Image
+
+    from lgi_preprocess import ImageTooLarge, PreprocessError, as_rgb_float, load_image
 
     if isinstance(image, torch.Tensor):
         if image.ndim != 3 or image.shape[0] not in (1, 3) or not image.is_floating_point():
             raise ImageInputError(f"a tensor image must be [C, H, W] float with C = 1 or 3, got "
                                   f"{list(image.shape)} {image.dtype}")
-        _check_size(image.shape[2], image.shape[1], max_pixels)
-        return _checked_float(image.detach().float().cpu().contiguous())
-    if isinstance(image, (str, os.PathLike, Image.Image)):
-        return _load(image, max_pixels)
-    if not isinstance(image, np.ndarray):
+        image = image.detach().cpu().permute(1, 2, 0).numpy()
+    elif not isinstance(image, (str, os.PathLike, Image.Image, np.ndarray)):
         raise ImageInputError(f"an image is a path, a PIL image or an array, not {type(image).__name__}")
-    arr = image
-    if arr.ndim == 3 and arr.shape[2] in (1, 3):
-        arr = arr.transpose(2, 0, 1)
-    elif arr.ndim == 2:
-        arr = arr[None]
-    elif arr.ndim == 3 and arr.shape[2] in (2, 4):
-        raise ImageInputError(f"an array of {arr.shape[2]} channels: LGI stores no alpha; composite the image or "
-                              "drop the alpha channel first (a PIL image in mode RGBA is composited over white)")
-    else:
-        raise ImageInputError(f"an image array is (H, W), (H, W, 1) or (H, W, 3), got shape {arr.shape}")
-    _check_size(arr.shape[2], arr.shape[1], max_pixels)
-    if arr.dtype == np.uint8:
-        x = arr.astype(np.float32) / 255
-    elif arr.dtype == np.uint16:
-        x = arr.astype(np.float32) / 65535
-    elif arr.dtype.kind == "f":
-        x = arr.astype(np.float32)
-    else:
-        raise ImageInputError(f"an image array is uint8, uint16 or float in [0, 1], not {arr.dtype}")
-    return _checked_float(torch.from_numpy(np.ascontiguousarray(x)))
-
-
-def _checked_float(x):
-    import torch
-
-    if not bool(torch.isfinite(x).all()):
-        raise ImageInputError("the image holds NaN or infinite values")
-    lo, hi = float(x.min()), float(x.max())
-    if lo < 0 or hi > 1:
-        raise ImageInputError(f"a float image holds values in [0, 1], got {lo:.4g} .. {hi:.4g}")
-    return x
-
-
-def _check_size(width: int, height: int, max_pixels: int) -> None:
-    if width < 1 or height < 1:
-        raise ImageInputError(f"the image has no pixels ({width}x{height})")
-    if width * height > max_pixels:
-        raise LimitError(f"the image is {width}x{height} = {width * height} pixels, more than the limit of "
-                         f"{max_pixels} (`max_pixels` raises it, if the memory is there)", "max_pixels")
-
-
-def _load(image, max_pixels: int):
-    """A path or PIL image through the one image loader of ``lgi encode`` (EXIF, alpha, 16-bit, palette)."""
-    from PIL import Image
-
-    from lgi_train.runs import ImageError, load_target
-
-    if isinstance(image, Image.Image):
-        _check_size(*image.size, max_pixels)
-    else:
-        try:
-            with Image.open(image) as im:
-                size = im.size
-        except Exception:  # noqa: BLE001 - not readable here: the loader says why, in its words
-            size = None
-        if size is not None:
-            _check_size(*size, max_pixels)
     try:
-        return load_target(image, max_pixels)
-    except ImageError as exc:
+        if isinstance(image, np.ndarray):
+            if image.ndim >= 2 and image.shape[0] * image.shape[1] > max_pixels:
+                raise ImageTooLarge("", image.shape[1], image.shape[0], max_pixels)
+            rgb = as_rgb_float(image)
+        else:
+            rgb = load_image(image, max_pixels=max_pixels)  # refused from the header above max_pixels
+    except ImageTooLarge as exc:
+        raise LimitError(f"the image is {exc.width}x{exc.height} = {exc.width * exc.height} pixels, more than the "
+                         f"limit of {exc.limit} (`max_pixels` raises it, if the memory is there)", "max_pixels") from None
+    except PreprocessError as exc:
         raise ImageInputError(str(exc)) from None
+    return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).contiguous()
 
 
 class _progress_display:
