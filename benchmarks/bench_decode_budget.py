@@ -35,7 +35,7 @@ SCALES = (0.125, 0.25, 1.0, 4.0, 16.0)
 
 def real(folders: list[str]) -> None:
     from lgi.decoding import prepare
-    from lgi_dictco.gauss import DecodeBudget, read_header
+    from lgi_dictco.gauss import read_header
 
     rows = []
     paths = sorted(p for folder in folders for p in Path(folder).rglob("*.lgi"))
@@ -48,7 +48,6 @@ def real(folders: list[str]) -> None:
             if w * hh > 1 << 28:
                 continue
             plan = prepare(data, scale)
-            budget = DecodeBudget()
             tiles = math.ceil(plan.width / 16) * math.ceil(plan.height / 16)
             rows.append({"file": path.name, "rate": rate.group(1) if rate else "", "width": h.width,
                          "height": h.height, "gaussians": h.num_gaussians, "topk": plan.cost.slots,
@@ -56,8 +55,7 @@ def real(folders: list[str]) -> None:
                          "intersections": plan.cost.intersections, "work": plan.work,
                          "work_per_tile": plan.work / tiles, "work_limit": plan.limits[1],
                          "work_share": plan.work / plan.limits[1], "gaussian_limit": plan.limits[0],
-                         "gaussian_share": h.num_gaussians / budget.gaussian_limit(h.width * h.height,
-                                                                                    plan.width * plan.height)})
+                         "gaussian_share": h.num_gaussians / plan.limits[0]})
     out = RESULTS / "decode_budget_real.csv"
     write_csv(out, rows)
     _plot_real(rows, RESULTS / "decode_budget_real.png")
@@ -122,21 +120,9 @@ print(json.dumps({"result": result, "import_s": t1 - t0, "decode_s": t2 - t1, "p
 def _forged_cases():
     """(name, bytes, scale): the largest each default ceiling admits, and one more."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "fuzz"))
-    from lgi_targets import payload_file
+    from lgi_targets import covering_at_limit, payload_file
 
-    from lgi_dictco.gauss import (
-        GAUSSIANS_PER_PIXEL,
-        MIN_GAUSSIANS,
-        WORK_PER_GAUSSIAN,
-        WORK_PER_TILE,
-        work_weight,
-    )
-
-    def covering_at_limit(w, h, slots):
-        tiles, n = math.ceil(w / 16) * math.ceil(h / 16), 1
-        while math.ceil((n + 1) * tiles * work_weight(slots)) <= WORK_PER_TILE * tiles + WORK_PER_GAUSSIAN * (n + 1):
-            n += 1
-        return n
+    from lgi_dictco.gauss import GAUSSIANS_PER_PIXEL, MIN_GAUSSIANS
 
     cases = []
     for mode, k in (("sum", 10), ("topk", 10), ("topk", 32)):

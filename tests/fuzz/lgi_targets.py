@@ -62,6 +62,15 @@ def raw_stream(kind: int, alphabet: int, first: int, diffs: list[int], payload: 
     return bytes([kind]) + write_varint(len(model)) + model + write_varint(n) + payload + raw
 
 
+def covering_at_limit(width: int, height: int, slots: int) -> int:
+    """The most canvas-covering Gaussians whose work fits the default decode budget at width x height (top-K
+    ``slots`` = K, 0 for sum): n·tiles·weight <= WORK_PER_TILE·tiles + WORK_PER_GAUSSIAN·n, in integers."""
+    from lgi_dictco.gauss import WORK_PER_GAUSSIAN, WORK_PER_TILE, work_weight
+
+    tiles = -(-width // 16) * -(-height // 16)
+    return WORK_PER_TILE * tiles // (tiles * work_weight(slots) - WORK_PER_GAUSSIAN)
+
+
 def payload_file(n: int, width: int, height: int, *, log_scale=(-5.0, -2.0), mode: str = "topk", k: int = 10,
                  channels: int = 3, color_space: str | None = None, same: bool = False, seed: int = 0,
                  color_lo: float = 0.0, color_step: float = 1 / 63, color_levels: int = 64,

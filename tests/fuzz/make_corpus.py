@@ -9,7 +9,6 @@ names the outcome under the default budgets of `lgi decode`: the start of the on
 
 from __future__ import annotations
 
-import math
 import sys
 from pathlib import Path
 
@@ -18,17 +17,11 @@ sys.path.insert(0, str(HERE))
 
 import numpy as np  # noqa: E402
 from corpus_files import write_corpus  # noqa: E402
-from lgi_targets import container, head_bytes, payload_file, raw_stream  # noqa: E402
+from lgi_targets import container, covering_at_limit, head_bytes, payload_file, raw_stream  # noqa: E402
 
 from lgi_dictco.bitio import write_varint  # noqa: E402
 from lgi_dictco.entropy import encode_stream  # noqa: E402
-from lgi_dictco.gauss import (  # noqa: E402
-    GAUSSIANS_PER_PIXEL,
-    MIN_GAUSSIANS,
-    WORK_PER_GAUSSIAN,
-    WORK_PER_TILE,
-    work_weight,
-)
+from lgi_dictco.gauss import GAUSSIANS_PER_PIXEL, MIN_GAUSSIANS  # noqa: E402
 
 OUT = HERE / "corpus" / "lgi"
 
@@ -68,9 +61,7 @@ def corpus() -> dict[str, tuple[bytes, str]]:
     most = int(GAUSSIANS_PER_PIXEL * 1024 * 1024)
     for n, outcome in ((most, "decodes 1024x1024"), (most + 1, f"the file holds {most + 1} Gaussians")):
         files[f"count_{n}_of_1024x1024"] = (payload_file(n, 1024, 1024, log_scale=(-40, -39.9), same=True), outcome)
-    tiles, n = 48 * 32, 1
-    while math.ceil((n + 1) * tiles * work_weight(10)) <= WORK_PER_TILE * tiles + WORK_PER_GAUSSIAN * (n + 1):
-        n += 1
+    n = covering_at_limit(768, 512, 10)
     for m, outcome in ((n, "decodes 768x512"), (n + 1, f"drawing 768x512 from {n + 1} Gaussians needs up to")):
         files[f"work_covering_{m}_topk10"] = (payload_file(m, 768, 512, log_scale=(2, 2.01), same=True), outcome)
     # Memory: the largest stored canvas with K = 32 (11+ GB of top-K buffers unbanded); a few Gaussians.

@@ -1,9 +1,12 @@
-"""Bounded `.lgi` decoding: the cost known before rendering, the budgets, and banded rendering."""
+"""Bounded `.lgi` decoding: the cost known before rendering, the budget (issue 41: it follows the request,
+every decoder applies it, a file just under each ceiling decodes and one just over is refused in one line
+naming the argument that raises it), and banded rendering."""
 
 from __future__ import annotations
 
 import io
 import json
+import math
 import os
 import subprocess
 import sys
@@ -15,10 +18,11 @@ import torch
 from click.testing import CliRunner
 from PIL import Image
 
+import lgi
 import lgi_gsplat2d
 from lgi import decoding
 from lgi.cli import cli
-from lgi.decoding import DecodeError, prepare, render_plan, renderer, to_png_bytes, write_png
+from lgi.decoding import DecodeError, info_report, prepare, render_plan, renderer, to_png_bytes, write_png
 from lgi_dictco import LgiFormatError
 from lgi_dictco.gauss import (
     GAUSSIANS_PER_PIXEL,
@@ -26,6 +30,7 @@ from lgi_dictco.gauss import (
     MIN_GAUSSIANS,
     WORK_PER_GAUSSIAN,
     WORK_PER_TILE,
+    DecodeBudget,
     GroupCoding,
     LgiHeader,
     LgiPayload,
@@ -324,3 +329,107 @@ def test_the_tile_is_named_once_and_mirrored_where_a_leaf_cannot_import_it():
 
     common = (Path(lgi_gsplat2d.__file__).parent / "csrc" / "common.h").read_text()
     assert int(re.search(r"constexpr int kTile = (\d+);", common).group(1)) == lgi_gsplat2d.TILE == decoder.TILE
+
+
+# --- the default budget (issue 41): it follows the request; just under each ceiling decodes, one over is refused
+
+def test_the_defaults_follow_the_request():
+    budget = DecodeBudget()
+    assert budget.gaussian_limit(768 * 512, 768 * 512) == max(MIN_GAUSSIANS, int(GAUSSIANS_PER_PIXEL * 768 * 512))
+    assert budget.gaussian_limit(64 * 64, 4096 * 4096) == int(GAUSSIANS_PER_PIXEL * 4096 * 4096)  # drawn larger
+    assert budget.gaussian_limit(64 * 64, 16) == MIN_GAUSSIANS
+    assert budget.work_limit(768, 512, 5000) == WORK_PER_TILE * 48 * 32 + WORK_PER_GAUSSIAN * 5000
+    assert budget.work_limit(17, 1, 0) == WORK_PER_TILE * 2  # partial tiles count whole
+    assert DecodeBudget(max_gaussians=7, max_work=9).gaussian_limit(1, 1) == 7
+    assert DecodeBudget(max_gaussians=7, max_work=9).work_limit(1, 1, 1) == 9
+    assert work_weight(0) == 1 and work_weight(6) == work_weight(32) == 4
+
+
+def test_a_count_just_under_the_ceiling_decodes_and_one_over_is_refused_from_the_header(monkeypatch):
+    """64x64 of invisible Gaussians: the limit there is MIN_GAUSSIANS. Over it, no stream is decoded."""
+    under = invisible(MIN_GAUSSIANS)
+    over = invisible(MIN_GAUSSIANS + 1)
+    assert prepare(under).header.num_gaussians == MIN_GAUSSIANS
+    import lgi_dictco.gauss as gauss
+
+    def no_streams(data):
+        raise AssertionError("decoded the streams of a file refused by its header")
+
+    monkeypatch.setattr(gauss, "decode_lgi", no_streams)
+    with pytest.raises(DecodeError, match=f"the file holds {MIN_GAUSSIANS + 1} Gaussians, more than the limit of "
+                                          f"{MIN_GAUSSIANS} for a 64x64 image drawn at 64x64 \\(`max_gaussians`"):
+        prepare(over)
+    report = info_report(over)  # `lgi info` describes it from its header, as a decode would refuse it
+    assert report["groups"] is None and "`max_gaussians`" in report["decode"]["error"]
+    monkeypatch.undo()
+    assert prepare(over, max_gaussians=MIN_GAUSSIANS + 1).header.num_gaussians == MIN_GAUSSIANS + 1
+
+
+def _covering_count_at_the_limit(width: int, height: int, slots: int) -> int:
+    """The most canvas-covering Gaussians whose work fits the default ceiling at width x height: n with
+    n·tiles·weight <= WORK_PER_TILE·tiles + WORK_PER_GAUSSIAN·n (integers, so a floor division)."""
+    tiles = math.ceil(width / 16) * math.ceil(height / 16)
+    return WORK_PER_TILE * tiles // (tiles * work_weight(slots) - WORK_PER_GAUSSIAN)
+
+
+def covering(n: int, mode: str, k: int) -> bytes:
+    """n identical canvas-covering Gaussians on a 768x512 canvas (a few hundred bytes for any n)."""
+    return make_file(n=n, width=768, height=512, log_scale=(2, 2.01), mode=mode, k=k, same=True)
+
+
+def invisible(n: int) -> bytes:
+    """n identical Gaussians far smaller than a pixel, on a 64x64 canvas."""
+    return make_file(n=n, width=64, height=64, log_scale=(-40, -39.9), same=True)
+
+
+@pytest.mark.parametrize("mode,k", [("topk", 10), ("topk", 32), ("sum", 10)])
+def test_work_just_under_the_ceiling_decodes_and_just_over_is_refused(mode, k):
+    slots = 0 if mode == "sum" else k
+    n = _covering_count_at_the_limit(768, 512, slots)
+    plan = prepare(covering(n, mode, k))
+    assert plan.cost.intersections == n * 48 * 32 and plan.work <= plan.limits[1]
+    with pytest.raises(DecodeError, match=r"more than the work limit of \d+ \(`max_work`; raise it"):
+        prepare(covering(n + 1, mode, k))
+    # Drawn larger, the allowance grows with the tiles (canvas-covering Gaussians cost the same per tile;
+    # the per-Gaussian share of the allowance is spread thinner, so a few fewer fit).
+    m = _covering_count_at_the_limit(1536, 1024, slots)
+    twice = prepare(covering(m, mode, k), scale=2)
+    assert twice.limits[1] == WORK_PER_TILE * 96 * 64 + WORK_PER_GAUSSIAN * m and twice.work <= twice.limits[1]
+    with pytest.raises(DecodeError, match="`max_work`"):
+        prepare(covering(m + 1, mode, k), scale=2)
+
+
+def test_the_priced_work_is_the_renderers_count_on_real_files(pictures):
+    """On the encoder's own files the bound is tight: the rasterizer's exact count (its tile lists) is
+    at most the priced intersections and within 15 % of them, at three output sizes."""
+    picture, as_u8 = pictures
+    data = lgi.encode(as_u8(picture(96, 128)), bpp=1.0, effort="fast")
+    for scale in (0.5, 1.0, 3.0):
+        plan = prepare(data, scale)
+        p = {key: torch.as_tensor(v) for key, v in plan.params.items()}
+        _, _, _, tiles = lgi_gsplat2d.project_gaussians_2d_scale_rot(p["means"], p["scales"], p["rotations"],
+                                                                     plan.height, plan.width, backend="cpu")
+        exact = int(tiles.sum(dtype=torch.int64))
+        assert exact <= plan.cost.intersections <= 1.15 * exact + 16, (scale, exact, plan.cost.intersections)
+
+
+def test_every_decoder_applies_the_budget(tmp_path):
+    """The API, Pillow, `lgi decode` and `lgi info` refuse the same over-count file with the same limit."""
+    from PIL import Image
+
+    over = invisible(MIN_GAUSSIANS + 1)
+    path = tmp_path / "over.lgi"
+    path.write_bytes(over)
+    with pytest.raises(lgi.LimitError, match="more than the limit of 65536") as exc:
+        lgi.decode(over)
+    assert exc.value.option == "max_gaussians"
+    im = Image.open(path)  # the header opens; drawing it is what the budget refuses
+    with pytest.raises(lgi.LimitError, match="`max_gaussians`"):
+        im.load()
+    r = CliRunner().invoke(cli, ["decode", str(path), "-o", str(tmp_path / "x.png")])
+    assert r.exit_code == 1 and "(--max-gaussians; raise it" in r.output and not (tmp_path / "x.png").exists()
+    r = CliRunner().invoke(cli, ["decode", str(path), "-o", str(tmp_path / "x.png"), "--max-gaussians", "65537"])
+    assert r.exit_code == 0, r.output
+    r = CliRunner().invoke(cli, ["info", str(path)])
+    assert r.exit_code == 0 and "decode: refused (the file holds 65537 Gaussians" in r.output
+    assert lgi.info(over).details["decode"]["gaussian_limit"] == MIN_GAUSSIANS
