@@ -14,6 +14,7 @@ no torch on a CPU (the native renderer draws it); encoding fits Gaussians with t
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -149,6 +150,8 @@ def encode_details(image: Any, *, bpp: float | None = None, size: int | None = N
     if effort not in EFFORTS:
         raise OptionError(f"`effort` must be one of {', '.join(EFFORTS)}, got {effort!r}", "effort")
     _check_count("max_pixels", max_pixels)
+    if not (progress in (None, True, False) or callable(progress)):
+        raise OptionError("`progress` is True, False, None or a callable (stage, fraction)", "progress")
     _check_device(device)
     target = _target(image, max_pixels)
 
@@ -306,28 +309,16 @@ def _target(image: Any, max_pixels: int):
     return torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1).contiguous()
 
 
-class _progress_display:
-    """A context giving the encoder's ``on_stage`` callback for ``progress`` (see :func:`encode`)."""
+@contextlib.contextmanager
+def _progress_display(progress):
+    """The encoder's ``on_stage`` callback for ``progress`` (see :func:`encode`): a bar on stderr for True."""
+    if progress is True:
+        from lgi_dictco.progress import StageProgress
 
-    def __init__(self, progress):
-        self.progress, self.bar = progress, None
-
-    def __enter__(self):
-        if self.progress is True:
-            from lgi_dictco.progress import StageProgress
-
-            self.bar = StageProgress("lgi.encode", ENCODE_STAGES).__enter__()
-            return self.bar.update
-        if self.progress in (None, False):
-            return None
-        if not callable(self.progress):
-            raise OptionError("`progress` is True, False, None or a callable (stage, fraction)", "progress")
-        return self.progress
-
-    def __exit__(self, *exc):
-        if self.bar is not None:
-            self.bar.__exit__(*exc)
-        return False
+        with StageProgress("lgi.encode", ENCODE_STAGES) as bar:
+            yield bar.update
+    else:
+        yield progress or None
 
 
 def _bytes(data: Any) -> bytes:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from lgi.codec_cli import ENCODE_MAX_PIXELS, QUALITIES
+from lgi.api import ENCODE_MAX_PIXELS, QUALITIES
 from lgi_dictco.clitools import check_device
 
 MANIFEST_HELP = "a manifest (lgi-batch.jsonl) in the output folder records every item"
@@ -158,7 +158,7 @@ def batch():
               help=f"Output folder: each image's .lgi at its relative path; {MANIFEST_HELP}.")
 @click.option("--bpp", type=float, help="Target bits per pixel (each file lands at or under it).")
 @click.option("--size", type=int, help="Target file size in bytes, for every image.")
-@click.option("--quality", type=click.Choice(QUALITIES), help="Preset: low 0.25, medium 0.5, high 1.0, max 1.5 bpp.")
+@click.option("--quality", type=click.Choice(list(QUALITIES)), help="Preset: low 0.25, medium 0.5, high 1.0, max 1.5 bpp.")
 @click.option("--gaussians", type=int, help="Fixed number of Gaussians (no rate control).")
 @click.option("--effort", type=click.Choice(["fast", "default", "max"]), default="default", show_default=True,
               help="Encoding effort, as in `lgi encode`.")

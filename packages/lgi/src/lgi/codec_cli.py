@@ -1,4 +1,5 @@
-"""`lgi encode`, `lgi decode`, `lgi info`: the codec's commands. Only click is imported here."""
+"""`lgi encode`, `lgi decode`, `lgi info`: the codec's commands. Only click and lgi.api (which imports nothing
+heavy) are imported here."""
 
 from __future__ import annotations
 
@@ -8,12 +9,10 @@ from pathlib import Path
 
 import click
 
+from lgi.api import ENCODE_MAX_PIXELS, ENCODE_STAGES, QUALITIES
 from lgi_dictco.clitools import FORCE, check_device, check_input_file, check_suffix, preflight
 from lgi_dictco.fileio import atomic_write_bytes as atomic_write
 
-QUALITIES = ("low", "medium", "high", "max")  # lgi.api.QUALITIES (not imported: `lgi --help` loads click only)
-# The largest image `lgi encode` takes by default (--max-pixels): lgi.api.ENCODE_MAX_PIXELS (a test checks).
-ENCODE_MAX_PIXELS = 1 << 25
 # The v2 baseline's stages and their shares of its time (v3's: lgi.api.ENCODE_STAGES).
 ENCODE_STAGES_V2 = (("fit", 55.0), ("rate-search", 6.0), ("quantize", 1.0), ("finetune", 34.0),
                     ("entropy-code", 4.0), ("done", 0.0))
@@ -23,7 +22,6 @@ ENCODERS = ("v3", "v2")
 def _progress(label: str, quiet: bool, encoder: str = "v3"):
     """One overall progress display for an encode, on stderr (also under --json): a bar with the
     stage and an ETA on a terminal, a line per stage and every 10 s elsewhere; nothing with -q."""
-    from lgi.api import ENCODE_STAGES
     from lgi_dictco.progress import StageProgress
 
     progress = StageProgress(label, ENCODE_STAGES if encoder == "v3" else ENCODE_STAGES_V2, quiet=quiet)
@@ -170,7 +168,7 @@ def encode_target(target, *, bpp=None, size=None, quality=None, gaussians=None, 
 @click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path), required=True, help="Output .lgi file.")
 @click.option("--bpp", type=float, help="Target bits per pixel (the file lands at or under it).")
 @click.option("--size", type=int, help="Target file size in bytes (at or under).")
-@click.option("--quality", type=click.Choice(QUALITIES), help="Preset: low 0.25, medium 0.5, high 1.0, max 1.5 bpp.")
+@click.option("--quality", type=click.Choice(list(QUALITIES)), help="Preset: low 0.25, medium 0.5, high 1.0, max 1.5 bpp.")
 @click.option("--gaussians", type=int, help="Fixed number of Gaussians (no rate control).")
 @click.option("--effort", type=click.Choice(["fast", "default", "max"]), default="default", show_default=True,
               help="Encoding effort: a Kodak image on 2 cores takes about 6 s fast, 14 s default, 1-2 min max "
