@@ -1,9 +1,28 @@
-"""Shared test images of the lgi package's tests."""
+"""Shared test images and the browser of the lgi package's tests."""
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pytest
+
+#: The system's Chromium, driven by Playwright (browser downloads cannot reach their servers here).
+CHROMIUM = os.environ.get("LGI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="session")
+def browser():
+    """Headless Chromium through Playwright, for the app's and lgi.js's browser tests; skipped, with the
+    reason, where Playwright or Chromium is missing (`.ci/run` installs Chromium)."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
+    if CHROMIUM is None:
+        pytest.skip("no Chromium on PATH (Debian: apt-get install chromium; or set LGI_CHROMIUM to its path)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield b
+        b.close()
 
 
 def picture(h: int = 48, w: int = 80, seed: int = 0) -> np.ndarray:

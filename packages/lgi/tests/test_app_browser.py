@@ -22,9 +22,6 @@ import pytest
 gr = pytest.importorskip("gradio", reason="Gradio is not installed (pip install 'lgi[app]')")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
 
-CHROMIUM = os.environ.get("LGI_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
-pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="no Chromium on PATH (Debian: apt-get install chromium; "
-                                                         "or set LGI_CHROMIUM to its path)")
 ENCODE_TIMEOUT_MS = 240_000  # a 64x64 encode takes ~25 s on a busy 2-core machine
 
 
@@ -43,14 +40,6 @@ def server():
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        yield b
-        b.close()
 
 
 @pytest.fixture

@@ -864,102 +864,160 @@ function binTiles(box, n, tx0, ty0, tx1, ty1) {
 
 // --- the CPU renderer -----------------------------------------------------------------------------
 
-/** Draw ``plan`` on the CPU into RGBA bytes (rows top to bottom). */
+/** Draw ``plan`` on the CPU into RGBA bytes (rows top to bottom). Tile by tile, each Gaussian of the tile's
+ * list (ascending ids) visits only the pixels of its box inside the tile, so ties keep the lower id as in
+ * lgi-gsplat2d; arithmetic is float64 (the native renderer's float32 differs by far less than 1/255). */
 export function renderCpu(plan) {
   const { params, header, width, height } = plan;
   const { n, colors } = params;
   const C = header.channels;
-  const mode = header.renderMode;
+  const sum = header.renderMode === "sum";
   const K = header.topk;
   const { geo, box } = project(params, width, height);
   const out = new Uint8ClampedArray(width * height * 4);
   const ntx = Math.ceil(width / TILE);
   const nty = Math.ceil(height / TILE);
   const { offsets, ids } = binTiles(box, n, 0, 0, ntx, nty);
-  const eps = mode === "topk" ? TOPK_EPS : TOPK_HARD_EPS;
-  const floor = mode === "topk" ? TOPK_FLOOR : 0;
-  const kq = new Float64Array(K);
-  const kg = new Int32Array(K);
-  const acc = new Float64Array(4);
+  const eps = header.renderMode === "topk" ? TOPK_EPS : TOPK_HARD_EPS;
+  const floor = header.renderMode === "topk" ? TOPK_FLOOR : 0;
+  const P = TILE * TILE;
+  const kq = new Float64Array(P * K);   // per pixel of the tile: the kept q ...
+  const kg = new Int32Array(P * K);     // ... and their Gaussians
+  const cnt = new Int32Array(P);
+  const worst = new Int32Array(P);      // the slot of the largest kept q (ties: the later Gaussian)
+  const acc = new Float64Array(P * 4);
   for (let ty = 0; ty < nty; ty++) {
     for (let tx = 0; tx < ntx; tx++) {
       const t = ty * ntx + tx;
-      const e0 = offsets[t];
-      const e1 = offsets[t + 1];
-      const ymax = Math.min(ty * TILE + TILE, height);
-      const xmax = Math.min(tx * TILE + TILE, width);
-      for (let y = ty * TILE; y < ymax; y++) {
-        const py = y + 0.5;
-        for (let x = tx * TILE; x < xmax; x++) {
-          const px = x + 0.5;
-          acc.fill(0);
-          let wsum = 0;
-          let cnt = 0;
-          let worst = 0; // slot of the largest kept q (ties: the later Gaussian)
-          for (let e = e0; e < e1; e++) {
-            const g = ids[e];
-            if (x < box[4 * g] || x > box[4 * g + 1] || y < box[4 * g + 2] || y > box[4 * g + 3]) continue;
-            const dx = f32(px - geo[5 * g]);
-            const dy = f32(py - geo[5 * g + 1]);
-            const q = f32(f32(f32(f32(geo[5 * g + 2] * dx) * dx) + f32(f32(f32(2 * geo[5 * g + 3]) * dy) * dx))
-              + f32(f32(geo[5 * g + 4] * dy) * dy));
+      const x0 = tx * TILE;
+      const y0 = ty * TILE;
+      const xe = Math.min(x0 + TILE, width) - 1;
+      const ye = Math.min(y0 + TILE, height) - 1;
+      cnt.fill(0);
+      acc.fill(0);
+      for (let e = offsets[t]; e < offsets[t + 1]; e++) {
+        const g = ids[e];
+        const gx = geo[5 * g];
+        const gy = geo[5 * g + 1];
+        const a = geo[5 * g + 2];
+        const b2 = 2 * geo[5 * g + 3];
+        const c = geo[5 * g + 4];
+        const xa = Math.max(box[4 * g], x0);
+        const xb = Math.min(box[4 * g + 1], xe);
+        const ya = Math.max(box[4 * g + 2], y0);
+        const yb = Math.min(box[4 * g + 3], ye);
+        const inv2a = 0.5 / a;
+        for (let y = ya; y <= yb; y++) {
+          const dy = y + 0.5 - gy;
+          const b2dy = b2 * dy;
+          const cdy2 = c * dy * dy;
+          // The row's pixels with q <= 9 lie between the roots of a dx^2 + b2dy dx + cdy2 - 9 (one pixel of
+          // margin for rounding); q itself decides below.
+          const disc = b2dy * b2dy - 4 * a * (cdy2 - CUTOFF);
+          if (disc < 0) continue;
+          const root = Math.sqrt(disc);
+          const xl = Math.max(xa, Math.floor(gx - 0.5 - (b2dy + root) * inv2a) - 1);
+          const xr = Math.min(xb, Math.ceil(gx - 0.5 + (root - b2dy) * inv2a) + 1);
+          const row = (y - y0) * TILE - x0;
+          for (let x = xl; x <= xr; x++) {
+            const dx = x + 0.5 - gx;
+            const q = (a * dx * dx + b2dy * dx) + cdy2;
             if (!(q <= CUTOFF)) continue;
-            if (mode === "sum") {
-              const wgt = Math.exp(-0.5 * q);
-              for (let ch = 0; ch < C; ch++) acc[ch] += wgt * colors[g * C + ch];
+            const p = row + x;
+            if (sum) {
+              const w = expHalf(q);
+              for (let ch = 0; ch < C; ch++) acc[4 * p + ch] += w * colors[g * C + ch];
               continue;
             }
-            if (cnt < K) {
-              kq[cnt] = q;
-              kg[cnt] = g;
-              cnt++;
-              if (cnt === K) worst = worstSlot(kq, kg, K);
-            } else if (q < kq[worst]) {
-              kq[worst] = q;
-              kg[worst] = g;
-              worst = worstSlot(kq, kg, K);
+            const base = p * K;
+            const m = cnt[p];
+            if (m < K) {
+              kq[base + m] = q;
+              kg[base + m] = g;
+              cnt[p] = m + 1;
+              if (m + 1 === K) worst[p] = worstSlot(kq, kg, base, K);
+            } else if (q < kq[base + worst[p]]) {
+              kq[base + worst[p]] = q;
+              kg[base + worst[p]] = g;
+              worst[p] = worstSlot(kq, kg, base, K);
             }
           }
-          if (mode !== "sum") {
-            for (let s = 0; s < cnt; s++) {
-              const ev = Math.exp(-0.5 * kq[s]);
-              const wgt = ev > floor ? ev - floor : 0;
-              wsum += wgt;
-              for (let ch = 0; ch < C; ch++) acc[ch] += wgt * colors[kg[s] * C + ch];
-            }
-            for (let ch = 0; ch < C; ch++) acc[ch] /= wsum + eps;
-          }
-          writePixel(out, (y * width + x) * 4, acc, C);
         }
       }
+      blendTile(out, width, x0, y0, xe, ye, sum ? 0 : K, C, cnt, kq, kg, acc, colors, floor, eps);
     }
   }
   return out;
 }
 
-function worstSlot(kq, kg, K) {
-  let w = 0;
-  for (let s = 1; s < K; s++) if (kq[s] > kq[w] || (kq[s] === kq[w] && kg[s] > kg[w])) w = s;
-  return w;
+/** One tile's output pixels: the top-K blend of each pixel's kept Gaussians (``K`` = 0: the sums as they are). */
+function blendTile(out, width, x0, y0, xe, ye, K, C, cnt, kq, kg, acc, colors, floor, eps) {
+  for (let y = y0; y <= ye; y++) {
+    for (let x = x0; x <= xe; x++) {
+      const p = (y - y0) * TILE + (x - x0);
+      const a = 4 * p;
+      if (K) {
+        let wsum = 0;
+        let c0 = 0;
+        let c1 = 0;
+        let c2 = 0;
+        let c3 = 0;
+        for (let s = p * K, end = p * K + cnt[p]; s < end; s++) {
+          const ev = expHalf(kq[s]);
+          const w = ev > floor ? ev - floor : 0;
+          const g = kg[s] * C;
+          wsum += w;
+          c0 += w * colors[g];
+          if (C > 1) c1 += w * colors[g + 1];
+          if (C > 2) c2 += w * colors[g + 2];
+          if (C > 3) c3 += w * colors[g + 3];
+        }
+        const d = wsum + eps;
+        acc[a] = c0 / d;
+        acc[a + 1] = c1 / d;
+        acc[a + 2] = c2 / d;
+        acc[a + 3] = c3 / d;
+      }
+      writePixel(out, (y * width + x) * 4, acc, a, C);
+    }
+  }
 }
 
-function toByte(v) {
-  const c = v < 0 ? 0 : v > 1 ? 1 : v;
-  return roundHalfEven(f32(f32(c) * 255));
+// exp(-q/2) for 0 <= q <= 9 from a table at steps of 1/512 and a cubic of the remainder: relative error
+// below 1e-12, several times faster than Math.exp in the blend's inner loop.
+const EXP_STEPS = 512;
+const EXP_TABLE = Float64Array.from({ length: 9 * EXP_STEPS + 2 }, (_, i) => Math.exp(-0.5 * (i / EXP_STEPS)));
+
+function expHalf(q) {
+  const i = (q * EXP_STEPS) | 0;
+  const r = 0.5 * (q - i / EXP_STEPS);
+  return EXP_TABLE[i] * (1 - r * (1 - r * (0.5 - r / 6)));
 }
 
-function writePixel(out, o, acc, C) {
+function worstSlot(kq, kg, base, K) {
+  let w = base;
+  for (let s = base + 1; s < base + K; s++) if (kq[s] > kq[w] || (kq[s] === kq[w] && kg[s] > kg[w])) w = s;
+  return w - base;
+}
+
+function toByte(v) { // lgi_dictco.pixels.to_uint8: clip, times 255 in float32, round half to even
+  const x = f32(f32(v < 0 ? 0 : v > 1 ? 1 : v) * 255);
+  const r = Math.round(x);
+  return r - x === 0.5 && r & 1 ? r - 1 : r;
+}
+
+function writePixel(out, o, acc, i, C) {
   if (C >= 3) {
-    out[o] = toByte(acc[0]);
-    out[o + 1] = toByte(acc[1]);
-    out[o + 2] = toByte(acc[2]);
-    out[o + 3] = C === 4 ? toByte(acc[3]) : 255;
+    out[o] = toByte(acc[i]);
+    out[o + 1] = toByte(acc[i + 1]);
+    out[o + 2] = toByte(acc[i + 2]);
+    out[o + 3] = C === 4 ? toByte(acc[i + 3]) : 255;
   } else {
-    const g = toByte(acc[0]);
+    const g = toByte(acc[i]);
     out[o] = g;
     out[o + 1] = g;
     out[o + 2] = g;
-    out[o + 3] = C === 2 ? toByte(acc[1]) : 255;
+    out[o + 3] = C === 2 ? toByte(acc[i + 1]) : 255;
   }
 }
 
@@ -1086,6 +1144,12 @@ function makeGl() {
   return glState;
 }
 
+/** Whether the page's WebGL2 is a software rasterizer (or missing): ``decode``'s "auto" then draws on the CPU. */
+export function softwareWebgl() {
+  const name = webglRenderer();
+  return name === null || /swiftshader|llvmpipe|softpipe|software/i.test(name);
+}
+
 /** The WebGL2 renderer's name (e.g. SwiftShader's), or null where the page has no WebGL2. */
 export function webglRenderer() {
   const s = makeGl();
@@ -1209,7 +1273,8 @@ export function decode(buffer, options = {}) {
   const plan = prepare(buffer, options);
   let pixels = null;
   let used = "cpu";
-  if (backend !== "cpu") {
+  // "auto" draws with WebGL2 on a GPU; a software WebGL (SwiftShader, llvmpipe) is slower than the CPU path.
+  if (backend === "webgl" || (backend === "auto" && !softwareWebgl())) {
     pixels = plan.params.n ? renderWebgl(plan) : null;
     if (pixels) used = "webgl";
     else if (backend === "webgl" && plan.params.n) throw new LgiError("WebGL2 is not available in this page", "limit", "backend");
@@ -1251,7 +1316,7 @@ export class LgiImageElement extends Base {
     root.innerHTML = "<style>:host{display:inline-block;overflow:hidden;line-height:0}"
       + "canvas{width:100%;height:100%;display:block}</style><canvas part=\"canvas\"></canvas>";
     this.canvas = root.querySelector("canvas");
-    this._observer = typeof ResizeObserver !== "undefined" ? new ResizeObserver((entries) => this._resized(entries)) : null;
+    this._observer = typeof ResizeObserver !== "undefined" ? new ResizeObserver(() => this._resized()) : null;
   }
 
   connectedCallback() {
@@ -1308,20 +1373,17 @@ export class LgiImageElement extends Base {
     if (h && w) this.style.height = this.style.height || `${h}px`;
   }
 
-  _resized(entries) {
-    const e = entries[entries.length - 1];
-    const dev = e.devicePixelContentBoxSize && e.devicePixelContentBoxSize[0];
-    this._devSize = dev ? [dev.inlineSize, dev.blockSize] : null;
+  _resized() { // the box or (with device-pixel-content-box) the pixel ratio changed: draw again, once a frame
     if (this._pending) return;
     this._pending = true;
     requestAnimationFrame(() => { this._pending = false; this._draw(); });
   }
 
-  /** The size in device pixels at which the element draws now. */
+  /** The size in device pixels at which the element draws now: its CSS box times devicePixelRatio. */
   targetSize() {
-    if (this._devSize && this._devSize[0] > 0) return this._devSize;
     const dpr = globalThis.devicePixelRatio || 1;
-    return [Math.max(1, Math.round(this.clientWidth * dpr)), Math.max(1, Math.round(this.clientHeight * dpr))];
+    const r = this.getBoundingClientRect();
+    return [Math.max(1, Math.round(r.width * dpr)), Math.max(1, Math.round(r.height * dpr))];
   }
 
   _draw() {
