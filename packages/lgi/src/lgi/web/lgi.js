@@ -832,33 +832,60 @@ export function prepare(buffer, options = {}) {
 
 // --- tile lists -----------------------------------------------------------------------------------
 
-/** For the tiles of the region [tx0, tx1) x [ty0, ty1): ascending Gaussian ids of every tile whose
- * pixels a Gaussian's box touches (CSR: offsets [tiles + 1], ids). */
-function binTiles(box, n, tx0, ty0, tx1, ty1) {
+/** Whether a Gaussian's q <= 9 ellipse can reach a pixel centre in [xa, xb] x [ya, yb] (inclusive pixel
+ * indices): the minimum of q over that rectangle of centres, found on its edges when the centre is outside,
+ * with a margin for rounding. Tiles its box touches but its ellipse misses draw nothing of it. */
+function reaches(geo, g, xa, xb, ya, yb) {
+  const gx = geo[5 * g];
+  const gy = geo[5 * g + 1];
+  const x0 = xa + 0.5 - gx;
+  const x1 = xb + 0.5 - gx;
+  const y0 = ya + 0.5 - gy;
+  const y1 = yb + 0.5 - gy;
+  if (x0 <= 0 && x1 >= 0 && y0 <= 0 && y1 >= 0) return true;
+  const a = geo[5 * g + 2];
+  const b = geo[5 * g + 3];
+  const c = geo[5 * g + 4];
+  const best = Math.min(edgeMin(a, b, c, y0, x0, x1), edgeMin(a, b, c, y1, x0, x1),
+    edgeMin(c, b, a, x0, y0, y1), edgeMin(c, b, a, x1, y0, y1));
+  return !(best > CUTOFF * (1 + 1e-6) + 1e-6); // NaN (degenerate conics) keeps the tile
+}
+
+/** The least a u^2 + 2 b u v + c v^2 along the segment v = ``v``, ``u`` in [u0, u1]. */
+function edgeMin(a, b, c, v, u0, u1) {
+  let u = -b * v / a;
+  u = u < u0 ? u0 : u > u1 ? u1 : u;
+  return a * u * u + 2 * b * u * v + c * v * v;
+}
+
+/** For the tiles of the region [tx0, tx1) x [ty0, ty1): ascending Gaussian ids of every tile whose pixels a
+ * Gaussian's box and ellipse reach (CSR: offsets [tiles + 1], ids). */
+function binTiles(box, geo, n, tx0, ty0, tx1, ty1) {
   const nx = tx1 - tx0;
   const count = new Uint32Array(nx * (ty1 - ty0) + 1);
-  const span = (i) => {
-    if (box[4 * i] > box[4 * i + 1]) return null;
+  const visit = (i, fn) => {
+    if (box[4 * i] > box[4 * i + 1]) return;
     const a = Math.max(Math.floor(box[4 * i] / TILE), tx0);
     const b = Math.min(Math.floor(box[4 * i + 1] / TILE), tx1 - 1);
     const c = Math.max(Math.floor(box[4 * i + 2] / TILE), ty0);
     const d = Math.min(Math.floor(box[4 * i + 3] / TILE), ty1 - 1);
-    return a <= b && c <= d ? [a, b, c, d] : null;
+    const whole = a === b && c === d; // one tile: the box is inside it
+    for (let ty = c; ty <= d; ty++) {
+      const ya = Math.max(ty * TILE, box[4 * i + 2]);
+      const yb = Math.min(ty * TILE + TILE - 1, box[4 * i + 3]);
+      for (let tx = a; tx <= b; tx++) {
+        if (whole || reaches(geo, i, Math.max(tx * TILE, box[4 * i]), Math.min(tx * TILE + TILE - 1, box[4 * i + 1]), ya, yb)) {
+          fn((ty - ty0) * nx + (tx - tx0));
+        }
+      }
+    }
   };
-  for (let i = 0; i < n; i++) {
-    const s = span(i);
-    if (!s) continue;
-    for (let ty = s[2]; ty <= s[3]; ty++) for (let tx = s[0]; tx <= s[1]; tx++) count[(ty - ty0) * nx + (tx - tx0) + 1]++;
-  }
+  for (let i = 0; i < n; i++) visit(i, (t) => { count[t + 1]++; });
   for (let t = 1; t < count.length; t++) count[t] += count[t - 1];
   const offsets = count;
   const ids = new Uint32Array(offsets[offsets.length - 1]);
   const fill = offsets.slice(0, -1);
-  for (let i = 0; i < n; i++) {
-    const s = span(i);
-    if (!s) continue;
-    for (let ty = s[2]; ty <= s[3]; ty++) for (let tx = s[0]; tx <= s[1]; tx++) ids[fill[(ty - ty0) * nx + (tx - tx0)]++] = i;
-  }
+  for (let i = 0; i < n; i++) visit(i, (t) => { ids[fill[t]++] = i; });
   return { offsets, ids };
 }
 
@@ -877,7 +904,7 @@ export function renderCpu(plan) {
   const out = new Uint8ClampedArray(width * height * 4);
   const ntx = Math.ceil(width / TILE);
   const nty = Math.ceil(height / TILE);
-  const { offsets, ids } = binTiles(box, n, 0, 0, ntx, nty);
+  const { offsets, ids } = binTiles(box, geo, n, 0, 0, ntx, nty);
   const eps = header.renderMode === "topk" ? TOPK_EPS : TOPK_HARD_EPS;
   const floor = header.renderMode === "topk" ? TOPK_FLOOR : 0;
   const P = TILE * TILE;
@@ -1000,10 +1027,8 @@ function worstSlot(kq, kg, base, K) {
   return w - base;
 }
 
-function toByte(v) { // lgi_dictco.pixels.to_uint8: clip, times 255 in float32, round half to even
-  const x = f32(f32(v < 0 ? 0 : v > 1 ? 1 : v) * 255);
-  const r = Math.round(x);
-  return r - x === 0.5 && r & 1 ? r - 1 : r;
+function toByte(v) { // lgi_dictco.pixels.to_uint8: clipped to [0, 1], times 255, rounded
+  return v <= 0 ? 0 : v >= 1 ? 255 : Math.round(v * 255);
 }
 
 function writePixel(out, o, acc, i, C) {
@@ -1222,7 +1247,7 @@ export function renderWebgl(plan) {
         const ty0 = y0 / TILE;
         const tx1 = Math.ceil((x0 + rw) / TILE);
         const ty1 = Math.ceil((y0 + rh) / TILE);
-        const { offsets, ids } = binTiles(box, n, tx0, ty0, tx1, ty1);
+        const { offsets, ids } = binTiles(box, geo, n, tx0, ty0, tx1, ty1);
         if (ids.length > TEX_W * s.maxTex) return null;
         const nx = tx1 - tx0;
         const ny = ty1 - ty0;
