@@ -189,6 +189,25 @@ def test_renders_match_the_native_renderer(page, files, backend):
             assert db >= floor, (name, scale, db)
 
 
+def test_decode_async_draws_the_same_pixels_on_every_core(page, files):
+    """decodeAsync shares the CPU draw out to one worker per core, in bands of tile rows: the same bytes as
+    decode on the page's thread; its refusals are decode's."""
+    for name in ("encoded", "classes", "sum"):
+        got = page.evaluate("""async (b64) => {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const a = lgi.decode(bytes, {scale: 5, backend: 'cpu'});
+          const b = await lgi.decodeAsync(bytes, {scale: 5, backend: 'cpu'});
+          let same = a.width === b.width && a.height === b.height;
+          for (let i = 0; same && i < a.data.length; i++) same = a.data[i] === b.data[i];
+          return {same, workers: navigator.hardwareConcurrency, pixels: a.width * a.height};
+        }""", b64(files[name]))
+        assert got["same"] and got["pixels"] >= 65536, (name, got)
+    refused = page.evaluate("""async (b64) => {
+      try { await lgi.decodeAsync(Uint8Array.from(atob(b64), (c) => c.charCodeAt(0)), {scale: 5, maxWork: 10}); }
+      catch (e) { return [e.name, e.kind, e.option]; } }""", b64(files["encoded"]))
+    assert refused == ["LgiError", "limit", "maxWork"]
+
+
 def test_hostile_corpus_gets_the_python_decoders_outcome(page):
     """Each file of tests/fuzz/corpus/lgi: the same one-line refusal as `lgi decode`, or the same planned size."""
     expected = json.loads((CORPUS / "expected.json").read_text())

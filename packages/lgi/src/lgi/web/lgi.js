@@ -895,16 +895,21 @@ function binTiles(box, geo, n, tx0, ty0, tx1, ty1, bin = TILE) {
  * list (ascending ids) visits only the pixels of its box inside the tile, so ties keep the lower id as in
  * lgi-gsplat2d; arithmetic is float64 (the native renderer's float32 differs by far less than 1/255). */
 export function renderCpu(plan) {
+  return renderCpuRows(plan, 0, Math.ceil(plan.height / TILE));
+}
+
+/** The pixels of the tile rows [ty0, ty1) of ``plan`` (RGBA bytes, rows from ty0 * 16 down). */
+function renderCpuRows(plan, ty0, ty1) {
   const { params, header, width, height } = plan;
   const { n, colors } = params;
   const C = header.channels;
   const sum = header.renderMode === "sum";
   const K = header.topk;
   const { geo, box } = project(params, width, height);
-  const out = new Uint8ClampedArray(width * height * 4);
+  const top = ty0 * TILE;
+  const out = new Uint8ClampedArray(width * (Math.min(ty1 * TILE, height) - top) * 4);
   const ntx = Math.ceil(width / TILE);
-  const nty = Math.ceil(height / TILE);
-  const { offsets, ids } = binTiles(box, geo, n, 0, 0, ntx, nty);
+  const { offsets, ids } = binTiles(box, geo, n, 0, ty0, ntx, ty1);
   const eps = header.renderMode === "topk" ? TOPK_EPS : TOPK_HARD_EPS;
   const floor = header.renderMode === "topk" ? TOPK_FLOOR : 0;
   const P = TILE * TILE;
@@ -913,9 +918,9 @@ export function renderCpu(plan) {
   const cnt = new Int32Array(P);
   const worst = new Int32Array(P);      // the slot of the largest kept q (ties: the later Gaussian)
   const acc = new Float64Array(P * 4);
-  for (let ty = 0; ty < nty; ty++) {
+  for (let ty = ty0; ty < ty1; ty++) {
     for (let tx = 0; tx < ntx; tx++) {
-      const t = ty * ntx + tx;
+      const t = (ty - ty0) * ntx + tx;
       const x0 = tx * TILE;
       const y0 = ty * TILE;
       const xe = Math.min(x0 + TILE, width) - 1;
@@ -971,14 +976,14 @@ export function renderCpu(plan) {
           }
         }
       }
-      blendTile(out, width, x0, y0, xe, ye, sum ? 0 : K, C, cnt, kq, kg, acc, colors, floor, eps);
+      blendTile(out, width, top, x0, y0, xe, ye, sum ? 0 : K, C, cnt, kq, kg, acc, colors, floor, eps);
     }
   }
   return out;
 }
 
 /** One tile's output pixels: the top-K blend of each pixel's kept Gaussians (``K`` = 0: the sums as they are). */
-function blendTile(out, width, x0, y0, xe, ye, K, C, cnt, kq, kg, acc, colors, floor, eps) {
+function blendTile(out, width, top, x0, y0, xe, ye, K, C, cnt, kq, kg, acc, colors, floor, eps) {
   for (let y = y0; y <= ye; y++) {
     for (let x = x0; x <= xe; x++) {
       const p = (y - y0) * TILE + (x - x0);
@@ -1005,7 +1010,7 @@ function blendTile(out, width, x0, y0, xe, ye, K, C, cnt, kq, kg, acc, colors, f
         acc[a + 2] = c2 / d;
         acc[a + 3] = c3 / d;
       }
-      writePixel(out, (y * width + x) * 4, acc, a, C);
+      writePixel(out, ((y - top) * width + x) * 4, acc, a, C);
     }
   }
 }
@@ -1331,6 +1336,84 @@ function blank(plan) {
   return px;
 }
 
+// --- drawing on several cores: workers running this module --------------------------------------
+
+const IN_WORKER = typeof WorkerGlobalScope !== "undefined" && globalThis instanceof WorkerGlobalScope;
+if (IN_WORKER) {
+  globalThis.onmessage = (e) => {
+    const { id, plan, rows } = e.data;
+    const px = renderCpuRows(plan, rows[0], rows[1]);
+    globalThis.postMessage({ id, rows, px }, [px.buffer]);
+  };
+}
+
+let pool = null; // [Worker] or false where module workers cannot start
+
+function workers() {
+  if (pool !== null) return pool;
+  pool = false;
+  const cores = Math.min(8, (globalThis.navigator && navigator.hardwareConcurrency) || 1);
+  if (IN_WORKER || cores < 2 || typeof Worker === "undefined") return pool;
+  try {
+    pool = Array.from({ length: cores }, () => new Worker(import.meta.url, { type: "module" }));
+  } catch {
+    pool = false; // a page whose policy forbids workers: draw on the page's thread
+  }
+  return pool;
+}
+
+let jobs = 0;
+
+/** The CPU draw of ``plan`` split into bands of tile rows, shared out to one worker per core. */
+function renderCpuParallel(plan, ws) {
+  const nty = Math.ceil(plan.height / TILE);
+  const band = Math.max(1, Math.ceil(nty / (4 * ws.length))); // 4 bands a worker: the busy parts even out
+  const queue = [];
+  for (let t = 0; t < nty; t += band) queue.push([t, Math.min(t + band, nty)]);
+  const out = new Uint8ClampedArray(plan.width * plan.height * 4);
+  const id = ++jobs;
+  const lean = { params: plan.params, header: plan.header, width: plan.width, height: plan.height };
+  return new Promise((resolve, reject) => {
+    let left = queue.length;
+    const next = (w) => { if (queue.length) w.postMessage({ id, plan: lean, rows: queue.shift() }); };
+    for (const w of ws) {
+      w.onmessage = (e) => {
+        if (e.data.id !== id) return;
+        out.set(e.data.px, e.data.rows[0] * TILE * plan.width * 4);
+        if (--left === 0) resolve(out); else next(w);
+      };
+      w.onerror = (e) => { pool = false; reject(new Error(`lgi.js worker: ${e.message}`)); };
+      next(w);
+    }
+  });
+}
+
+/**
+ * ``decode`` without blocking the page: the CPU draw runs in one worker per core (the module starts them
+ * itself); the parse and the budget run first, on the calling thread, and refuse as ``decode`` does.
+ * @returns {Promise<ImageData>}
+ */
+export async function decodeAsync(buffer, options = {}) {
+  const backend = options.backend ?? "auto";
+  const ws = backend === "webgl" ? false : workers();
+  const small = () => {
+    const h = readHeader(buffer);
+    const [w, hh] = outputSize(h, { ...options, maxPixels: options.maxPixels ?? BUDGET.maxOutputPixels });
+    return w * hh < 65536; // a thumbnail: not worth a worker's message
+  };
+  if (!ws || (backend === "auto" && !softwareWebgl()) || small()) return decode(buffer, options);
+  const plan = prepare(buffer, options);
+  let pixels;
+  try {
+    pixels = plan.params.n ? await renderCpuParallel(plan, ws) : blank(plan);
+  } catch {
+    return decode(buffer, { ...options, backend: "cpu" }); // the workers failed: draw here
+  }
+  const img = imageData(pixels, plan.width, plan.height);
+  try { Object.assign(img, { backend: "cpu", header: plan.header }); } catch { /* a frozen ImageData */ }
+  return img;
+}
+
 // --- <lgi-img> ------------------------------------------------------------------------------------
 
 const Base = typeof HTMLElement !== "undefined" ? HTMLElement : class {};
@@ -1382,6 +1465,8 @@ export class LgiImageElement extends Base {
     this.data = null;
     this.header = null;
     this.error = null;
+    this.drawn = null;
+    this._drawing = null;
     try {
       const resp = await fetch(this.getAttribute("src"));
       if (!resp.ok) throw new LgiError(`could not fetch ${this.getAttribute("src")}: HTTP ${resp.status}`);
@@ -1425,12 +1510,17 @@ export class LgiImageElement extends Base {
     return [Math.max(1, Math.round(r.width * dpr)), Math.max(1, Math.round(r.height * dpr))];
   }
 
-  _draw() {
+  async _draw() {
     if (!this.data) return;
     const [w, h] = this.targetSize();
-    if (this.drawn && this.drawn[0] === w && this.drawn[1] === h) return;
+    if ((this.drawn && this.drawn[0] === w && this.drawn[1] === h) || (this._drawing && this._drawing[0] === w
+      && this._drawing[1] === h)) return;
+    const token = this._token;
+    this._drawing = [w, h];
     try {
-      const img = decode(this.data, { width: w, height: h });
+      const img = await decodeAsync(this.data, { width: w, height: h });
+      if (token !== this._token || !this._drawing || this._drawing[0] !== w || this._drawing[1] !== h) return; // superseded
+      this._drawing = null;
       this.canvas.width = w;
       this.canvas.height = h;
       this.canvas.getContext("2d").putImageData(img, 0, 0);
@@ -1439,7 +1529,7 @@ export class LgiImageElement extends Base {
       this.drawn = [w, h];
       this.dispatchEvent(new Event(first ? "load" : "render"));
     } catch (err) {
-      this._fail(err);
+      if (token === this._token) { this._drawing = null; this._fail(err); }
     }
   }
 }
