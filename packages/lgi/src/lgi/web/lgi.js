@@ -915,8 +915,7 @@ function renderCpuRows(plan, ty0, ty1) {
   const P = TILE * TILE;
   const kq = new Float64Array(P * K);   // per pixel of the tile: the kept q ...
   const kg = new Int32Array(P * K);     // ... and their Gaussians
-  const cnt = new Int32Array(P);
-  const worst = new Int32Array(P);      // the slot of the largest kept q (ties: the later Gaussian)
+  const cnt = new Int32Array(P);        // (a pixel's K kept form a max-heap once full: the root is the worst)
   const acc = new Float64Array(P * 4);
   for (let ty = ty0; ty < ty1; ty++) {
     for (let tx = 0; tx < ntx; tx++) {
@@ -967,11 +966,11 @@ function renderCpuRows(plan, ty0, ty1) {
               kq[base + m] = q;
               kg[base + m] = g;
               cnt[p] = m + 1;
-              if (m + 1 === K) worst[p] = worstSlot(kq, kg, base, K);
-            } else if (q < kq[base + worst[p]]) {
-              kq[base + worst[p]] = q;
-              kg[base + worst[p]] = g;
-              worst[p] = worstSlot(kq, kg, base, K);
+              if (m + 1 === K) for (let i = (K >> 1) - 1; i >= 0; i--) siftDown(kq, kg, base, K, i);
+            } else if (q < kq[base]) { // full: a max-heap whose root is the worst kept
+              kq[base] = q;
+              kg[base] = g;
+              siftDown(kq, kg, base, K, 0);
             }
           }
         }
@@ -1026,10 +1025,23 @@ function expHalf(q) {
   return EXP_TABLE[i] * (1 - r * (1 - r * (0.5 - r / 6)));
 }
 
-function worstSlot(kq, kg, base, K) {
-  let w = base;
-  for (let s = base + 1; s < base + K; s++) if (kq[s] > kq[w] || (kq[s] === kq[w] && kg[s] > kg[w])) w = s;
-  return w - base;
+/** Restore the max-heap of a pixel's K kept entries below slot ``i``; an entry is worse when its q is larger,
+ * or equal and its Gaussian later (the rasterizer keeps the lower id of equal q). */
+function siftDown(kq, kg, base, K, i) {
+  for (;;) {
+    const l = 2 * i + 1;
+    if (l >= K) return;
+    let c = l;
+    const r = l + 1;
+    if (r < K && (kq[base + r] > kq[base + l] || (kq[base + r] === kq[base + l] && kg[base + r] > kg[base + l]))) c = r;
+    const a = base + i;
+    const b = base + c;
+    if (kq[b] > kq[a] || (kq[b] === kq[a] && kg[b] > kg[a])) {
+      const tq = kq[a]; kq[a] = kq[b]; kq[b] = tq;
+      const tg = kg[a]; kg[a] = kg[b]; kg[b] = tg;
+      i = c;
+    } else return;
+  }
 }
 
 function toByte(v) { // lgi_dictco.pixels.to_uint8: clipped to [0, 1], times 255, rounded
