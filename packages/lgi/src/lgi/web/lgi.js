@@ -675,6 +675,17 @@ export function dequantize(p) {
 
 // --- projection and the price of a request (lgi_dictco.gauss.decoder.decode_cost) -----------------
 
+/** The largest eigenvalue of a Gaussian's pixel covariance (float64, as csrc/common.h's project_one). */
+function lambdaMax(cs, sn, s1, s2, width, height) {
+  const v1 = s1 * s1;
+  const v2 = s2 * s2;
+  const sxx = width * width * (cs * cs * v1 + sn * sn * v2);
+  const syy = height * height * (sn * sn * v1 + cs * cs * v2);
+  const sxy = width * height * cs * sn * (v1 - v2);
+  const half = 0.5 * (sxx - syy);
+  return 0.5 * (sxx + syy) + Math.sqrt(half * half + sxy * sxy);
+}
+
 /** Per Gaussian: pixel centre, conic and the rasterizer's pixel box (empty boxes culled), as
  * lgi-gsplat2d's project_one + pixel_box (csrc/common.h). */
 function project(params, width, height) {
@@ -704,13 +715,7 @@ function project(params, width, height) {
     box[4 * i + 1] = -1;
     if (!(Number.isFinite(a) && Number.isFinite(b) && Number.isFinite(c) && Number.isFinite(px)
       && Number.isFinite(py)) || s1 === 0 || s2 === 0) continue;
-    const v1 = s1 * s1;
-    const v2 = s2 * s2;
-    const sxx = width * width * (cs * cs * v1 + sn * sn * v2);
-    const syy = height * height * (sn * sn * v1 + cs * cs * v2);
-    const sxy = width * height * cs * sn * (v1 - v2);
-    const half = 0.5 * (sxx - syy);
-    const lmax = 0.5 * (sxx + syy) + Math.sqrt(half * half + sxy * sxy);
+    const lmax = lambdaMax(cs, sn, s1, s2, width, height);
     let r = Math.ceil(3 * Math.sqrt(lmax > 0 ? lmax : 0));
     if (!(r <= MAX_RADIUS)) r = MAX_RADIUS;
     if (r < 1) r = 1;
@@ -739,15 +744,7 @@ export function decodeCost(params, header, width, height) {
     const py = f32(means[2 * i + 1] * H);
     const s1 = scales[2 * i];
     const s2 = scales[2 * i + 1];
-    const c = Math.cos(rotations[i]);
-    const sn = Math.sin(rotations[i]);
-    const v1 = s1 * s1;
-    const v2 = s2 * s2;
-    const sxx = width * width * (c * c * v1 + sn * sn * v2);
-    const syy = height * height * (sn * sn * v1 + c * c * v2);
-    const sxy = width * height * c * sn * (v1 - v2);
-    const half = 0.5 * (sxx - syy);
-    const lmax = 0.5 * (sxx + syy) + Math.sqrt(half * half + sxy * sxy);
+    const lmax = lambdaMax(Math.cos(rotations[i]), Math.sin(rotations[i]), s1, s2, width, height);
     let r = Math.ceil(3 * Math.sqrt(Math.max(lmax, 0)) * (1 + 1e-6)) + 1;
     if (!(r <= MAX_RADIUS)) r = MAX_RADIUS + 1;
     const j0 = Math.max(Math.ceil(px - r - 0.5), 0);
