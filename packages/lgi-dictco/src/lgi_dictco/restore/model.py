@@ -1,0 +1,96 @@
+"""The restoration network: a small residual CNN that removes a codec's artefacts in one pass.
+
+``RestoreNet`` predicts a correction that is added to its input (the decoded image, RGB in [0, 1]): a 3×3
+convolution into ``width`` channels, ``blocks`` residual blocks of two 3×3 convolutions around a ReLU, a 3×3
+convolution back to RGB. Every layer is a 3×3 convolution, so an output pixel depends only on the input within
+:attr:`RestoreNet.radius` pixels: :func:`restore` draws any image in tiles with that much margin and the tiles
+equal the whole-image result (to float rounding), in memory bounded by the tile, whatever the image size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class RestoreConfig:
+    """Sizes of a :class:`RestoreNet`."""
+
+    width: int = 32
+    blocks: int = 5
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class _Block(nn.Module):
+    def __init__(self, width: int):
+        super().__init__()
+        self.a = nn.Conv2d(width, width, 3, padding=1)
+        self.b = nn.Conv2d(width, width, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.b(torch.relu(self.a(x)))
+
+
+class RestoreNet(nn.Module):
+    """Decoded image [B, 3, H, W] in [0, 1] → restored image, same shape (not clamped)."""
+
+    def __init__(self, config: RestoreConfig = RestoreConfig()):
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.head = nn.Conv2d(3, w, 3, padding=1)
+        self.body = nn.Sequential(*[_Block(w) for _ in range(config.blocks)])
+        self.tail = nn.Conv2d(w, 3, 3, padding=1)
+        nn.init.zeros_(self.tail.weight)  # starts as the identity: training only adds what helps
+        nn.init.zeros_(self.tail.bias)
+
+    @property
+    def radius(self) -> int:
+        """Pixels of input on each side that an output pixel depends on (one per 3×3 convolution)."""
+        return 2 + 2 * self.config.blocks
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.tail(self.body(torch.relu(self.head(x))))
+
+
+#: Output pixels per tile side in :func:`restore`; each tile reads ``radius`` more on every side.
+TILE = 256
+
+
+def restore(model: RestoreNet, image: torch.Tensor, tile: int = TILE,
+            progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+    """Restore ``image`` [3, H, W] in [0, 1] tile by tile; returns [3, H, W] in [0, 1].
+
+    Each ``tile`` × ``tile`` block of the output is computed from its block of the input plus ``model.radius``
+    pixels around it (clipped at the image's edges, where the network pads with zeros as it does on a whole
+    image), so the result is the whole-image result wherever the convolutions round alike, and memory is one
+    tile's activations (about ``width`` × (tile + 2·radius)² floats) for any image size.
+
+    Args:
+        progress: called with (tiles done, tiles in all) after each tile.
+    """
+    if tile < 1:
+        raise ValueError(f"tile must be >= 1, got {tile}")
+    _, h, w = image.shape
+    r = model.radius
+    out = torch.empty_like(image)
+    rows, cols = range(0, h, tile), range(0, w, tile)
+    total, done = len(rows) * len(cols), 0
+    with torch.no_grad():
+        for y0 in rows:
+            for x0 in cols:
+                y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
+                ya, xa = max(y0 - r, 0), max(x0 - r, 0)
+                yb, xb = min(y1 + r, h), min(x1 + r, w)
+                part = model(image[None, :, ya:yb, xa:xb])[0]
+                out[:, y0:y1, x0:x1] = part[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa].clamp(0, 1)
+                done += 1
+                if progress is not None:
+                    progress(done, total)
+    return out

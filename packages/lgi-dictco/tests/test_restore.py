@@ -1,0 +1,94 @@
+"""The restoration network (lgi_dictco.restore): tiles equal the whole image, memory follows the tile, runs
+repeat bit for bit, training lowers the loss, and the shipped weights load only when intact."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+import torch
+
+from lgi_dictco import restore as shipped
+from lgi_dictco.restore.model import RestoreConfig, RestoreNet, restore
+from lgi_dictco.restore.train import TrainConfig, train
+
+
+def busy_net(seed: int = 0, blocks: int = 2) -> RestoreNet:
+    """A network whose every layer does something (a fresh one is the identity: its last layer is zero)."""
+    torch.manual_seed(seed)
+    net = RestoreNet(RestoreConfig(width=8, blocks=blocks))
+    for p in net.parameters():
+        torch.nn.init.normal_(p, std=0.2)
+    return net.eval()
+
+
+def image(h: int, w: int, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(3, h, w, generator=g)
+
+
+def test_a_fresh_network_is_the_identity():
+    x = image(20, 30)
+    assert torch.equal(restore(RestoreNet(RestoreConfig(width=8, blocks=1)).eval(), x), x)
+
+
+@pytest.mark.parametrize("tile", [7, 16, 33, 1000])
+def test_tiles_equal_the_whole_image(tile):
+    net = busy_net()
+    x = image(45, 70)
+    with torch.no_grad():
+        whole = net(x[None])[0].clamp(0, 1)
+    tiled = restore(net, x, tile=tile)
+    assert (tiled - whole).abs().max() < 1e-5
+    assert net.radius == 2 + 2 * 2
+
+
+def test_memory_follows_the_tile_not_the_image():
+    net = busy_net()
+    seen = []
+    net.head.register_forward_hook(lambda m, i, o: seen.append(tuple(i[0].shape[-2:])))
+    restore(net, image(300, 200), tile=32)
+    assert max(h * w for h, w in seen) <= (32 + 2 * net.radius) ** 2
+
+
+def test_restoring_twice_gives_the_same_bits_and_reports_progress():
+    net = busy_net(1)
+    x = image(40, 50, 1)
+    ticks = []
+    a = restore(net, x, tile=16, progress=lambda d, t: ticks.append((d, t)))
+    assert torch.equal(a, restore(net, x, tile=16))
+    assert ticks[-1] == (12, 12) and len(ticks) == 12
+
+
+def test_training_lowers_the_loss_on_a_learnable_degradation():
+    ref = image(48, 48, 2)
+    deg = (ref * 0.8 + 0.1)  # a contrast loss: one convolution learns it
+    net, rec = train([(deg, ref)], RestoreConfig(width=8, blocks=1),
+                     TrainConfig(patch=24, batch=4, lr=5e-3, steps=150, seed=0))
+    assert rec["steps"] == 150 and rec["loss_last"] < 0.5 * rec["loss_first"]
+    with pytest.raises(ValueError, match="unusable"):
+        train([(deg[:, :10], ref[:, :10])], tc=TrainConfig(patch=24))
+
+
+def test_shipped_models_load_and_refuse_altered_weights(tmp_path, monkeypatch):
+    if not shipped.list_restorers():
+        pytest.skip("this installation ships no restoration weights")
+    for source in shipped.SOURCES:
+        model, entry = shipped.load_restorer(source)
+        assert isinstance(model, RestoreNet) and not model.training and entry.source == source
+    with pytest.raises(shipped.PretrainedError, match="sources: lgi, jpeg"):
+        shipped.load_restorer("webp")
+    # An altered copy of the weights is refused by its checksum.
+    copy = tmp_path / "weights"
+    shutil.copytree(shipped.WEIGHTS, copy)
+    entry = json.loads((copy / "models.json").read_text())["models"][0]
+    (copy / entry["file"]).write_bytes((copy / entry["file"]).read_bytes()[:-10])
+    monkeypatch.setattr(shipped, "WEIGHTS", copy)
+    monkeypatch.setattr(shipped, "MANIFEST", copy / "models.json")
+    shipped._manifest.cache_clear()
+    try:
+        with pytest.raises(shipped.PretrainedError, match="checksum"):
+            shipped.load_restorer(entry["source"])
+    finally:
+        shipped._manifest.cache_clear()
