@@ -18,12 +18,7 @@ from lgi_dictco.dcae import build_model, decode, save_checkpoint
 from lgi_dictco.dcae.io import load_image, to_uint8
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

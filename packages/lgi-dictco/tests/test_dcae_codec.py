@@ -12,13 +12,7 @@ from lgi_dictco.errors import LgiFormatError
 SIZES = [(37, 53), (64, 80), (1, 1), (17, 100)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: one thread avoids OpenMP oversubscription.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _ready(name: str, seed: int = 0):

@@ -14,12 +14,7 @@ from lgi_dictco.dcae.format import HEADER_SIZE, MAX_PIXELS, DcaeHeader, latent_s
 from lgi_dictco.errors import LgiFormatError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _header(h=29, w=45, **changes):

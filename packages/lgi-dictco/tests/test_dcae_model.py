@@ -24,13 +24,7 @@ from lgi_dictco.dcae.registry import model_id, name_of_config
 SIZES = [(64, 64), (37, 53), (16, 16), (1, 1)]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    # Tiny models on a shared 2-core machine: one thread avoids OpenMP oversubscription (10-50x slower).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _naive_window_attention(attn: swin.WindowAttention, x: torch.Tensor) -> torch.Tensor:

@@ -20,12 +20,7 @@ from lgi_dictco.dcae.checkpoint import CheckpointError
 from lgi_dictco.dcae.train import RateDistortionLoss, TrainConfig, configure_optimizers, train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")
