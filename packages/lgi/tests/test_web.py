@@ -347,7 +347,7 @@ def test_the_module_is_small():
 ELEMENT_PAGE = """<!doctype html><meta charset=utf-8><body>
 <lgi-img id="a" src="encoded.lgi" alt="a test picture"></lgi-img>
 <lgi-img id="b" src="encoded.lgi" width="40"></lgi-img>
-<lgi-img id="bad" src="bad.lgi"></lgi-img>
+<lgi-img id="bad" src="bad.lgi" alt="a broken file"></lgi-img>
 <lgi-img id="missing" src="nowhere.lgi"></lgi-img>
 <script type="module">
   window.events = [];
@@ -372,6 +372,8 @@ def test_the_element_sizes_like_img_draws_at_device_pixels_and_reports_errors(br
     bad = [e for e in events if e[0] == "bad"]
     assert bad[0][1] == "error" and bad[0][2].startswith(".lgi") and "\n" not in bad[0][2]
     assert [e[:2] for e in events if e[0] == "missing"] == [["missing", "error"]]
+    # as <img> does, a picture that cannot be drawn shows its alt text
+    assert pg.evaluate("document.getElementById('bad').shadowRoot.querySelector('span').textContent") == "a broken file"
 
     def size(i):
         return pg.evaluate(f"""(() => {{ const el = document.getElementById('{i}');

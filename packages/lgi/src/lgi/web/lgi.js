@@ -1445,8 +1445,10 @@ export class LgiImageElement extends Base {
     this._token = 0;
     const root = this.attachShadow({ mode: "open" });
     root.innerHTML = "<style>:host{display:inline-block;overflow:hidden;line-height:0}"
-      + "canvas{width:100%;height:100%;display:block}</style><canvas part=\"canvas\"></canvas>";
+      + "canvas{width:100%;height:100%;display:block}span{line-height:normal}span[hidden]{display:none}</style>"
+      + "<canvas part=\"canvas\"></canvas><span part=\"alt\" hidden></span>";
     this.canvas = root.querySelector("canvas");
+    this.altText = root.querySelector("span"); // shown instead of the picture when it cannot be drawn, as <img> does
     this._observer = typeof ResizeObserver !== "undefined" ? new ResizeObserver(() => this._resized()) : null;
   }
 
@@ -1493,6 +1495,9 @@ export class LgiImageElement extends Base {
   _fail(err) {
     const message = String(err && err.message ? err.message : err).split("\n")[0];
     this.error = message;
+    this.canvas.hidden = true;
+    this.altText.hidden = false;
+    this.altText.textContent = this.getAttribute("alt") ?? "";
     this.dispatchEvent(new CustomEvent("error", { detail: { message } }));
   }
 
@@ -1532,6 +1537,8 @@ export class LgiImageElement extends Base {
       this._drawing = null;
       this.canvas.width = w;
       this.canvas.height = h;
+      this.canvas.hidden = false;
+      this.altText.hidden = true;
       this.canvas.getContext("2d").putImageData(img, 0, 0);
       this.backend = img.backend;
       const first = this.drawn === null;
