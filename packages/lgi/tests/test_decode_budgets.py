@@ -331,6 +331,20 @@ def test_the_tile_is_named_once_and_mirrored_where_a_leaf_cannot_import_it():
     assert int(re.search(r"constexpr int kTile = (\d+);", common).group(1)) == lgi_gsplat2d.TILE == decoder.TILE
 
 
+def test_the_blend_modes_have_one_numbering_the_files():
+    """The kernels number the blend modes as the .lgi format does (lgi_dictco.gauss.RENDER_MODES): the
+    Python table (lgi_gsplat2d.native.MODES) and the C++ enum (csrc/common.h: Mode) both."""
+    import re
+
+    from lgi_dictco.gauss import RENDER_MODES
+    from lgi_gsplat2d.native import MODES
+
+    assert {v: k for k, v in RENDER_MODES.items()} == MODES
+    common = (Path(lgi_gsplat2d.__file__).parent / "csrc" / "common.h").read_text()
+    enum = dict(re.findall(r"kMode(\w+) = (\d+)", common))
+    assert {"topk-hard": int(enum["TopkHard"]), "sum": int(enum["Sum"]), "topk": int(enum["Topk"])} == MODES
+
+
 # --- the default budget (issue 41): it follows the request; just under each ceiling decodes, one over is refused
 
 def test_the_defaults_follow_the_request():

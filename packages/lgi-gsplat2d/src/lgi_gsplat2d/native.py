@@ -39,8 +39,8 @@ import numpy as np
 __all__ = ["ABI", "BackendUnavailable", "RenderLimitError", "available", "library_origin", "render",
            "render_band", "status"]
 
-ABI = 1  # csrc/native.cpp: lgi_native_abi()
-MODES = {"sum": 0, "topk": 1, "topk-hard": 2}  # csrc/common.h: Mode
+ABI = 2  # csrc/native.cpp: lgi_native_abi()
+MODES = {"topk-hard": 0, "sum": 1, "topk": 2}  # csrc/common.h: Mode, the .lgi render-mode ids
 #: The rasterizer's tile side in pixels (csrc/common.h: kTile), the one Python home of it: lgi_gsplat2d.TILE.
 TILE = 16
 MAX_K = 32

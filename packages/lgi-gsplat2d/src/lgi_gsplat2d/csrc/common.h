@@ -37,7 +37,9 @@ constexpr double kMaxRadius = 1073741824.0;   // 2^30: radii of absurdly large G
 // cutoff, so the image is a continuous function of the Gaussians (docs/training.md: a hard cutoff made the
 // loss climb late in a fit). kModeTopkHard: w = exp(-q/2), a jump of exp(-4.5) at the cutoff (the blend of
 // lgi-gsplat2d 0.1 and of .lgi render mode 0; kept so that those files decode as they were made).
-enum Mode : int { kModeSum = 0, kModeTopk = 1, kModeTopkHard = 2 };
+// The ids are the .lgi format's render-mode ids (lgi_dictco.gauss.RENDER_MODES), one numbering for the file
+// and the kernels (packages/lgi/tests/test_decode_budgets.py checks the two tables equal).
+enum Mode : int { kModeTopkHard = 0, kModeSum = 1, kModeTopk = 2 };
 
 LGI_HD bool is_topk(int mode) { return mode == kModeTopk || mode == kModeTopkHard; }
 template <typename T>

@@ -30,7 +30,7 @@ int fail(char* err, int errlen, int code, const char* msg) {
 extern "C" {
 
 // Bumped when a signature below changes; native.py refuses a library of another version.
-int lgi_native_abi(void) { return 1; }
+int lgi_native_abi(void) { return 2; }  // 2: the blend-mode ids are the file's
 
 // Draw rows [y0, y0 + rows) of the height x width image of n Gaussians into out [rows, width, channels]
 // (float32, not clamped), as lgi_gsplat2d.render would draw the whole image and then crop it: the

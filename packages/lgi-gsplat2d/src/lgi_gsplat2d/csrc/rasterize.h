@@ -20,7 +20,7 @@ struct RasterArgs {
   int64_t n = 0;          // Gaussians
   int height = 0, width = 0;
   int channels = 0;       // C
-  int mode = 0;           // kModeSum | kModeTopk | kModeTopkHard (common.h)
+  int mode = 1;           // kModeTopkHard 0 | kModeSum 1 | kModeTopk 2 (common.h)
   int k = 0;              // top-K
   const T* xys = nullptr;          // [N,2] pixel-space centres
   const int32_t* radii = nullptr;  // [N] 0 = culled
