@@ -1,6 +1,6 @@
 """Train and ship the restoration networks of lgi-dictco (``lgi_dictco.restore``; docs/restore.md).
 
-    python tools/train_restore.py corpus                  # runs/restore-corpus: the training photos, as PNG
+    python tools/train_restore.py corpus                  # runs/restore-corpus: the training images, as PNG
     python tools/train_restore.py degrade                 # each photo through LGI (0.25/0.5/1 bpp) and JPEG
     python tools/train_restore.py train --source lgi --minutes 25     # runs/restore/lgi/model.pt (+ snapshots)
     python tools/train_restore.py train --source jpeg --minutes 25
@@ -47,15 +47,20 @@ def cmd_corpus(args) -> None:
         if src is None or not src.is_file():
             print(f"skipped {module}/{rel}: not installed here")
             continue
-        dst = CORPUS / f"{module}_{Path(rel).stem}.png"
         with Image.open(src) as im:
             im = im.convert("RGB")
-            # Even sides: the codecs' chroma and tiles see the same grid in crops of the decoded image.
-            im.crop((0, 0, im.width // 2 * 2, im.height // 2 * 2)).save(dst)
-            size = [im.width // 2 * 2, im.height // 2 * 2]
-        entries.append({"file": dst.name, "source": f"{module} {__import__(module).__version__}: {rel}", "size": size})
+            # The originals at full size only where they are lossless (a JPEG source would teach the network its
+            # artefacts as detail), and every photo reduced to 0.7 and 0.5 of its size with an antialiasing
+            # filter, which removes a source's JPEG blocks and noise (and adds the detail density of Kodak).
+            scales = ((1.0,) if src.suffix.lower() == ".png" else ()) + (0.7, 0.5)
+            for scale in scales:
+                w, h = round(im.width * scale) // 2 * 2, round(im.height * scale) // 2 * 2  # even sides
+                dst = CORPUS / f"{module}_{Path(rel).stem}_s{round(100 * scale)}.png"
+                (im.resize((w, h), Image.LANCZOS) if scale != 1 else im.crop((0, 0, w, h))).save(dst)
+                entries.append({"file": dst.name, "source": f"{module} {__import__(module).__version__}: {rel}",
+                                "scale": scale, "size": [w, h]})
     (CORPUS / "corpus.json").write_text(json.dumps(entries, indent=1) + "\n")
-    print(f"{len(entries)} photos, {sum(e['size'][0] * e['size'][1] for e in entries) / 1e6:.2f} MP in {CORPUS}")
+    print(f"{len(entries)} images, {sum(e['size'][0] * e['size'][1] for e in entries) / 1e6:.2f} MP in {CORPUS}")
 
 
 def cmd_degrade(args) -> None:
@@ -124,7 +129,7 @@ def cmd_train(args) -> None:
     pairs = pairs_for(args.source)
     config = RestoreConfig(width=args.width, blocks=args.blocks)
     tc = TrainConfig(patch=args.patch, batch=args.batch, lr=args.lr, steps=args.steps, minutes=args.minutes,
-                     seed=args.seed)
+                     seed=args.seed, loss=args.loss)
     command = "python tools/train_restore.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     taken = set()
 
@@ -143,7 +148,7 @@ def cmd_train(args) -> None:
     net_ref = [RestoreNet(config)]
     net, record = train(pairs, config, tc, on_step=on_step, model=net_ref[0])
     record.update(command=command, pairs=len(pairs), threads=args.threads, **{k: getattr(tc, k) for k in
-                                                                              ("patch", "batch", "lr", "seed")})
+                                                                              ("patch", "batch", "lr", "seed", "loss")})
     torch.save({"config": config.to_dict(), "state_dict": net.state_dict(), "record": record}, out / "model.pt")
     print(json.dumps(record))
 
@@ -175,7 +180,7 @@ def cmd_ship(args) -> None:
         lines += [f"## {m['source']}", "", f"- sizes: width {m['config']['width']}, {m['config']['blocks']} blocks; "
                   f"file `{m['file']}` (float16), SHA-256 `{m['sha256']}`",
                   f"- trained: {r['steps']} steps in {r['seconds']} s on {r['threads']} thread(s), crops "
-                  f"{r['patch']}², batch {r['batch']}, L1 loss {r['loss_first']:.4f} → {r['loss_last']:.4f}",
+                  f"{r['patch']}², batch {r['batch']}, {r['loss']} loss {r['loss_first']:.5f} → {r['loss_last']:.5f}",
                   f"- command: `{r['command']}`", ""]
     (WEIGHTS / "MODEL_CARD.md").write_text("\n".join(lines))
     print(f"shipped {[m['file'] for m in models]} into {WEIGHTS}")
@@ -195,7 +200,8 @@ def main() -> None:
     p.add_argument("--blocks", type=int, default=5)
     p.add_argument("--patch", type=int, default=64)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--loss", choices=("mse", "l1"), default="mse")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("-o", "--out")

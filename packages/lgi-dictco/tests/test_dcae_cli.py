@@ -17,7 +17,6 @@ from lgi_dictco.cli import dictco
 from lgi_dictco.dcae import build_model, decode, save_checkpoint
 from lgi_dictco.dcae.io import load_image, to_uint8
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 

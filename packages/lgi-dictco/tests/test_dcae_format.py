@@ -13,7 +13,6 @@ from lgi_dictco.dcae import build_model, decode, encode
 from lgi_dictco.dcae.format import HEADER_SIZE, MAX_PIXELS, DcaeHeader, latent_shapes, pack, unpack
 from lgi_dictco.errors import LgiFormatError
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 

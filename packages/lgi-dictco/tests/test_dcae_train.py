@@ -19,7 +19,6 @@ from lgi_dictco.dcae import build_model, load_checkpoint, load_model
 from lgi_dictco.dcae.checkpoint import CheckpointError
 from lgi_dictco.dcae.train import RateDistortionLoss, TrainConfig, configure_optimizers, train
 
-
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 

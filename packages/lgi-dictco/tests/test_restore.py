@@ -3,9 +3,6 @@ repeat bit for bit, training lowers the loss, and the shipped weights load only 
 
 from __future__ import annotations
 
-import json
-import shutil
-
 import pytest
 import torch
 
@@ -71,24 +68,10 @@ def test_training_lowers_the_loss_on_a_learnable_degradation():
         train([(deg[:, :10], ref[:, :10])], tc=TrainConfig(patch=24))
 
 
-def test_shipped_models_load_and_refuse_altered_weights(tmp_path, monkeypatch):
-    if not shipped.list_restorers():
-        pytest.skip("this installation ships no restoration weights")
-    for source in shipped.SOURCES:
-        model, entry = shipped.load_restorer(source)
-        assert isinstance(model, RestoreNet) and not model.training and entry.source == source
+def test_without_shipped_weights_loading_says_so():
+    """None ship yet (docs/restore.md): asking for one is one clear error, as for an unknown source."""
+    assert shipped.list_restorers() == []
+    with pytest.raises(shipped.PretrainedError, match="ships no restoration model"):
+        shipped.load_restorer("lgi")
     with pytest.raises(shipped.PretrainedError, match="sources: lgi, jpeg"):
         shipped.load_restorer("webp")
-    # An altered copy of the weights is refused by its checksum.
-    copy = tmp_path / "weights"
-    shutil.copytree(shipped.WEIGHTS, copy)
-    entry = json.loads((copy / "models.json").read_text())["models"][0]
-    (copy / entry["file"]).write_bytes((copy / entry["file"]).read_bytes()[:-10])
-    monkeypatch.setattr(shipped, "WEIGHTS", copy)
-    monkeypatch.setattr(shipped, "MANIFEST", copy / "models.json")
-    shipped._manifest.cache_clear()
-    try:
-        with pytest.raises(shipped.PretrainedError, match="checksum"):
-            shipped.load_restorer(entry["source"])
-    finally:
-        shipped._manifest.cache_clear()

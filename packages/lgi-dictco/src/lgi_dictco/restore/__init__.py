@@ -1,14 +1,14 @@
-"""Learned restoration of decoded images: one small CNN per source codec, shipped in this package.
+"""Learned restoration of decoded images: one small CNN per source codec (research; docs/restore.md).
 
-    from lgi_dictco.restore import load_restorer, restore
-    model, entry = load_restorer("lgi")          # or "jpeg"; checksum-verified, float32, eval mode
+    from lgi_dictco.restore import restore
+    from lgi_dictco.restore.model import RestoreNet
     restored = restore(model, image)             # image [3, H, W] in [0, 1]: tiled, bounded memory
 
-The weights live in ``weights/`` as float16 state dicts, described by ``weights/models.json`` (per source:
-the network's sizes, the file's SHA-256, the training command and record, the measured gain on Kodak) and
-``weights/MODEL_CARD.md``, as the DCAE's are (``lgi_dictco.dcae.pretrained``, whose checksum and error
-types this module uses). They are trained by ``tools/train_restore.py`` on photos that are neither Kodak
-nor CLIC, degraded by our own codecs (docs/restore.md).
+Shipped weights would live in ``weights/`` as float16 state dicts described by ``weights/models.json`` (per
+source: the network's sizes, the file's SHA-256, the training command and record) and
+``weights/MODEL_CARD.md``, as the DCAE's are (``lgi_dictco.dcae.pretrained``, whose checksum and error types
+this module uses), written by ``tools/train_restore.py ship``. None ship yet: the networks trained so far
+lower PSNR on Kodak and CLIC (docs/restore.md), and :func:`load_restorer` says so.
 """
 
 from __future__ import annotations

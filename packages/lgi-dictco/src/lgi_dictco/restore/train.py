@@ -2,7 +2,7 @@
 
 The data are whole images in memory (a few megapixels: the corpus of ``tools/train_restore.py``); each step
 draws ``batch`` random ``patch`` × ``patch`` crops at the same place in a decoded image and its original,
-mirrored left-right half of the time, and takes one Adam step on the L1 distance, the learning rate
+mirrored left-right half of the time, and takes one Adam step on the mean squared error (or L1), the learning rate
 falling along a cosine to zero over the run's length (steps or minutes, whichever ends first).
 """
 
@@ -27,6 +27,7 @@ class TrainConfig:
     steps: int = 100_000
     minutes: float | None = None
     seed: int = 0
+    loss: str = "mse"  # "mse" (what PSNR measures) or "l1"
 
 
 def _crops(pairs, rng: np.random.Generator, patch: int, batch: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,6 +61,8 @@ def train(pairs: list[tuple[torch.Tensor, torch.Tensor]], config: RestoreConfig 
     """
     if not pairs:
         raise ValueError("no training pairs")
+    if tc.loss not in ("mse", "l1"):
+        raise ValueError(f"loss must be mse or l1, got {tc.loss!r}")
     for deg, ref in pairs:
         if deg.shape != ref.shape or min(deg.shape[1:]) < tc.patch:
             raise ValueError(f"a pair of shapes {tuple(deg.shape)} / {tuple(ref.shape)} is unusable with "
@@ -82,12 +85,13 @@ def train(pairs: list[tuple[torch.Tensor, torch.Tensor]], config: RestoreConfig 
         for g in opt.param_groups:
             g["lr"] = tc.lr * 0.5 * (1 + math.cos(math.pi * min(frac, 1.0)))
         x, y = _crops(pairs, rng, tc.patch, tc.batch)
-        loss = (net(x) - y).abs().mean()
+        err = net(x) - y
+        loss = (err * err).mean() if tc.loss == "mse" else err.abs().mean()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         step += 1
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1], time.perf_counter() - t0)
     net.eval()
