@@ -1227,7 +1227,8 @@ function padded(array, texelsPer, comps, count) { // rows of TEX_W texels
   return [out, rows];
 }
 
-/** Draw ``plan`` with WebGL2 into RGBA bytes (rows top to bottom); null where WebGL2 is missing. */
+/** Draw ``plan`` with WebGL2 into RGBA bytes (rows top to bottom); null where WebGL2 is missing or where the
+ * Gaussians or a region's lists exceed what its textures hold (the caller then draws on the CPU). */
 export function renderWebgl(plan) {
   const s = makeGl();
   if (!s) return null;
@@ -1330,7 +1331,10 @@ export function decode(buffer, options = {}) {
   if (backend === "webgl" || (backend === "auto" && !softwareWebgl())) {
     pixels = plan.params.n ? renderWebgl(plan) : null;
     if (pixels) used = "webgl";
-    else if (backend === "webgl" && plan.params.n) throw new LgiError("WebGL2 is not available in this page", "limit", "backend");
+    else if (backend === "webgl" && plan.params.n) {
+      throw new LgiError(makeGl() ? "this draw needs more list entries than the page's WebGL2 textures hold (use "
+        + "`backend` auto or cpu)" : "WebGL2 is not available in this page", "limit", "backend");
+    }
   }
   if (!pixels) pixels = plan.params.n ? renderCpu(plan) : blank(plan);
   const img = imageData(pixels, plan.width, plan.height);
