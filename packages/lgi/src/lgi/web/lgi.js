@@ -543,23 +543,51 @@ function mortonDecode(code, bx, by) {
 }
 
 /**
+ * A .lgi file whose container (CRCs) and header are verified. Its streams are decoded on first use and kept,
+ * so a page that draws one file at several sizes decodes it once: every function below takes one (``load``)
+ * as well as bytes. The bytes are not copied: do not change them while the file is in use.
+ */
+export class LgiFile {
+  constructor(data) {
+    const { chunks, sizes } = readContainer(data);
+    check(chunks.has("HEAD"), ".lgi file lacks its HEAD chunk");
+    const { header, groups } = decodeHeader(chunks.get("HEAD"));
+    Object.assign(this, { chunks, sizes, header, groups, _payload: null, _params: null });
+  }
+
+  /** The quantized integers (Morton order), exactly as lgi_dictco.gauss.decode_lgi reads them. */
+  payload() {
+    if (this._payload === null) {
+      for (const need of ["POSN", "SHAP", "COLR"]) check(this.chunks.has(need), `.lgi file lacks its ${need} chunk`);
+      this._payload = parseStreams(this.chunks, this.header, this.groups, this.sizes);
+    }
+    return this._payload;
+  }
+
+  /** The float32 parameters (``dequantize``). */
+  params() {
+    if (this._params === null) this._params = dequantize(this.payload());
+    return this._params;
+  }
+}
+
+/** ``buffer`` (an ArrayBuffer, a typed array, or an LgiFile, returned as it is) as an LgiFile. */
+export function load(buffer) {
+  return buffer instanceof LgiFile ? buffer : new LgiFile(asBytes(buffer));
+}
+
+/**
  * Parse a .lgi file into its quantized integers (Morton order), exactly as lgi_dictco.gauss.decode_lgi.
  * @returns {{header, positions: Int32Array, classes: Int32Array, shape, color, chunkBytes}}
  * @throws {LgiError} anything wrong with the file, in one line.
  */
 export function parse(buffer) {
-  const data = asBytes(buffer);
-  const { chunks, sizes } = readContainer(data);
-  for (const need of ["HEAD", "POSN", "SHAP", "COLR"]) check(chunks.has(need), `.lgi file lacks its ${need} chunk`);
-  const { header, groups } = decodeHeader(chunks.get("HEAD"));
-  return parseStreams(chunks, header, groups, sizes);
+  return load(buffer).payload();
 }
 
 /** The header alone (size, channels, Gaussian count...) after the container's CRCs are verified. */
 export function readHeader(buffer) {
-  const { chunks } = readContainer(asBytes(buffer));
-  check(chunks.has("HEAD"), ".lgi file lacks its HEAD chunk");
-  return decodeHeader(chunks.get("HEAD")).header;
+  return load(buffer).header;
 }
 
 function parseStreams(chunks, header, groups, sizes) {
@@ -794,7 +822,8 @@ export function outputSize(header, { width, height, scale, maxPixels = BUDGET.ma
 }
 
 /**
- * Parse, dequantize and price a request; refuses before anything is drawn (lgi.decoding.prepare).
+ * Parse, dequantize and price a request; refuses before anything is drawn (lgi.decoding.prepare). ``buffer``:
+ * bytes or an LgiFile (whose decoded streams are reused).
  * @param options {width, height, scale, maxPixels, maxGaussians, maxWork}
  * @returns {{header, params, width, height, cost, limits, payload}}
  */
@@ -803,19 +832,15 @@ export function prepare(buffer, options = {}) {
   for (const [name, v] of [["maxPixels", maxPixels], ["maxGaussians", maxGaussians], ["maxWork", maxWork]]) {
     if (v != null && !(Number.isInteger(v) && v >= 1)) throw limitError(`\`${name}\` must be a whole number >= 1, got ${v}`, name);
   }
-  const data = asBytes(buffer);
-  const { chunks, sizes } = readContainer(data);
-  check(chunks.has("HEAD"), ".lgi file lacks its HEAD chunk");
-  const { header, groups } = decodeHeader(chunks.get("HEAD"));
+  const file = load(buffer);
+  const { header } = file;
   const [w, h] = outputSize(header, { ...options, maxPixels });
   const most = maxGaussians ?? Math.max(BUDGET.minGaussians, Math.floor(BUDGET.gaussiansPerPixel * Math.max(header.width * header.height, w * h)));
   if (header.gaussians > most) {
     throw limitError(`the file holds ${header.gaussians} Gaussians, more than the limit of ${most} for a `
       + `${header.width}x${header.height} image drawn at ${w}x${h} (\`maxGaussians\`; raise it to decode this file anyway)`, "maxGaussians");
   }
-  for (const need of ["POSN", "SHAP", "COLR"]) check(chunks.has(need), `.lgi file lacks its ${need} chunk`);
-  const payload = parseStreams(chunks, header, groups, sizes);
-  const params = dequantize(payload);
+  const params = file.params(); // the count is checked from the header first, before any stream is decoded
   const cost = decodeCost(params, header, w, h);
   const tiles = Math.ceil(w / TILE) * Math.ceil(h / TILE);
   const limit = maxWork ?? BUDGET.workPerTile * tiles + BUDGET.workPerGaussian * header.gaussians;
@@ -824,7 +849,7 @@ export function prepare(buffer, options = {}) {
       + `(${cost.intersections} Gaussian-tile intersections), more than the work limit of ${limit} (\`maxWork\`; raise it `
       + "to decode this file anyway)", "maxWork");
   }
-  return { header, params, width: w, height: h, cost, limits: [most, limit], payload };
+  return { header, params, width: w, height: h, cost, limits: [most, limit], payload: file.payload() };
 }
 
 // --- tile lists -----------------------------------------------------------------------------------
@@ -860,8 +885,13 @@ function edgeMin(a, b, c, v, u0, u1) {
 function binTiles(box, geo, n, tx0, ty0, tx1, ty1, bin = TILE) {
   const nx = tx1 - tx0;
   const count = new Uint32Array(nx * (ty1 - ty0) + 1);
-  const visit = (i, fn) => {
-    if (box[4 * i] > box[4 * i + 1]) return;
+  // The pairs (tile, Gaussian) in ascending Gaussian order, each tested once, then sorted by tile (a counting
+  // sort keeps each tile's Gaussians ascending).
+  let tiles = new Uint32Array(Math.max(1024, 4 * n));
+  let gauss = new Uint32Array(tiles.length);
+  let pairs = 0;
+  for (let i = 0; i < n; i++) {
+    if (box[4 * i] > box[4 * i + 1]) continue;
     const a = Math.max(Math.floor(box[4 * i] / bin), tx0);
     const b = Math.min(Math.floor(box[4 * i + 1] / bin), tx1 - 1);
     const c = Math.max(Math.floor(box[4 * i + 2] / bin), ty0);
@@ -871,18 +901,29 @@ function binTiles(box, geo, n, tx0, ty0, tx1, ty1, bin = TILE) {
       const ya = Math.max(ty * bin, box[4 * i + 2]);
       const yb = Math.min(ty * bin + bin - 1, box[4 * i + 3]);
       for (let tx = a; tx <= b; tx++) {
-        if (whole || reaches(geo, i, Math.max(tx * bin, box[4 * i]), Math.min(tx * bin + bin - 1, box[4 * i + 1]), ya, yb)) {
-          fn((ty - ty0) * nx + (tx - tx0));
+        if (!whole && !reaches(geo, i, Math.max(tx * bin, box[4 * i]), Math.min(tx * bin + bin - 1, box[4 * i + 1]), ya, yb)) {
+          continue;
         }
+        if (pairs === tiles.length) { // grow both by half
+          const t2 = new Uint32Array(pairs + (pairs >> 1));
+          const g2 = new Uint32Array(t2.length);
+          t2.set(tiles);
+          g2.set(gauss);
+          tiles = t2;
+          gauss = g2;
+        }
+        const t = (ty - ty0) * nx + (tx - tx0);
+        tiles[pairs] = t;
+        gauss[pairs++] = i;
+        count[t + 1]++;
       }
     }
-  };
-  for (let i = 0; i < n; i++) visit(i, (t) => { count[t + 1]++; });
+  }
   for (let t = 1; t < count.length; t++) count[t] += count[t - 1];
   const offsets = count;
-  const ids = new Uint32Array(offsets[offsets.length - 1]);
+  const ids = new Uint32Array(pairs);
   const fill = offsets.slice(0, -1);
-  for (let i = 0; i < n; i++) visit(i, (t) => { ids[fill[t]++] = i; });
+  for (let p = 0; p < pairs; p++) ids[fill[tiles[p]]++] = gauss[p];
   return { offsets, ids };
 }
 
@@ -1065,6 +1106,8 @@ function writePixel(out, o, acc, i, C) {
 // The shader's tiles: each fragment walks its tile's list, so smaller tiles mean shorter walks (8: about 1.3x
 // faster than 16 in SwiftShader on a Kodak file, 4 no faster than 8) for more list entries.
 const GL_BIN = 8;
+// Texels per row of the data textures (the shader indexes them with the same width).
+const TEX_W = 4096;
 
 const VERTEX_SHADER = `#version 300 es
 void main() {
@@ -1092,9 +1135,9 @@ uniform int uMode;           // 0 sum, 1 top-K, 2 top-K with the hard cutoff
 const int K = ${k};
 uniform int uChannels;
 out vec4 outColor;
-const int TEX_W = 4096;
+const int TEX_W = ${TEX_W};
 ivec2 at(int i, int per) { int j = i * per; return ivec2(j % TEX_W, j / TEX_W); }
-ivec2 at2(uint e) { return ivec2(int(e % 4096u), int(e / 4096u)); }
+ivec2 at2(uint e) { return ivec2(int(e % ${TEX_W}u), int(e / ${TEX_W}u)); }
 void main() {
   ivec2 local = ivec2(gl_FragCoord.xy);
   int x = uOrigin.x + local.x;
@@ -1154,7 +1197,6 @@ void main() {
   else outColor = acc;
 }`;
 
-const TEX_W = 4096;
 let glState = null;
 
 function makeGl() {
@@ -1314,7 +1356,7 @@ function imageData(pixels, width, height) {
 
 /**
  * Decode a .lgi file to an ImageData at any size.
- * @param buffer ArrayBuffer or Uint8Array of the file.
+ * @param buffer ArrayBuffer or Uint8Array of the file, or an LgiFile (``load``: decoded once for many draws).
  * @param options {width, height, scale, backend: "auto" | "webgl" | "cpu", maxPixels, maxGaussians, maxWork}:
  *   no size draws the stored size; ``width`` or ``height`` alone keeps the aspect ratio; both draw exactly
  *   that box. The budget's defaults are the Python decoder's.
@@ -1322,21 +1364,39 @@ function imageData(pixels, width, height) {
  * @throws {LgiError} a malformed file (kind "format") or a request beyond a budget (kind "limit").
  */
 export function decode(buffer, options = {}) {
-  const backend = options.backend ?? "auto";
-  if (!["auto", "webgl", "cpu"].includes(backend)) throw new LgiError(`\`backend\` must be auto, webgl or cpu, got ${backend}`, "limit", "backend");
-  const plan = prepare(buffer, options);
-  let pixels = null;
-  let used = "cpu";
-  // "auto" draws with WebGL2 on a GPU; a software WebGL (SwiftShader, llvmpipe) is slower than the CPU path.
-  if (backend === "webgl" || (backend === "auto" && !softwareWebgl())) {
-    pixels = plan.params.n ? renderWebgl(plan) : null;
-    if (pixels) used = "webgl";
-    else if (backend === "webgl" && plan.params.n) {
-      throw new LgiError(makeGl() ? "this draw needs more list entries than the page's WebGL2 textures hold (use "
-        + "`backend` auto or cpu)" : "WebGL2 is not available in this page", "limit", "backend");
-    }
+  const backend = checkBackend(options.backend ?? "auto");
+  return finish({ ...prepare(buffer, options), backend }, null);
+}
+
+function checkBackend(backend) {
+  if (!["auto", "webgl", "cpu"].includes(backend)) {
+    throw new LgiError(`\`backend\` must be auto, webgl or cpu, got ${backend}`, "limit", "backend");
   }
-  if (!pixels) pixels = plan.params.n ? renderCpu(plan) : blank(plan);
+  return backend;
+}
+
+/** Whether ``backend`` draws with WebGL2: "auto" does on a GPU; a software WebGL (SwiftShader, llvmpipe) is
+ * slower than the CPU path. */
+function usesWebgl(backend) {
+  return backend === "webgl" || (backend === "auto" && !softwareWebgl());
+}
+
+/** ``plan`` drawn on this thread, as an ImageData with ``.backend`` and ``.header``; ``pixels`` already drawn
+ * on the CPU (by workers) when given. */
+function finish(plan, pixels) {
+  let used = "cpu";
+  if (pixels === null && plan.params.n) {
+    if (usesWebgl(plan.backend)) {
+      pixels = renderWebgl(plan);
+      if (pixels) used = "webgl";
+      else if (plan.backend === "webgl") {
+        throw new LgiError(makeGl() ? "this draw needs more list entries than the page's WebGL2 textures hold (use "
+          + "`backend` auto or cpu)" : "WebGL2 is not available in this page", "limit", "backend");
+      }
+    }
+    if (!pixels) pixels = renderCpu(plan);
+  }
+  if (pixels === null) pixels = blank(plan);
   const img = imageData(pixels, plan.width, plan.height);
   try { Object.assign(img, { backend: used, header: plan.header }); } catch { /* a frozen ImageData */ }
   return img;
@@ -1407,24 +1467,16 @@ function renderCpuParallel(plan, ws) {
  * @returns {Promise<ImageData>}
  */
 export async function decodeAsync(buffer, options = {}) {
-  const backend = options.backend ?? "auto";
-  const ws = backend === "webgl" ? false : workers();
-  const small = () => {
-    const h = readHeader(buffer);
-    const [w, hh] = outputSize(h, { ...options, maxPixels: options.maxPixels ?? BUDGET.maxOutputPixels });
-    return w * hh < 65536; // a thumbnail: not worth a worker's message
-  };
-  if (!ws || (backend === "auto" && !softwareWebgl()) || small()) return decode(buffer, options);
-  const plan = prepare(buffer, options);
-  let pixels;
+  const backend = checkBackend(options.backend ?? "auto");
+  const plan = { ...prepare(buffer, options), backend };
+  // WebGL2 on a GPU, a thumbnail (not worth a worker's message) or an empty file: drawn here.
+  const ws = usesWebgl(backend) || plan.width * plan.height < 65536 || !plan.params.n ? false : workers();
+  if (!ws) return finish(plan, null);
   try {
-    pixels = plan.params.n ? await renderCpuParallel(plan, ws) : blank(plan);
+    return finish(plan, await renderCpuParallel(plan, ws));
   } catch {
-    return decode(buffer, { ...options, backend: "cpu" }); // the workers failed: draw here
+    return finish({ ...plan, backend: "cpu" }, null); // the workers failed: draw here
   }
-  const img = imageData(pixels, plan.width, plan.height);
-  try { Object.assign(img, { backend: "cpu", header: plan.header }); } catch { /* a frozen ImageData */ }
-  return img;
 }
 
 // --- <lgi-img> ------------------------------------------------------------------------------------
@@ -1487,8 +1539,8 @@ export class LgiImageElement extends Base {
       if (!resp.ok) throw new LgiError(`could not fetch ${this.getAttribute("src")}: HTTP ${resp.status}`);
       const data = new Uint8Array(await resp.arrayBuffer());
       if (token !== this._token) return;
-      this.header = readHeader(data);
-      this.data = data;
+      this.data = load(data); // the streams are decoded on the first draw and kept for the later ones
+      this.header = this.data.header;
       this._size();
       this._draw();
     } catch (err) {
