@@ -12,7 +12,6 @@ import gzip
 import http.server
 import json
 import threading
-import zlib
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,8 @@ from click.testing import CliRunner
 import lgi
 from lgi.web_cli import module_source, web
 from lgi_dictco import LgiFormatError
-from lgi_dictco.gauss import GroupCoding, LgiHeader, LgiPayload, decode_lgi, encode_lgi
+from lgi_dictco.container import chunk_sizes, write_container
+from lgi_dictco.gauss import MAGIC, VERSION, GroupCoding, LgiHeader, LgiPayload, decode_lgi, encode_lgi
 
 CORPUS = Path(__file__).resolve().parents[3] / "tests" / "fuzz" / "corpus" / "lgi"
 
@@ -225,19 +225,17 @@ def test_hostile_corpus_gets_the_python_decoders_outcome(page):
 
 
 def _chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    pos, out = 10, []
-    while pos < len(data):
-        ctype, n = data[pos:pos + 4], int.from_bytes(data[pos + 4:pos + 8], "little")
-        out.append((ctype, data[pos + 8:pos + 8 + n]))
-        pos += 12 + n
+    """(type, payload) of every chunk but END, in order (duplicates too, unlike read_container's dict)."""
+    pos, out = len(MAGIC) + 2, []
+    for name, length in chunk_sizes(data, MAGIC):
+        if name != "END ":
+            out.append((name.encode(), data[pos + 8:pos + 8 + length]))
+        pos += 12 + length
     return out
 
 
 def _frame(chunks: list[tuple[bytes, bytes]]) -> bytes:
-    out = bytearray(b"\x89LGI\r\n\x1a\n\x02\x01")
-    for ctype, payload in chunks:
-        out += ctype + len(payload).to_bytes(4, "little") + payload + zlib.crc32(ctype + payload).to_bytes(4, "little")
-    return bytes(out)
+    return write_container(MAGIC, VERSION, chunks)
 
 
 def mutants(data: bytes, count: int, seed: int = 0) -> list[bytes]:
@@ -250,7 +248,7 @@ def mutants(data: bytes, count: int, seed: int = 0) -> list[bytes]:
         kind = i % 8
         if kind < 5:
             c = [list(x) for x in chunks]
-            j = int(rng.integers(0, len(c) - 1))  # not END
+            j = int(rng.integers(0, len(c)))
             body = bytearray(c[j][1])
             for _ in range(int(rng.integers(1, 4))):
                 if not body:
@@ -273,7 +271,7 @@ def mutants(data: bytes, count: int, seed: int = 0) -> list[bytes]:
             out.append(data[:int(rng.integers(0, len(data)))])
         else:
             c = list(chunks)
-            j = int(rng.integers(0, len(c) - 1))
+            j = int(rng.integers(0, len(c)))
             c = c[:j] + c[j + 1:] if rng.random() < 0.5 else c[:j + 1] + c[j:]
             out.append(_frame(c))
     return out
@@ -434,3 +432,26 @@ def test_lgi_web_writes_a_site_that_shows_every_file(browser, tmp_path, files, p
         pg.close()
     finally:
         server.shutdown()
+
+
+def test_lgi_web_keeps_the_old_site_when_the_new_one_cannot_be_put_in_place(tmp_path, files, monkeypatch):
+    from pathlib import Path as _Path
+
+    src = tmp_path / "pic.lgi"
+    src.write_bytes(files["encoded"])
+    out = tmp_path / "site"
+    assert CliRunner().invoke(web, [str(src), "-o", str(out)]).exit_code == 0
+    before = sorted((p.name, p.read_bytes()) for p in out.iterdir())
+    rename = _Path.rename
+
+    def failing(self, target):
+        if _Path(target) == out and self.name.startswith(".lgi-web-"):  # the new site cannot move into place
+            raise OSError("disk full")
+        return rename(self, target)
+
+    monkeypatch.setattr(_Path, "rename", failing)
+    r = CliRunner().invoke(web, [str(src), "-o", str(out), "--force"])
+    assert r.exit_code != 0
+    monkeypatch.undo()
+    assert sorted((p.name, p.read_bytes()) for p in out.iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["pic.lgi", "site"]  # no temporary folder left

@@ -133,19 +133,28 @@ def write_site(files: list[Path], out: Path, originals: list[Path] | None = None
             blobs[f"{name}.jpg"] = jpeg
             item.update(jpeg_bytes=len(jpeg), jpeg_quality=q)
         items.append(item)
-    tmp = Path(tempfile.mkdtemp(prefix=".lgi-web-", dir=out.parent if out.parent.exists() else None))
+    # Written beside `out` (the same file system), then renamed into place; a folder it replaces is moved
+    # aside first and removed only once the new one is in place, so a failure leaves the old site whole.
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".lgi-web-", dir=out.parent))
+    old = None
     try:
         (tmp / MODULE).write_bytes(module_source())
         for fname, data in blobs.items():
             (tmp / fname).write_bytes(data)
         (tmp / "index.html").write_text(_page(items), encoding="utf-8")
         if out.exists():
-            shutil.rmtree(out)
-        out.parent.mkdir(parents=True, exist_ok=True)
+            old = Path(tempfile.mkdtemp(prefix=".lgi-web-old-", dir=out.parent))
+            out.rename(old / out.name)
         tmp.rename(out)
+    except BaseException:
+        if old is not None and not out.exists():
+            (old / out.name).rename(out)
+        raise
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        for leftover in (tmp, old):
+            if leftover is not None and leftover.exists():
+                shutil.rmtree(leftover, ignore_errors=True)
     return items
 
 
