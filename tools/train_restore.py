@@ -120,7 +120,7 @@ def pairs_for(source: str):
 def cmd_train(args) -> None:
     import torch
 
-    from lgi_dictco.restore.model import RestoreConfig
+    from lgi_dictco.restore.model import RestoreConfig, RestoreNet
     from lgi_dictco.restore.train import TrainConfig, train
 
     torch.set_num_threads(args.threads)
@@ -131,24 +131,21 @@ def cmd_train(args) -> None:
     tc = TrainConfig(patch=args.patch, batch=args.batch, lr=args.lr, steps=args.steps, minutes=args.minutes,
                      seed=args.seed, loss=args.loss)
     command = "python tools/train_restore.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    net = RestoreNet(config)  # trained in place, so the snapshots below read its weights as they are
     taken = set()
 
     def on_step(step, loss, seconds):
         if step % 50 == 0:
             print(f"step {step} loss {loss:.5f} {seconds:.0f} s", flush=True)
-        if args.minutes:
-            for frac in SNAPSHOTS:
-                if frac not in taken and seconds >= frac * 60 * args.minutes:
-                    taken.add(frac)
-                    torch.save({"config": config.to_dict(), "state_dict": net_ref[0].state_dict(), "steps": step,
-                                "seconds": round(seconds, 1)}, out / f"snapshot_{frac}.pt")
+        for frac in SNAPSHOTS if args.minutes else ():
+            if frac not in taken and seconds >= frac * 60 * args.minutes:
+                taken.add(frac)
+                torch.save({"config": config.to_dict(), "state_dict": net.state_dict(), "steps": step,
+                            "seconds": round(seconds, 1)}, out / f"snapshot_{frac}.pt")
 
-    from lgi_dictco.restore.model import RestoreNet
-
-    net_ref = [RestoreNet(config)]
-    net, record = train(pairs, config, tc, on_step=on_step, model=net_ref[0])
-    record.update(command=command, pairs=len(pairs), threads=args.threads, **{k: getattr(tc, k) for k in
-                                                                              ("patch", "batch", "lr", "seed", "loss")})
+    net, record = train(pairs, config, tc, on_step=on_step, model=net)
+    record.update(command=command, pairs=len(pairs), threads=args.threads,
+                  **{k: getattr(tc, k) for k in ("patch", "batch", "lr", "seed", "loss")})
     torch.save({"config": config.to_dict(), "state_dict": net.state_dict(), "record": record}, out / "model.pt")
     print(json.dumps(record))
 
