@@ -16,6 +16,9 @@ from lgi_dictco.dcae.config import DCAEConfig
 PAPER = DCAEConfig()
 #: The mixture-of-experts variant of the paper preset: 4 experts of 64 entries per slice.
 PAPER_MOE = DCAEConfig(num_experts=4, expert_entries=64)
+#: The narrower MLPs, hyper heads and entropy heads of both CPU-sized presets (the rest of their
+#: transforms, hyperprior window and depth keep the paper's values).
+_CPU_SIZED = dict(swin_mlp_rate=2, res_blocks=1, hyper_head_dim=16, dict_mlp_rate=2, entropy_hidden=(32, 32))
 #: A genuinely tiny model for tests and CPU experiments (about 0.2 M parameters).
 TINY = DCAEConfig(
     N=32,
@@ -25,17 +28,10 @@ TINY = DCAEConfig(
     feature_dims=(16, 24, 32),
     block_counts=(1, 2, 2),
     head_dims=(8, 8, 8, 8, 8, 8),
-    window_size=8,
-    swin_mlp_rate=2,
-    res_blocks=1,
-    hyper_head_dim=16,
-    hyper_window_size=4,
-    hyper_depth=1,
     dict_entries=16,
     dict_heads=2,
     dict_head_dim=8,
-    dict_mlp_rate=2,
-    entropy_hidden=(32, 32),
+    **_CPU_SIZED,
 )
 TINY_MOE = TINY.replace(num_experts=3, expert_entries=8)
 #: Sized for what two CPU cores can train in hours, and the preset of the shipped weights: the paper's
@@ -50,17 +46,10 @@ SMALL = DCAEConfig(
     feature_dims=(48, 64, 96),
     block_counts=(0, 1, 2),
     head_dims=(0, 16, 16, 16, 16, 0),
-    window_size=8,
-    swin_mlp_rate=2,
-    res_blocks=1,
-    hyper_head_dim=16,
-    hyper_window_size=4,
-    hyper_depth=1,
     dict_entries=64,
     dict_heads=4,
     dict_head_dim=16,
-    dict_mlp_rate=2,
-    entropy_hidden=(32, 32),
+    **_CPU_SIZED,
 )
 
 #: Frozen: id -> name. Never renumber, never reuse an id.
