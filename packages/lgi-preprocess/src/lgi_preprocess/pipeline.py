@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from lgi_preprocess import __version__
+from lgi_preprocess import __version__, maps
 from lgi_preprocess._io import (
     DEFAULT_BACKGROUND,
     as_rgb_float,
@@ -34,19 +34,7 @@ from lgi_preprocess._io import (
 )
 from lgi_preprocess.errors import PreprocessError
 from lgi_preprocess.gaussians import SlicGaussians, generate_slic_gaussians
-from lgi_preprocess.maps import (
-    DEFAULT_WEIGHTS,
-    MAP_NAMES,
-    check_weights,
-    distance_map,
-    entropy_map,
-    gradient_map,
-    placement_map,
-    saliency_map,
-    skeleton_map,
-    slic_segments,
-    texture_map,
-)
+from lgi_preprocess.maps import DEFAULT_WEIGHTS, MAP_NAMES, check_weights
 
 #: File-handling modes of :meth:`ImagePreprocessor.run`.
 MODES: tuple[str, ...] = ("overwrite", "skip", "update", "prompt")
@@ -251,14 +239,14 @@ class ImagePreprocessor:
         timings: dict[str, float] = {}
         gaussians = None
         compute: dict[str, Callable[[], Any]] = {
-            "entropy": lambda: entropy_map(rgb, cfg.entropy_tile_size),
-            "gradient": lambda: gradient_map(rgb, use_gpu=cfg.use_gpu),
-            "texture": lambda: texture_map(rgb, cfg.texture_tile_size, cfg.texture_step),
-            "saliency": lambda: saliency_map(rgb),
-            "segments": lambda: slic_segments(rgb, cfg.n_segments, cfg.compactness, cfg.sigma),
-            "distance": lambda: distance_map(computed["segments"]),
-            "skeleton": lambda: skeleton_map(computed["segments"], cfg.skeleton_min_size),
-            "placement": lambda: placement_map(computed, cfg.weights),
+            "entropy": lambda: maps.entropy_map(rgb, cfg.entropy_tile_size),
+            "gradient": lambda: maps.gradient_map(rgb, use_gpu=cfg.use_gpu),
+            "texture": lambda: maps.texture_map(rgb, cfg.texture_tile_size, cfg.texture_step),
+            "saliency": lambda: maps.saliency_map(rgb),
+            "segments": lambda: maps.slic_segments(rgb, cfg.n_segments, cfg.compactness, cfg.sigma),
+            "distance": lambda: maps.distance_map(computed["segments"]),
+            "skeleton": lambda: maps.skeleton_map(computed["segments"], cfg.skeleton_min_size),
+            "placement": lambda: maps.placement_map(computed, cfg.weights),
         }
         for step in cfg.steps():
             if step == "montage":
