@@ -231,7 +231,8 @@ def _torch_bands(plan: Plan, device: str, backend: str):
             return
         yield from render_bands(plan.params, h, plan.width, plan.height, plan.bands,
                                 project=lgi_gsplat2d.project_gaussians_2d_scale_rot,
-                                rasterize=lgi_gsplat2d.rasterize_gaussians_sum, device=device, backend=backend)
+                                row_spans=lgi_gsplat2d.row_spans, rasterize_rows=lgi_gsplat2d.rasterize_rows,
+                                device=device, backend=backend)
     except lgi_gsplat2d.RenderLimitError as exc:
         raise DecodeError(f"the renderer refused: {exc}") from None
 

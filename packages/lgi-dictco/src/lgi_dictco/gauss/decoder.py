@@ -300,25 +300,8 @@ def decode_cost(params: dict[str, np.ndarray], header: LgiHeader, width: int, he
     return DecodeCost(width, height, header.channels, slots, n, int(rows.sum()), rows)
 
 
-def _box_tiles(xys, radii, height: int, width: int):
-    """Tiles [N] int32 each Gaussian's pixel box touches in a ``height`` x ``width`` canvas, and its rows
-    (i0, i1) [N] int64, computed exactly as the rasterizer does (csrc/common.h: ``pixel_box``, in float64;
-    the rasterizer checks the count and refuses a mismatch)."""
-    import torch
-
-    x, y, r = xys[:, 0].double(), xys[:, 1].double(), radii.double()
-    j0 = torch.ceil(x - r - 0.5).clamp(min=0.0)
-    j1 = torch.floor(x + r - 0.5).clamp(max=width - 1.0)
-    i0 = torch.ceil(y - r - 0.5).clamp(min=0.0)
-    i1 = torch.floor(y + r - 0.5).clamp(max=height - 1.0)
-    empty = (radii <= 0) | ~(j0 <= j1) | ~(i0 <= i1)
-    j0, j1, i0, i1 = (torch.where(empty, 0.0, v).long() for v in (j0, j1, i0, i1))
-    tiles = (j1 // TILE - j0 // TILE + 1) * (i1 // TILE - i0 // TILE + 1)
-    return torch.where(empty, 0, tiles).to(torch.int32), torch.where(empty, -1, i0), torch.where(empty, -2, i1)
-
-
 def render_bands(params: dict, header: LgiHeader, width: int, height: int, bands: list[tuple[int, int]], *,
-                 project, rasterize, device="cpu", backend: str = "auto"):
+                 project, row_spans, rasterize_rows, device="cpu", backend: str = "auto"):
     """Render the image one band of rows at a time: yields ``(y0, band)``, band [C, y1 - y0, width] in
     [0, 1] (clamped), for every ``(y0, y1)`` of ``bands`` in order.
 
@@ -331,8 +314,9 @@ def render_bands(params: dict, header: LgiHeader, width: int, height: int, bands
     Args:
         params, header, width, height, device, backend: as :func:`render`.
         bands: row ranges, e.g. :meth:`DecodeCost.bands`.
-        project: ``lgi_gsplat2d.project_gaussians_2d_scale_rot``; rasterize:
-            ``lgi_gsplat2d.rasterize_gaussians_sum`` (the caller passes them: this package is a leaf).
+        project, row_spans, rasterize_rows: ``lgi_gsplat2d.project_gaussians_2d_scale_rot``,
+            ``lgi_gsplat2d.row_spans`` and ``lgi_gsplat2d.rasterize_rows`` (the caller passes them: this
+            package is a leaf; the pixel boxes and tiles of a band are the renderer's own).
     """
     import torch
 
@@ -341,17 +325,12 @@ def render_bands(params: dict, header: LgiHeader, width: int, height: int, bands
     with torch.no_grad():
         if n:
             xys, radii, conics, _ = project(p["means"], p["scales"], p["rotations"], height, width, backend=backend)
-            _, top, bottom = _box_tiles(xys, radii, height, width)
+            top, bottom = row_spans(xys, radii, height, width)
         for y0, y1 in bands:
-            h = y1 - y0
             if n == 0:
-                yield y0, torch.zeros(header.channels, h, width, device=device)
+                yield y0, torch.zeros(header.channels, y1 - y0, width, device=device)
                 continue
             idx = torch.nonzero((bottom >= y0) & (top < y1)).squeeze(1)
-            xy = xys[idx]
-            xy[:, 1] -= y0
-            r = radii[idx]
-            tiles, _, _ = _box_tiles(xy, r, h, width)
-            out = rasterize(xy, r, conics[idx], tiles, p["colors"][idx], h, width, mode=header.render_mode,
-                            k=header.topk, backend=backend)
+            out = rasterize_rows(xys[idx], radii[idx], conics[idx], p["colors"][idx], width, (y0, y1),
+                                 mode=header.render_mode, k=header.topk, backend=backend)
             yield y0, out.permute(2, 0, 1).clamp(0, 1)

@@ -348,7 +348,7 @@ def render_decoded(header, params: dict[str, torch.Tensor], height: int, width: 
     :data:`lgi_train.bands.BAND_PIXELS` pixels with the decoder's own :func:`lgi_dictco.gauss.render_bands`,
     equal to float rounding)."""
     from lgi_dictco.gauss import render, render_bands
-    from lgi_gsplat2d import project_gaussians_2d_scale_rot, rasterize_gaussians_sum
+    from lgi_gsplat2d import project_gaussians_2d_scale_rot, rasterize_rows, row_spans
     from lgi_gsplat2d import render as rasterize
     from lgi_train.bands import row_bands
 
@@ -358,6 +358,7 @@ def render_decoded(header, params: dict[str, torch.Tensor], height: int, width: 
         return render(params, header, width, height, rasterize=rasterize, device=device, backend=backend)
     out = torch.empty(header.channels, height, width, device=device)
     for y0, band in render_bands(params, header, width, height, bands, project=project_gaussians_2d_scale_rot,
-                                 rasterize=rasterize_gaussians_sum, device=device, backend=backend):
+                                 row_spans=row_spans, rasterize_rows=rasterize_rows, device=device,
+                                 backend=backend):
         out[:, y0:y0 + band.shape[1]] = band
     return out
