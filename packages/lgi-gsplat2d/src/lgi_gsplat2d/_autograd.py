@@ -12,6 +12,19 @@ def _empty(like: torch.Tensor) -> torch.Tensor:
     return like.new_empty(0)
 
 
+def _rasterize_backward(ctx, kernel_backward):
+    """The backward of both rasterizers, whose first four inputs are (xys, conics, colors, opacities).
+
+    ``kernel_backward(need_geom, need_col, need_opac)`` calls the kernel and returns the gradients of those
+    four; here they become None where not asked for, as do those of the other inputs."""
+    need = ctx.needs_input_grad
+    need_geom, need_col, need_opac = need[0] or need[1], need[2], need[3]
+    if not (need_geom or need_col or need_opac):
+        return (None,) * len(need)
+    grads = kernel_backward(need_geom, need_col, need_opac)
+    return (*(g if n else None for g, n in zip(grads, need[:4])), *(None,) * (len(need) - 4))
+
+
 class ProjectGaussians(torch.autograd.Function):
     """(means [N,2], scales [N,2], rotations [N]) -> (xys [N,2], radii [N], conics [N,3], num_tiles_hit [N])."""
 
@@ -51,18 +64,16 @@ class RasterizeTiles(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        need = ctx.needs_input_grad
-        need_geom, need_col, need_opac = need[0] or need[1], need[2], need[3]
-        if not (need_geom or need_col or need_opac):
-            return (None,) * 12
-        # binning: gauss_offsets, tile_offsets, boxes, list_gid, list_slot; top-K: sel, wsel, wsum.
-        xys, conics, colors, opac, radii, out, goff, toff, boxes, gid, slot, sel, wsel, wsum = ctx.saved_tensors
-        height, width, mode, k, ext, nthreads = ctx.meta
-        g_xys, g_conics, g_colors, g_opac = ext.rasterize_backward(
-            xys, radii, conics, colors, opac, height, width, mode, k, goff, toff, boxes, gid, slot,
-            grad_out.contiguous(), out, sel, wsel, wsum, need_geom, need_col, need_opac, nthreads)
-        return (g_xys if need[0] else None, g_conics if need[1] else None, g_colors if need_col else None,
-                g_opac if need_opac else None, None, None, None, None, None, None, None, None)
+        def kernel_backward(need_geom, need_col, need_opac):
+            # binning: gauss_offsets, tile_offsets, boxes, list_gid, list_slot; top-K: sel, wsel, wsum.
+            (xys, conics, colors, opac, radii, out, goff, toff, boxes, gid, slot, sel, wsel,
+             wsum) = ctx.saved_tensors
+            height, width, mode, k, ext, nthreads = ctx.meta
+            return ext.rasterize_backward(
+                xys, radii, conics, colors, opac, height, width, mode, k, goff, toff, boxes, gid, slot,
+                grad_out.contiguous(), out, sel, wsel, wsum, need_geom, need_col, need_opac, nthreads)
+
+        return _rasterize_backward(ctx, kernel_backward)
 
 
 class RasterizeNoTiles(torch.autograd.Function):
@@ -79,14 +90,11 @@ class RasterizeNoTiles(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_out):
-        need = ctx.needs_input_grad
-        need_geom, need_col, need_opac = need[0] or need[1], need[2], need[3]
-        if not (need_geom or need_col or need_opac):
-            return (None,) * 11
-        xys, conics, colors, opac, radii, out, sel, wsel, wsum = ctx.saved_tensors
-        height, width, mode, k, ext, nthreads = ctx.meta
-        g_xys, g_conics, g_colors, g_opac = ext.no_tiles_backward(
-            xys, radii, conics, colors, opac, height, width, mode, k, grad_out.contiguous(), out, sel, wsel, wsum,
-            need_geom, need_col, need_opac, nthreads)
-        return (g_xys if need[0] else None, g_conics if need[1] else None, g_colors if need_col else None,
-                g_opac if need_opac else None, None, None, None, None, None, None, None)
+        def kernel_backward(need_geom, need_col, need_opac):
+            xys, conics, colors, opac, radii, out, sel, wsel, wsum = ctx.saved_tensors
+            height, width, mode, k, ext, nthreads = ctx.meta
+            return ext.no_tiles_backward(
+                xys, radii, conics, colors, opac, height, width, mode, k, grad_out.contiguous(), out, sel, wsel,
+                wsum, need_geom, need_col, need_opac, nthreads)
+
+        return _rasterize_backward(ctx, kernel_backward)
