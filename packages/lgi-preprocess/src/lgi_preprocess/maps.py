@@ -265,10 +265,14 @@ def _check_segments(segments: np.ndarray) -> np.ndarray:
     return seg
 
 
-def _segment_boxes(seg: np.ndarray) -> list:
+def _segments(seg: np.ndarray):
+    """Yields ``(box, inside)`` for every label present: its bounding box (a pair of slices) and the
+    segment's [h, w] bool mask within that box."""
     from scipy import ndimage
 
-    return ndimage.find_objects(seg.astype(np.int64) + 1)  # find_objects ignores label 0
+    for label, box in enumerate(ndimage.find_objects(seg.astype(np.int64) + 1)):  # find_objects skips 0
+        if box is not None:
+            yield box, seg[box] == label
 
 
 def distance_map(segments: np.ndarray) -> np.ndarray:
@@ -288,10 +292,7 @@ def distance_map(segments: np.ndarray) -> np.ndarray:
 
     seg = _check_segments(segments)
     out = np.zeros(seg.shape, dtype=np.float32)
-    for label, box in enumerate(_segment_boxes(seg)):
-        if box is None:
-            continue
-        inside = seg[box] == label
+    for box, inside in _segments(seg):
         # The nearest outside pixel is 4-adjacent to the segment, so the box plus a 1-pixel ring suffices.
         dist = cv2.distanceTransform(np.pad(inside, 1).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
         out[box][inside] = dist[1:-1, 1:-1][inside]
@@ -308,10 +309,7 @@ def skeleton_map(segments: np.ndarray, min_size: int = 100) -> np.ndarray:
 
     seg = _check_segments(segments)
     out = np.zeros(seg.shape, dtype=np.float32)
-    for label, box in enumerate(_segment_boxes(seg)):
-        if box is None:
-            continue
-        inside = seg[box] == label
+    for box, inside in _segments(seg):
         if int(inside.sum()) < min_size:
             continue
         skel = skeletonize(np.pad(inside, 1))[1:-1, 1:-1]  # the image border is background
