@@ -36,3 +36,26 @@ def image_file(tmp_path: Path) -> Path:
 def make_scene():
     """The :func:`scene` factory (test modules cannot import conftest under --import-mode=importlib)."""
     return scene
+
+
+def write_bad_image(path: Path, kind: str) -> Path:
+    """Makes ``path`` a bad image file of ``kind``: "missing" (nothing), "empty" (0 bytes), "text", "truncated"
+    (a PNG cut after 600 bytes) or "directory"."""
+    if kind == "empty":
+        path.write_bytes(b"")
+    elif kind == "text":
+        path.write_text("this is not an image\n")
+    elif kind == "truncated":
+        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
+        path.write_bytes(path.read_bytes()[:600])
+    elif kind == "directory":
+        path.mkdir()
+    elif kind != "missing":
+        raise ValueError(f"unknown bad-image kind {kind!r}")
+    return path
+
+
+@pytest.fixture
+def bad_image():
+    """The :func:`write_bad_image` factory."""
+    return write_bad_image

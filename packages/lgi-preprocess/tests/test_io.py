@@ -129,17 +129,8 @@ def test_exif_orientation_applied(tmp_path):
     ("truncated", "truncated"),
     ("directory", "directory"),
 ])
-def test_bad_files_raise_one_line(tmp_path, case, message):
-    path = tmp_path / f"{case}.png"
-    if case == "empty":
-        path.write_bytes(b"")
-    elif case == "text":
-        path.write_text("this is not an image\n")
-    elif case == "truncated":
-        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
-        path.write_bytes(path.read_bytes()[:600])
-    elif case == "directory":
-        path.mkdir()
+def test_bad_files_raise_one_line(tmp_path, case, message, bad_image):
+    path = bad_image(tmp_path / f"{case}.png", case)
     with pytest.raises(PreprocessError, match=message) as info:
         load_image(path)
     assert "\n" not in str(info.value) and str(path) in str(info.value)

@@ -187,15 +187,8 @@ def test_interrupted_run_leaves_nothing_skip_would_trust(image_file, tmp_path, m
 
 
 @pytest.mark.parametrize("kind", ["missing", "empty", "text", "truncated"])
-def test_bad_input_writes_nothing(tmp_path, kind):
-    path = tmp_path / "bad.png"
-    if kind == "empty":
-        path.write_bytes(b"")
-    elif kind == "text":
-        path.write_text("not an image")
-    elif kind == "truncated":
-        Image.fromarray(np.random.default_rng(0).integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(path)
-        path.write_bytes(path.read_bytes()[:500])
+def test_bad_input_writes_nothing(tmp_path, kind, bad_image):
+    path = bad_image(tmp_path / "bad.png", kind)
     out = tmp_path / "out"
     with pytest.raises(PreprocessError, match="bad.png"):
         _pre().run(path, out)
