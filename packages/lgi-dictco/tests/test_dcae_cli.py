@@ -40,6 +40,11 @@ def _run(*args):
     return result
 
 
+def _compress(image, out, checkpoint, *more):
+    """``lgi-dictco compress IMAGE -o OUT --checkpoint CHECKPOINT MORE...`` (no --checkpoint when None)."""
+    return _run("compress", image, "-o", out, *(("--checkpoint", checkpoint) if checkpoint else ()), *more)
+
+
 def _assert_one_line_error(result, *needles):
     assert result.exit_code != 0
     assert "Traceback" not in result.output
@@ -59,7 +64,7 @@ def test_importing_the_cli_does_not_import_torch():
 
 def test_compress_decompress_round_trip(files, tmp_path):
     src = files / "images" / "img0.png"
-    res = _run("compress", src, "-o", tmp_path / "a.dcae", "--checkpoint", files / "tiny.pt", "--json")
+    res = _compress(src, tmp_path / "a.dcae", files / "tiny.pt", "--json")
     assert res.exit_code == 0, res.output
     info = json.loads(res.output)
     data = (tmp_path / "a.dcae").read_bytes()
@@ -79,54 +84,31 @@ def test_compress_decompress_round_trip(files, tmp_path):
 
 def test_checkpoint_from_environment(files, tmp_path, monkeypatch):
     monkeypatch.setenv("LGI_DICTCO_CHECKPOINT", str(files / "tiny.pt"))
-    res = _run("compress", files / "images" / "img1.png", "-o", tmp_path / "c.dcae", "-q")
+    res = _compress(files / "images" / "img1.png", tmp_path / "c.dcae", None, "-q")
     assert res.exit_code == 0 and res.output == ""
 
 
 def test_missing_checkpoint_is_one_clear_line(files, tmp_path):
-    res = _run(
-        "compress",
-        files / "images" / "img0.png",
-        "-o",
-        tmp_path / "x.dcae",
-        "--checkpoint",
-        tmp_path / "nope.pt",
-    )
+    res = _compress(files / "images" / "img0.png", tmp_path / "x.dcae", tmp_path / "nope.pt")
     _assert_one_line_error(res, "checkpoint not found", "cannot be downloaded")
     assert not (tmp_path / "x.dcae").exists()
 
 
 def test_not_a_checkpoint(files, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"\0" * 100)
-    res = _run(
-        "compress",
-        files / "images" / "img0.png",
-        "-o",
-        tmp_path / "x.dcae",
-        "--checkpoint",
-        tmp_path / "junk.pt",
-    )
+    res = _compress(files / "images" / "img0.png", tmp_path / "x.dcae", tmp_path / "junk.pt")
     _assert_one_line_error(res, "cannot read checkpoint")
 
 
 def test_bad_image_is_one_clear_line(files, tmp_path):
-    res = _run("compress", files / "fake.png", "-o", tmp_path / "x.dcae", "--checkpoint", files / "tiny.pt")
+    res = _compress(files / "fake.png", tmp_path / "x.dcae", files / "tiny.pt")
     _assert_one_line_error(res, "cannot read image")
-    res = _run(
-        "compress", files / "missing.png", "-o", tmp_path / "x.dcae", "--checkpoint", files / "tiny.pt"
-    )
+    res = _compress(files / "missing.png", tmp_path / "x.dcae", files / "tiny.pt")
     _assert_one_line_error(res, "image not found")
 
 
 def test_corrupted_file_is_one_clear_line(files, tmp_path):
-    _run(
-        "compress",
-        files / "images" / "img0.png",
-        "-o",
-        tmp_path / "a.dcae",
-        "--checkpoint",
-        files / "tiny.pt",
-    )
+    _compress(files / "images" / "img0.png", tmp_path / "a.dcae", files / "tiny.pt")
     data = bytearray((tmp_path / "a.dcae").read_bytes())
     data[-1] ^= 0x55
     (tmp_path / "bad.dcae").write_bytes(bytes(data))
@@ -140,16 +122,7 @@ def test_corrupted_file_is_one_clear_line(files, tmp_path):
 
 
 def test_bad_device_is_a_usage_error(files, tmp_path):
-    res = _run(
-        "compress",
-        files / "images" / "img0.png",
-        "-o",
-        tmp_path / "x.dcae",
-        "--checkpoint",
-        files / "tiny.pt",
-        "--device",
-        "tpu:9",
-    )
+    res = _compress(files / "images" / "img0.png", tmp_path / "x.dcae", files / "tiny.pt", "--device", "tpu:9")
     assert res.exit_code == 2 and "--device" in res.output and "Traceback" not in res.output
 
 
