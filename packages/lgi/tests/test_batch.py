@@ -164,13 +164,20 @@ def test_pool_gives_the_bytes_of_the_sequential_run(encoded, tmp_path):
     assert lgi_files(tmp_path / "pool") == lgi_files(out)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and SIGKILL")
-def test_kill_9_mid_batch_loses_nothing_finished(tmp_path):
-    names = [f"img{i}.png" for i in range(6)]
+def _start_batch_encode(tmp_path: Path, count: int, **popen) -> tuple[subprocess.Popen, list[str], Path, Path]:
+    """``lgi batch encode -j 2`` of ``count`` images started in its own process group (so that a test can
+    signal the driver and its workers together): (process, image names, source, output)."""
+    names = [f"img{i}.png" for i in range(count)]
     src, out = make_tree(tmp_path / "in", names), tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-c", "import sys; from lgi.cli import main; sys.exit(main())",
                              "batch", "encode", str(src), "-o", str(out), "-j", "2", *FLAGS],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                            stdout=subprocess.DEVNULL, start_new_session=True, **popen)
+    return proc, names, src, out
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="process groups and SIGKILL")
+def test_kill_9_mid_batch_loses_nothing_finished(tmp_path):
+    proc, names, src, out = _start_batch_encode(tmp_path, 6, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 240
     try:
         while time.monotonic() < deadline and proc.poll() is None:
@@ -225,11 +232,7 @@ def _running(pid: int) -> bool:
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 def test_sigterm_to_the_driver_stops_its_workers(tmp_path):
-    names = [f"img{i}.png" for i in range(4)]
-    src, out = make_tree(tmp_path / "in", names), tmp_path / "out"
-    proc = subprocess.Popen([sys.executable, "-c", "import sys; from lgi.cli import main; sys.exit(main())",
-                             "batch", "encode", str(src), "-o", str(out), "-j", "2", *FLAGS],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    proc, _, _, out = _start_batch_encode(tmp_path, 4, stderr=subprocess.PIPE, text=True)
     try:
         deadline = time.monotonic() + 120
         workers: set[int] = set()
