@@ -68,19 +68,24 @@ LGI_INLINE T hsum(VecT<T> v) {
 // exp(x) for x <= 0, relative error below 5e-7 (max 4.5e-7 over every float q in [0, 9], x = -q/2, checked
 // exhaustively against double exp): exp(x) = 2^n e^f, n = round(x log2 e), |f| <= ln2 / 2,
 // e^f by its Taylor series to degree 6. NaN and x < -87 give exp(-87) (such lanes are masked by the
-// callers). The scalar and vector forms perform the same IEEE operations, so they agree bit for bit.
-inline float exp_neg(float x) {
-  x = x > -87.0f ? x : -87.0f;
-  const float t = x * 1.44269504088896341f;
-  const float n = (t + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23 trick)
-  const float f = (t - n) * 0.693147180559945309f;
-  float p = 1.0f / 720.0f;
-  p = p * f + 1.0f / 120.0f;
+// callers). The scalar and vector forms perform the same IEEE operations (exp_neg_taylor, V = float or
+// VecT<float>, x already clamped: returns e^f and sets n), so they agree bit for bit.
+template <typename V>
+LGI_INLINE V exp_neg_taylor(V x, V& n) {
+  const V t = x * 1.44269504088896341f;
+  n = (t + 12582912.0f) - 12582912.0f;  // round to nearest (1.5 * 2^23 trick)
+  const V f = (t - n) * 0.693147180559945309f;
+  V p = f * (1.0f / 720.0f) + 1.0f / 120.0f;
   p = p * f + 1.0f / 24.0f;
   p = p * f + 1.0f / 6.0f;
   p = p * f + 0.5f;
   p = p * f + 1.0f;
-  p = p * f + 1.0f;
+  return p * f + 1.0f;
+}
+
+inline float exp_neg(float x) {
+  float n;
+  const float p = exp_neg_taylor(x > -87.0f ? x : -87.0f, n);
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
@@ -92,17 +97,8 @@ inline double exp_neg(double x) { return std::exp(x); }
 LGI_INLINE VecT<float> exp_neg(VecT<float> x) {
   using V = VecT<float>;
   using M = MaskT<float>;
-  x = x > -87.0f ? x : splat(-87.0f);
-  const V t = x * 1.44269504088896341f;
-  const V n = (t + 12582912.0f) - 12582912.0f;
-  const V f = (t - n) * 0.693147180559945309f;
-  V p = splat(1.0f / 720.0f);
-  p = p * f + 1.0f / 120.0f;
-  p = p * f + 1.0f / 24.0f;
-  p = p * f + 1.0f / 6.0f;
-  p = p * f + 0.5f;
-  p = p * f + 1.0f;
-  p = p * f + 1.0f;
+  V n;
+  const V p = exp_neg_taylor<V>(x > -87.0f ? x : splat(-87.0f), n);
   const M bits = (__builtin_convertvector(n, M) + 127) << 23;
   return p * (V)bits;  // GCC vector cast: reinterpret the bits
 }
