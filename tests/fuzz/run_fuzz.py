@@ -6,6 +6,9 @@ packages/lgi-dictco/tests/test_dcae_fuzz.py, each for many examples in a process
 Reports per target: inputs run, images and refusals, crashes (a property violation, an unexpected
 exception, or the process dying on a signal), hangs (an input slower than ``--hang`` seconds), the
 slowest input, and the process's peak resident memory. Exit status 1 if any target crashed or hung.
+The input of a crash (the last one to fail: Hypothesis's shrunk example) is kept whole, with its
+arguments, in ``crash-<target>.lgi`` and ``.json`` beside ``--json`` (or in the working folder):
+``python tests/fuzz/run_fuzz.py --replay crash-lgi-values.json`` runs it again.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ class _Stats:
     def __init__(self, hang: float, minutes: float | None):
         self.hang, self.inputs, self.kinds, self.hangs, self.slowest, self.slowest_cpu = hang, 0, {}, 0, 0.0, 0.0
         self.minutes, self.deadline = minutes, None
+        self.failed: tuple[bytes, dict] | None = None  # the last input that raised, and its arguments
 
     def timed(self, fn, *args, **kwargs):
         if self.minutes is not None and self.deadline is None:  # the clock starts at the first input
@@ -52,6 +56,10 @@ class _Stats:
         t0, c0 = time.perf_counter(), time.process_time()
         try:
             result = fn(*args, **kwargs)
+        except Exception:
+            if args and isinstance(args[0], bytes):
+                self.failed = (args[0], kwargs)
+            raise
         finally:
             signal.alarm(0)
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -134,8 +142,12 @@ def worker(target: str, examples: int, hang: float, minutes: float | None = None
         notes = " ".join(getattr(exc, "__notes__", []))  # Hypothesis's falsifying example
         crash = f"{type(exc).__name__}: {str(exc)[:1000]} at {Path(where.filename).name}:{where.lineno} " \
                 f"({where.line}); {notes[:3000]}"
+    failed = None
+    if crash is not None and stats.failed is not None:
+        data, kwargs = stats.failed
+        failed = {"hex": data.hex(), "kwargs": kwargs}
     return {"target": target, "inputs": stats.inputs, "outcomes": stats.kinds, "crashes": int(crash is not None),
-            "crash": crash, "hangs": stats.hangs, "slowest_s": round(stats.slowest, 3),
+            "crash": crash, "failed_input": failed, "hangs": stats.hangs, "slowest_s": round(stats.slowest, 3),
             "slowest_cpu_s": round(stats.slowest_cpu, 3),
             "seconds": round(time.perf_counter() - t0, 1),
             "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
@@ -150,9 +162,12 @@ def main() -> int:
                     help="CPU seconds above which an input counts as a hang (wall time is reported too)")
     ap.add_argument("--minutes", type=float, help="stop running inputs of a target after this many minutes")
     ap.add_argument("--json", type=Path, help="also write the report here")
+    ap.add_argument("--replay", type=Path, help="run the kept input of a crash again (crash-<target>.json)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.replay:
+        return replay(args.replay)
     if args.worker:
         args.out.write_text(json.dumps(worker(args.worker, args.examples, args.hang, args.minutes)))
         return 0
@@ -170,6 +185,12 @@ def main() -> int:
             else:  # died: a segfault or the kernel's OOM killer is a crash too
                 r = {"target": target, "inputs": None, "crashes": 1, "hangs": 0,
                      "crash": f"the worker died with status {proc.returncode}"}
+        kept = r.pop("failed_input", None)
+        if kept is not None:
+            stem = (args.json.parent if args.json else Path.cwd()) / f"crash-{target}"
+            stem.with_suffix(".lgi").write_bytes(bytes.fromhex(kept["hex"]))
+            stem.with_suffix(".json").write_text(json.dumps({"target": target, **kept}) + "\n")
+            r["crash_input"] = str(stem.with_suffix(".lgi"))
         results.append(r)
         print(json.dumps(r), flush=True)
     summary = {"examples_per_target": args.examples, "targets": results,
@@ -181,6 +202,18 @@ def main() -> int:
     if args.json:
         args.json.write_text(json.dumps(summary, indent=1) + "\n")
     return 1 if summary["crashes"] or summary["hangs"] else 0
+
+
+def replay(path: Path) -> int:
+    """Run the check of a kept crash input again (its target's check, with the arguments it failed with)."""
+    kept = json.loads(path.read_text())
+    if not kept["target"].startswith("lgi-"):
+        raise SystemExit(f"{path}: only the .lgi targets keep their inputs")
+    sys.path.insert(0, str(HERE))
+    import lgi_targets as t
+
+    print(t.check(bytes.fromhex(kept["hex"]), **kept["kwargs"]))
+    return 0
 
 
 if __name__ == "__main__":
