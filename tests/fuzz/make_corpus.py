@@ -71,6 +71,10 @@ def corpus() -> dict[str, tuple[bytes, str]]:
                                         "the file holds 2097152 Gaussians, more than the limit of 65536")
     # Degenerate but finite scales: enormous (covering everything, radius capped) and vanishing.
     files["scales_enormous"] = (payload_file(40, 48, 32, log_scale=(38, 39)), "decodes 48x32")
+    # Needles: axes up to e^8 apart, beyond float precision for the conic; rounding made q negative (to
+    # -5e4) and exp(-q/2) overflowed: 3 NaN pixels before every renderer clamped the weight at 1
+    # (found by the long lgi-values run, 2026-12-07).
+    files["needles_beyond_float"] = (payload_file(200, 64, 64, log_scale=(-10, -2)), "decodes 64x64")
     # Opponent colours: a lo finite in the opponent space that overflows in the matrix product.
     files["opp_lo_overflows_in_transform"] = (
         payload_file(6, 32, 32, channels=3, color_space="opp", color_lo=3e38, color_step=1e30, color_levels=1),

@@ -117,3 +117,27 @@ def test_tile_count_mismatch_is_reported(cpu_ext, make_scene):
                                                                  backend="cpu")
     with pytest.raises(ValueError, match="num_tiles_hit.*tile=16"):
         F.rasterize_gaussians_sum(xys, radii, conics, tiles, colors, 40, 40, backend="cpu")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("mode", ["sum", "topk"])
+def test_a_needle_beyond_float_precision_draws_finite_pixels(cpu_ext, backend, mode):
+    """Axes 9e5 apart in float32: the conic is beyond float precision and rounding makes q negative (to
+    -5e4 at the pixel below). A weight is exp(-max(q, 0)/2), at most 1, so the pixel stays finite (before:
+    exp(+24576) = inf, and inf / inf a NaN pixel). Found by the long fuzz run in a decoded file."""
+    h, w = 125, 42
+    means = torch.tensor([[0.49804688, 0.49023438], [0.3, 0.3]])
+    scales = torch.tensor([[5.6780756e-01, 6.3769869e-07], [0.05, 0.04]])
+    rots = torch.tensor([-0.92771435, 0.3])
+    colors = torch.tensor([[0.26, 0.5, 0.7], [0.9, 0.1, 0.2]])
+    a, b, c = F.project_gaussians_2d_scale_rot(means, scales, rots, h, w, backend=backend)[2][0]
+    dx, dy = 5.5 - means[0, 0] * w, 122.5 - means[0, 1] * h
+    assert float((a * dx * dx + 2 * b * dy * dx) + (c * dy) * dy) < -1000  # the case: a very negative q
+    leaves = _leaves(means, scales, rots, colors)
+    out = F.render(*leaves, h, w, mode=mode, k=4, backend=backend)
+    assert torch.isfinite(out).all() and out.abs().max() <= 1 + 1e-6  # colours in [0, 1], weights <= 1
+    out.square().sum().backward()
+    assert all(torch.isfinite(t.grad).all() for t in leaves)
+    expected = ref.render(means, scales, rots, colors, h, w, mode=mode, k=4)
+    assert torch.isfinite(expected).all()
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-5)

@@ -114,7 +114,9 @@ def _block(xys, conics, colors, opacities, idx, box, rows, cols, mode, k):
             need = kk - below.sum(-1, keepdim=True)
             below = below | (tie & (tie.cumsum(-1) <= need))
         keep = below
-    w = torch.where(keep, torch.exp(-0.5 * q), 0.0)
+    # exp(-max(q, 0)/2): rounding makes q negative for Gaussians whose axes differ by more than ~10^3.5
+    # (common.h, q_form), and exp would overflow
+    w = torch.where(keep, torch.exp((-0.5 * q).clamp(max=0.0)), 0.0)
     if mode == "topk":  # 0 where not kept stays 0
         w = (w - TOPK_FLOOR).clamp(min=0.0)
     if mode == "sum":

@@ -10,8 +10,10 @@ Conventions (the same everywhere in LGI):
   R(theta) = [[cos, -sin], [sin, cos]], so s1 lies along (cos theta, sin theta). In pixels
   Sigma_px = A Sigma A with A = diag(W, H). The same set therefore renders at any output size.
 * Support: Gaussian i touches pixel p only where q = d^T Sigma_px^-1 d <= 9 (3 sigma), d = pixel centre
-  minus the Gaussian's centre in pixels; there w_i(p) = exp(-q / 2), elsewhere 0. radius =
-  ceil(3 sqrt(lambda_max(Sigma_px))); the radius box contains that ellipse, and tiles are 16 x 16.
+  minus the Gaussian's centre in pixels; there w_i(p) = exp(-max(q, 0) / 2), elsewhere 0 (q is
+  computed in the renderer's precision, and rounding makes it negative for a Gaussian whose axes differ
+  by more than ~10^3.5: the weight stays at most 1). radius = ceil(3 sqrt(lambda_max(Sigma_px))); the
+  radius box contains that ellipse, and tiles are 16 x 16.
 * ``mode="sum"``: I(p) = sum_i c_i o_i w_i(p) (o_i = opacity, 1 when not given).
   ``mode="topk"``: per pixel the K largest w_i (the K smallest q; ties go to the lower index),
   I(p) = sum c_i v_i / (sum v_i + 0.01) with v_i = w_i - e^-4.5, which falls to 0 at the cutoff, so the

@@ -104,6 +104,10 @@ LGI_HD int box_tiles(const PixBox& b) {
 
 // The Mahalanobis form: q = (a*dx)*dx + ((2b)*dy)*dx + (c*dy)*dy, with b2dy = (2b)*dy and
 // cdy2 = (c*dy)*dy hoisted per row by the kernels. Keep this order: the reference writes it the same way.
+// q of a positive-definite conic is never negative, but rounding makes it negative (down to -5e4 in a
+// fuzzed file) for a Gaussian whose axes differ by more than about 10^3.5, where the conic is beyond float
+// precision; exp(-q/2) would then overflow to inf and the pixel to NaN. Every backend computes a weight as
+// exp(-max(q, 0)/2), at most 1 (the CPU's exp_neg, the CUDA kernels' weight_of, the reference, lgi.js).
 // Host code is built with -ffp-contract=off; on the device the _rn intrinsics forbid fused multiply-adds,
 // so every backend rounds q identically. mul_rn gives the kernels the same guarantee for b2dy and cdy2.
 #if defined(__CUDA_ARCH__)

@@ -68,8 +68,9 @@ LGI_INLINE T hsum(VecT<T> v) {
 // exp(x) for x <= 0, relative error below 5e-7 (max 4.5e-7 over every float q in [0, 9], x = -q/2, checked
 // exhaustively against double exp): exp(x) = 2^n e^f, n = round(x log2 e), |f| <= ln2 / 2,
 // e^f by its Taylor series to degree 6. NaN and x < -87 give exp(-87) (such lanes are masked by the
-// callers). The scalar and vector forms perform the same IEEE operations (exp_neg_taylor, V = float or
-// VecT<float>, x already clamped: returns e^f and sets n), so they agree bit for bit.
+// callers); x > 0 gives exp(0) = 1, so a weight exp(-q/2) never exceeds 1 (a negative q: common.h, q_form).
+// The scalar and vector forms perform the same IEEE operations (exp_neg_taylor, V = float or VecT<float>,
+// x already clamped: returns e^f and sets n), so they agree bit for bit.
 template <typename V>
 LGI_INLINE V exp_neg_taylor(V x, V& n) {
   const V t = x * 1.44269504088896341f;
@@ -85,26 +86,26 @@ LGI_INLINE V exp_neg_taylor(V x, V& n) {
 
 inline float exp_neg(float x) {
   float n;
-  const float p = exp_neg_taylor(x > -87.0f ? x : -87.0f, n);
+  const float p = exp_neg_taylor(x > -87.0f ? (x < 0.0f ? x : 0.0f) : -87.0f, n);
   const int32_t bits = (static_cast<int32_t>(n) + 127) << 23;
   float scale;
   std::memcpy(&scale, &bits, sizeof(scale));
   return p * scale;
 }
 
-inline double exp_neg(double x) { return std::exp(x); }
+inline double exp_neg(double x) { return std::exp(x > 0.0 ? 0.0 : x); }
 
 LGI_INLINE VecT<float> exp_neg(VecT<float> x) {
   using V = VecT<float>;
   using M = MaskT<float>;
   V n;
-  const V p = exp_neg_taylor<V>(x > -87.0f ? x : splat(-87.0f), n);
+  const V p = exp_neg_taylor<V>(x > -87.0f ? (x < 0.0f ? x : V{}) : splat(-87.0f), n);
   const M bits = (__builtin_convertvector(n, M) + 127) << 23;
   return p * (V)bits;  // GCC vector cast: reinterpret the bits
 }
 
 LGI_INLINE VecT<double> exp_neg(VecT<double> x) {
-  for (int l = 0; l < kTile; ++l) x[l] = std::exp(x[l]);
+  for (int l = 0; l < kTile; ++l) x[l] = exp_neg(x[l]);
   return x;
 }
 

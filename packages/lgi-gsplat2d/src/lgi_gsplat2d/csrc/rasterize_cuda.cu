@@ -46,6 +46,9 @@ __device__ __forceinline__ float q_at(float x, float y, float a, float b2, float
 }
 
 // Sorted insertion, candidates in ascending id (ties keep the lower id; see topk_insert in the CPU code).
+// A Gaussian's weight exp(-q/2), at most 1: a q that rounding made negative counts as 0 (common.h, q_form).
+__device__ __forceinline__ float weight_of(float q) { return __expf(fminf(-0.5f * q, 0.0f)); }
+
 __device__ __forceinline__ void topk_insert(float* qs, int32_t* ids, int& cnt, float& lim, int k, float q,
                                             int32_t id) {
   int pos = cnt < k ? cnt++ : k - 1;
@@ -141,7 +144,7 @@ __global__ void forward_kernel(CudaRaster a, const int32_t* tile_offsets, const 
       if (is_topk(a.mode)) {
         if (q < lim) topk_insert(qs, ids, cnt, lim, K, q, b0 + k);
       } else if (q <= float(kCutoff)) {
-        const float w = __expf(-0.5f * q);
+        const float w = weight_of(q);
         const float* col = a.colors + static_cast<int64_t>(s_g[k]) * C;
         if (CC > 0) {
 #pragma unroll
@@ -160,7 +163,7 @@ __global__ void forward_kernel(CudaRaster a, const int32_t* tile_offsets, const 
     }
     const float floor = topk_floor<float>(a.mode);
     for (int kk = 0; kk < cnt; ++kk) {
-      const float w = topk_weight(__expf(-0.5f * qs[kk]), floor);
+      const float w = topk_weight(weight_of(qs[kk]), floor);
       const float* col = a.colors + static_cast<int64_t>(list_gid[ids[kk]]) * C;
       wt += w;
       if (CC > 0) {
@@ -265,7 +268,7 @@ __global__ void backward_kernel(CudaRaster a, const int32_t* tile_offsets, const
         const bool hit = !(j < bx.x || j > bx.y || i < bx.z || i > bx.w);
         const float q = q_at(s_x[k], s_y[k], s_a[k], s_b2[k], s_c[k], px, py);
         if (hit && q <= float(kCutoff)) {
-          w = __expf(-0.5f * q);
+          w = weight_of(q);
           float gc = 0.0f;
           for (int ch = 0; ch < C; ++ch) gc += col[ch] * gp[ch];
           t_ = w * gc;
@@ -349,7 +352,7 @@ __global__ void no_tiles_forward_kernel(CudaRaster a, float* out, int32_t* sel, 
     if (is_topk(a.mode)) {
       if (q < lim) topk_insert(qs, ids, cnt, lim, K, q, static_cast<int32_t>(g));
     } else if (q <= float(kCutoff)) {
-      const float w = __expf(-0.5f * q) * (a.opacities ? a.opacities[g] : 1.0f);
+      const float w = weight_of(q) * (a.opacities ? a.opacities[g] : 1.0f);
       for (int ch = 0; ch < C; ++ch) out[P * C + ch] += w * a.colors[g * C + ch];
     }
   }
@@ -357,7 +360,7 @@ __global__ void no_tiles_forward_kernel(CudaRaster a, float* out, int32_t* sel, 
   float wt = 0.0f;
   const float floor = topk_floor<float>(a.mode);
   for (int kk = 0; kk < cnt; ++kk) {
-    const float w = topk_weight(__expf(-0.5f * qs[kk]), floor);
+    const float w = topk_weight(weight_of(qs[kk]), floor);
     wt += w;
     for (int ch = 0; ch < C; ++ch) out[P * C + ch] += w * a.colors[static_cast<int64_t>(ids[kk]) * C + ch];
     sel[P * K + kk] = ids[kk];
@@ -409,7 +412,7 @@ __global__ void no_tiles_backward_kernel(CudaRaster a, const float* grad_out, co
         t_ = topk_slope(w, topk_floor<float>(a.mode)) * (dldw / denom);
         wc = w / denom;
       } else {
-        const float w = __expf(-0.5f * q);
+        const float w = weight_of(q);
         float gc = 0.0f;
         for (int ch = 0; ch < C; ++ch) gc += colg[ch] * gp[ch];
         t_ = w * gc;

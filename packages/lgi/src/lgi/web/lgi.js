@@ -1053,11 +1053,13 @@ function blendTile(out, width, top, x0, y0, xe, ye, K, C, cnt, kq, kg, acc, colo
 }
 
 // exp(-q/2) for 0 <= q <= 9 from a table at steps of 1/512 and a cubic of the remainder: relative error
-// below 1e-12, several times faster than Math.exp in the blend's inner loop.
+// below 1e-12, several times faster than Math.exp in the blend's inner loop. A q below 0 (rounding, for a
+// Gaussian whose axes differ by more than ~10^3.5) counts as 0, as in every renderer: the weight is at most 1.
 const EXP_STEPS = 512;
 const EXP_TABLE = Float64Array.from({ length: 9 * EXP_STEPS + 2 }, (_, i) => Math.exp(-0.5 * (i / EXP_STEPS)));
 
 function expHalf(q) {
+  if (!(q > 0)) q = 0;
   const i = (q * EXP_STEPS) | 0;
   const r = 0.5 * (q - i / EXP_STEPS);
   return EXP_TABLE[i] * (1 - r * (1 - r * (0.5 - r / 6)));
@@ -1163,7 +1165,7 @@ void main() {
     float q = (g0.z * dx * dx + (2.0 * g0.w) * dy * dx) + (c * dy) * dy;
     if (!(q <= 9.0)) continue;
     if (uMode == 0) {
-      acc += exp(-0.5 * q) * texelFetch(uColor, at(g, 1), 0);
+      acc += exp(-0.5 * max(q, 0.0)) * texelFetch(uColor, at(g, 1), 0);
       continue;
     }
     if (cnt < K) {
@@ -1183,7 +1185,7 @@ void main() {
     float eps = uMode == 1 ? 0.01 : 1e-4;
     float wsum = 0.0;
     for (int s = 0; s < cnt; ++s) {
-      float ev = exp(-0.5 * kq[s]);
+      float ev = exp(-0.5 * max(kq[s], 0.0));
       float w = ev > floorv ? ev - floorv : 0.0;
       wsum += w;
       acc += w * texelFetch(uColor, at(kg[s], 1), 0);
