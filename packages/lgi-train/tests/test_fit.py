@@ -226,3 +226,19 @@ def test_topk_no_longer_climbs_late_in_a_fit():
     soft, soft_best, soft_last = run("topk")
     assert soft_last >= soft_best - 0.005 and soft.best_step is None  # rises to the end: nothing to keep
     assert soft.psnr > hard_best + 0.5  # measured: 22.71 against 21.93 dB
+
+
+def test_the_position_learning_rate_is_a_pixel_step_above_position_side():
+    """`lgi fit` moves a Gaussian as many pixels per step on a 2048-px photo as on Kodak (the encoder's
+    rule): lr_position applies at a longer side of position_side pixels and is scaled down above it."""
+    from lgi_train.fit import position_lr
+
+    cfg = small_cfg(lr_position=6e-4)
+    assert position_lr(cfg, 768) == position_lr(cfg, 40) == 6e-4  # never raised on small images
+    assert position_lr(cfg, 2048) == pytest.approx(6e-4 * 768 / 2048)
+    assert position_lr(cfg.replace(position_side=None), 2048) == 6e-4
+    wide = Fitter(torch.zeros(3, 8, 1536), cfg)  # the Fitter's optimizer takes it from the canvas
+    assert wide.lrs["xy"] == pytest.approx(6e-4 / 2) and wide.lrs["log_scale"] == cfg.lr_scale
+    assert Fitter(synthetic(), cfg).lrs["xy"] == 6e-4
+    with pytest.raises(ConfigError, match="position_side"):
+        small_cfg(position_side=0)

@@ -66,6 +66,12 @@ class FitConfig:
     lr_scale: float = 5e-3
     lr_rotation: float = 2e-3
     lr_color: float = 5e-3
+    # The position learning rate is a step in pixels: ``lr_position`` moves a Gaussian that many units of
+    # the unit square on a canvas whose longer side is ``position_side`` pixels (0.384 px at 768), and a
+    # larger canvas gets it scaled by position_side / side, the same step in pixels (the encoder's rule:
+    # +1.42 dB on the mean of the seven 2048-px CLIC photos, docs/codec.md). A smaller canvas keeps it.
+    # None: the same rate in the unit square at every size.
+    position_side: int | None = 768
     # schedule: "plateau" (Image-GS: decay on plateaus, stop at the last) or "cosine" (a fixed budget:
     # learning rates follow a half cosine from `cosine_start`·steps down to `lr_floor` at the end)
     schedule: str = "cosine"
@@ -128,6 +134,8 @@ class FitConfig:
         for name in ("bits_position", "bits_scale", "bits_rotation", "bits_color"):
             bits = getattr(self, name)
             need(4 <= bits <= 32, f"{name} must be in 4..32, got {bits}")
+        need(self.position_side is None or self.position_side >= 1,
+             f"position_side must be None or >= 1, got {self.position_side}")
         for name in ("lr_position", "lr_scale", "lr_rotation", "lr_color"):
             need(getattr(self, name) >= 0, f"{name} must be >= 0")
         need(self.device in ("cpu", "cuda") or self.device.startswith("cuda:"), "device must be cpu or cuda[:i]")

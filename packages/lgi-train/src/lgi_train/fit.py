@@ -99,6 +99,15 @@ def downsample(target: torch.Tensor, scale: float) -> torch.Tensor:
     return F.interpolate(target[None], size=size, mode="area")[0]
 
 
+def position_lr(cfg: FitConfig, side: int) -> float:
+    """The position learning rate on a canvas whose longer side is ``side`` pixels: ``cfg.lr_position``
+    scaled by ``cfg.position_side / side`` above that side (the same step in pixels), unchanged at or below
+    it or when ``position_side`` is None."""
+    if cfg.position_side is None or side <= cfg.position_side:
+        return cfg.lr_position
+    return cfg.lr_position * cfg.position_side / side
+
+
 class Fitter:
     """Fits ``cfg.num_gaussians`` Gaussians to ``target`` [C, H, W] in [0, 1].
 
@@ -120,8 +129,8 @@ class Fitter:
         # Large images train in bands of rows when the loss is a sum over pixels (lgi_train.bands).
         self.pixel_sum = pixel_sum_for(cfg.loss)
         self.generator = torch.Generator().manual_seed(cfg.seed)
-        self.lrs = {"xy": cfg.lr_position, "log_scale": cfg.lr_scale, "rotation": cfg.lr_rotation,
-                    "color": cfg.lr_color}
+        self.lrs = {"xy": position_lr(cfg, max(self.target.shape[1:])), "log_scale": cfg.lr_scale,
+                    "rotation": cfg.lr_rotation, "color": cfg.lr_color}
         self._targets: dict[float, torch.Tensor] = {1.0: self.target}
         self._targets_hwc: dict[float, torch.Tensor] = {}  # [H, W, C] copies, for the banded steps
         self.model: GaussianModel | None = None

@@ -193,7 +193,9 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
     t0 = time.perf_counter()
     times: dict[str, float] = {}
     _, h, w = target.shape
-    cfg = opts.fit
+    # The position learning rate's pixel step is this encoder's own (position_lr_for, with the tiles'
+    # canvas for a tiled fit), so its fits take the rate as given (FitConfig.position_side None).
+    cfg = opts.fit.replace(position_side=None)
     budget = opts.target_bytes
     if budget is not None and budget < 64:
         raise RateError(f"a target of {budget} bytes is below the smallest .lgi file (about 64 bytes)")
