@@ -64,3 +64,24 @@ def test_window_maps_the_window_onto_the_unit_square(zoom):
     assert np.array_equal(w["means"], np.zeros((1, 2), np.float32))
     np.testing.assert_allclose(w["scales"], params["scales"] * zoom)
     assert w["colors"] is params["colors"]
+
+
+def test_the_encoders_snaps_are_the_decoders_grids():
+    """grid_index / cell_index give the codes the decoder turns back into exactly the snapped values: a
+    value on a grid comes back as its own code, positions' cell centres equal quant.cell_centres."""
+    rng = np.random.default_rng(3)
+    lo, step, levels = torch.tensor([-1.5, 0.25]), torch.tensor([0.125, 0.5]), torch.tensor([64.0, 9.0])
+    q = torch.from_numpy(rng.integers(0, [64, 9], (200, 2)).astype(np.float32))
+    assert torch.equal(torch_quant.grid_index(lo + q * step, lo, step, levels), q)
+    x = torch.from_numpy(rng.uniform(-5, 9, (200, 2)).astype(np.float32))
+    got = torch_quant.grid_index(x, lo, step, levels)
+    assert got.min() >= 0 and (got <= levels - 1).all()
+    inside = (x >= lo) & (x <= lo + (levels - 1) * step)
+    assert ((lo + got * step - x).abs()[inside] <= step.expand_as(x)[inside] / 2 + 1e-6).all()  # the nearest
+    bits, drop = (10, 9), rng.integers(0, 3, 300)
+    res = torch.from_numpy(np.stack([2.0 ** (bits[0] - drop), 2.0 ** (bits[1] - drop)], 1).astype(np.float32))
+    xy = torch.from_numpy(rng.uniform(-0.1, 1.1, (300, 2)).astype(np.float32))
+    cells = torch_quant.cell_index(xy, res)
+    assert (cells >= 0).all() and (cells < res).all()
+    want = quant.cell_centres(cells.long().numpy(), bits, drop)
+    assert np.array_equal(torch_quant.cell_centre(cells, res).numpy(), want)

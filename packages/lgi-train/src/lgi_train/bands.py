@@ -13,6 +13,12 @@ gradients of the bands' losses add up to the whole image's (to float rounding; t
 and a sensitivity summed over pixels is the sum of the bands' sums. Losses with windows across rows
 (SSIM, MS-SSIM, LPIPS) render whole, as before. Images of at most :data:`BAND_PIXELS` pixels (Kodak,
 the 2.8-megapixel CLIC photos) render in one piece, bit for bit as before.
+
+The decoder plans its bands differently on purpose (:meth:`lgi_dictco.gauss.DecodeCost.bands`): it
+renders once, without autograd, from parameters it priced before drawing, so its bands follow the
+renderer's buffers and the priced tile intersections of each row of tiles. A training step keeps a band's
+autograd graph as well and runs thousands of times, so its bands are a fixed pixel count, planned without
+pricing anything. Both cut whole rows of the rasterizer's tiles (:data:`lgi_gsplat2d.TILE`).
 """
 
 from __future__ import annotations

@@ -22,6 +22,24 @@ def class_steps(step: torch.Tensor, exps) -> torch.Tensor:
     return torch.stack([(step * class_multiplier(e)).float() for e in torch.as_tensor(exps).tolist()])
 
 
+def grid_index(x: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
+    """The code ``q`` in 0..levels-1 of the value grid ``lo + q·step`` nearest to ``x`` (float, not yet
+    an integer dtype): what the encoder writes for a value the decoder reads back as ``lo + q·step``."""
+    return torch.minimum(torch.clamp(torch.round((x - lo) / step), min=0), levels - 1)
+
+
+def cell_index(xy: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
+    """The grid cell (float) of positions ``xy`` [N, 2] in the unit square on a grid of ``res`` [N, 2]
+    cells per axis (powers of two): floor, clamped to the grid; the twin of :func:`cell_centre`."""
+    return torch.minimum(torch.floor(xy.clamp(0, 1) * res), res - 1)
+
+
+def cell_centre(cell: torch.Tensor, res: torch.Tensor) -> torch.Tensor:
+    """Centres in the unit square of grid cells ``cell`` [N, 2] on grids of ``res`` cells per axis:
+    exactly :func:`quant.cell_centres` (``res`` is a power of two, so ``/ res`` is exact in float32)."""
+    return (cell + 0.5) / res
+
+
 def opponent(dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """[3, 3] ``quant.OPPONENT``: coded = rgb @ OPPONENT.T, rgb = coded @ OPPONENT."""
     return torch.from_numpy(quant.OPPONENT.copy()).to(dtype)

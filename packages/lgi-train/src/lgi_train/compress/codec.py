@@ -22,8 +22,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from lgi_dictco.gauss.torch_quant import (
+    cell_centre,
+    cell_index,
+    class_steps,
+    features_to_shape,
+    grid_index,
+    opponent,
+    shape_features,
+)
 from lgi_dictco.gauss.torch_quant import class_multiplier as _multiplier
-from lgi_dictco.gauss.torch_quant import class_steps, features_to_shape, opponent, shape_features
 from lgi_train.compress.sensitivity import calc_sensitivity
 from lgi_train.compress.vq import weighted_kmeans
 from lgi_train.model import GaussianModel, _RoundThrough
@@ -78,8 +86,7 @@ class CodecSettings:
 def ste_grid(x: torch.Tensor, lo: torch.Tensor, step: torch.Tensor, levels: torch.Tensor) -> torch.Tensor:
     """Snap to lo + q·step, q in 0..levels-1, exactly; straight-through gradient."""
     with torch.no_grad():
-        q = torch.minimum(torch.clamp(torch.round((x - lo) / step), min=0), levels - 1)
-        snapped = lo + q * step
+        snapped = lo + grid_index(x, lo, step, levels) * step
     return _RoundThrough.apply(x, snapped)
 
 
@@ -206,9 +213,7 @@ class _Group(nn.Module):
         from lgi_dictco.gauss.format import GroupCoding
 
         def ints(x: torch.Tensor, grid) -> np.ndarray:
-            lo, step, levels = grid
-            q = torch.round((x.detach() - lo) / step)
-            return torch.minimum(q.clamp(min=0), levels - 1).long().cpu().numpy()
+            return grid_index(x.detach(), *grid).long().cpu().numpy()
 
         cb_grid, own_grid = self._grids()
         return GroupCoding(lo=self.lo.cpu().numpy(), step=self.base_step.cpu().numpy(),
@@ -255,8 +260,7 @@ class QuantizedSet(nn.Module):
     def positions(self) -> torch.Tensor:
         res = self.res.to(self.xy)
         with torch.no_grad():
-            q = torch.minimum(torch.floor(self.xy.clamp(0, 1) * res), res - 1)
-            snapped = (q + 0.5) / res
+            snapped = cell_centre(cell_index(self.xy, res), res)
         return _RoundThrough.apply(self.xy, snapped)
 
     def params(self) -> dict[str, torch.Tensor]:
@@ -279,7 +283,7 @@ class QuantizedSet(nn.Module):
         from lgi_dictco.gauss.format import LgiHeader, LgiPayload
 
         res = self.res.cpu()
-        q = torch.minimum(torch.floor(self.xy.detach().cpu().clamp(0, 1) * res), res - 1).long().numpy()
+        q = cell_index(self.xy.detach().cpu(), res).long().numpy()
         channels = self.color.codebook.shape[1]
         header = LgiHeader(width=self.width, height=self.height, channels=channels,
                            color_space=self.color_space, render_mode=self.render_mode,
