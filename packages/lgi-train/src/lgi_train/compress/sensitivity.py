@@ -54,10 +54,11 @@ def calc_sensitivity(model: GaussianModel, height: int, width: int) -> Sensitivi
     bands = row_bands(height, width)
     quant, model.quant = model.quant, None
     try:
-        if len(bands) == 1:
+        if len(bands) == 1:  # one render, one backward per channel (the render is the same each time)
+            image = model.render(height, width)
             for c in range(model.channels):
-                image = model.render(height, width)
-                grads = torch.autograd.grad(image[c].sum(), params, allow_unused=True)
+                grads = torch.autograd.grad(image[c].sum(), params, allow_unused=True,
+                                            retain_graph=c < model.channels - 1)
                 for a, g in zip(acc, grads):
                     if g is not None:
                         a += g.abs()
@@ -135,13 +136,15 @@ def _probe_curvature(model: GaussianModel, height: int, width: int, probes: int,
     color = model.color.detach().clone().requires_grad_(True)
     acc = [torch.zeros_like(t) for t in (xy, feat, color)]
     bands = row_bands(height, width)
-    for _ in range(probes):
-        if len(bands) == 1:
-            scales, rot = features_to_shape(feat)
-            image = render(xy, scales, rot, color, height, width, mode=model.render_mode, k=model.topk,
-                           backend=model.backend)
+    image = None
+    for probe in range(probes):
+        if len(bands) == 1:  # one render; each probe is a backward pass of it with its own signs
+            if image is None:
+                scales, rot = features_to_shape(feat)
+                image = render(xy, scales, rot, color, height, width, mode=model.render_mode, k=model.topk,
+                               backend=model.backend)
             v = (torch.randint(0, 2, image.shape, generator=gen) * 2 - 1).to(image)
-            grads = torch.autograd.grad((image * v).sum(), (xy, feat, color))
+            grads = torch.autograd.grad((image * v).sum(), (xy, feat, color), retain_graph=probe < probes - 1)
         else:  # a large image: Jᵀv summed over the bands (each band's signs drawn in turn), then squared
             scales, rot = features_to_shape(feat)
             params = {"means": xy, "scales": scales, "rotations": rot, "colors": color}
