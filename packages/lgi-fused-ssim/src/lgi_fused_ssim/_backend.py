@@ -46,7 +46,7 @@ _SPECS: dict[str, dict] = {
         "ldflags": (),
     },
 }
-_HEADERS = ("ssim.h",)
+_HEADERS = ("common.h", "ssim.h")
 _PREBUILT = Path(__file__).resolve().with_name("_prebuilt")
 _MANIFEST = "manifest.json"
 

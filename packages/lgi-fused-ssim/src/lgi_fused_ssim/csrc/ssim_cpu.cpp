@@ -43,6 +43,28 @@ __attribute__((always_inline)) inline void filter_row(const float* __restrict__ 
   }
 }
 
+// ssim of one pixel as the CPU rounds it, A B (1/C 1/D), with the reciprocals the partials reuse.
+struct PixelSsim {
+  SsimTerms t;
+  float inv_c, inv_d, inv_cd, s;
+};
+
+__attribute__((always_inline)) inline PixelSsim pixel_ssim(float mu1, float mu2, float sxx, float syy, float sxy) {
+  PixelSsim p;
+  p.t = ssim_terms(mu1, mu2, sxx, syy, sxy);
+  p.inv_c = 1.f / p.t.c;
+  p.inv_d = 1.f / p.t.d;
+  p.inv_cd = p.inv_c * p.inv_d;
+  p.s = p.t.a * p.t.b * p.inv_cd;
+  return p;
+}
+
+// Row `row` of plane `plane` of a [planes, rows, width] array, or `zero` (a row of zeros) outside the plane.
+inline const float* row_or_zero(const float* base, int64_t plane, int64_t row, int64_t rows, int64_t width,
+                                const float* zero) {
+  return row >= 0 && row < rows ? base + (plane * rows + row) * width : zero;
+}
+
 // Per-thread scratch; the padded rows keep their zero borders for their whole lifetime.
 struct Scratch {
   Scratch(int moments, int64_t padded_width, int64_t filtered_width, int64_t zero_width)
@@ -73,22 +95,14 @@ double forward_row(const float* const* xr, const float* const* yr, int64_t W, in
   for (int a = 0; a < kWindow; ++a) x[a] = xr[a], y[a] = yr[a];
   // Column-wise with the 11 taps unrolled: the five sums stay in registers.
   for (int64_t j = 0; j < W; ++j) {
-    float sx = 0.f, sy = 0.f, sxx = 0.f, syy = 0.f, sxy = 0.f;
+    Moments s;
 #pragma GCC unroll 11
-    for (int a = 0; a < kWindow; ++a) {
-      const float xv = x[a][j], yv = y[a][j];
-      const float wx = kGauss[a] * xv, wy = kGauss[a] * yv;
-      sx += wx;
-      sy += wy;
-      sxx += wx * xv;
-      syy += wy * yv;
-      sxy += wx * yv;
-    }
-    vx[j] = sx;
-    vy[j] = sy;
-    vxx[j] = sxx;
-    vyy[j] = syy;
-    vxy[j] = sxy;
+    for (int a = 0; a < kWindow; ++a) add_tap(s, kGauss[a], x[a][j], y[a][j]);
+    vx[j] = s.x;
+    vy[j] = s.y;
+    vxx[j] = s.xx;
+    vyy[j] = s.yy;
+    vxy[j] = s.xy;
   }
   for (int m = 0; m < 5; ++m) filter_row(padded + m * stride, filtered + m * Wo, Wo);
 
@@ -97,29 +111,16 @@ double forward_row(const float* const* xr, const float* const* yr, int64_t W, in
   const float* __restrict__ exx = filtered + 2 * Wo;
   const float* __restrict__ eyy = filtered + 3 * Wo;
   const float* __restrict__ exy = filtered + 4 * Wo;
-  // Both loops evaluate ssim with the same expression, so the map does not depend on `train`.
+  // Both loops evaluate ssim with the same expression (pixel_ssim), so the map does not depend on `train`.
   if (d_mu1 == nullptr) {
-    for (int64_t j = 0; j < Wo; ++j) {
-      const float m1 = mu1[j], m2 = mu2[j];
-      const float a = 2.f * m1 * m2 + kC1;
-      const float b = 2.f * (exy[j] - m1 * m2) + kC2;
-      const float inv_c = 1.f / (m1 * m1 + m2 * m2 + kC1);
-      const float inv_d = 1.f / ((exx[j] - m1 * m1) + (eyy[j] - m2 * m2) + kC2);
-      map[j] = a * b * (inv_c * inv_d);
-    }
+    for (int64_t j = 0; j < Wo; ++j) map[j] = pixel_ssim(mu1[j], mu2[j], exx[j], eyy[j], exy[j]).s;
   } else {
     for (int64_t j = 0; j < Wo; ++j) {
-      const float m1 = mu1[j], m2 = mu2[j];
-      const float a = 2.f * m1 * m2 + kC1;
-      const float b = 2.f * (exy[j] - m1 * m2) + kC2;
-      const float inv_c = 1.f / (m1 * m1 + m2 * m2 + kC1);
-      const float inv_d = 1.f / ((exx[j] - m1 * m1) + (eyy[j] - m2 * m2) + kC2);
-      const float inv_cd = inv_c * inv_d;
-      const float s = a * b * inv_cd;
-      map[j] = s;
-      d_mu1[j] = 2.f * m2 * (b - a) * inv_cd + 2.f * m1 * s * (inv_d - inv_c);
-      d_sxx[j] = -s * inv_d;
-      d_sxy[j] = 2.f * a * inv_cd;
+      const PixelSsim p = pixel_ssim(mu1[j], mu2[j], exx[j], eyy[j], exy[j]);
+      map[j] = p.s;
+      d_mu1[j] = 2.f * mu2[j] * (p.t.b - p.t.a) * p.inv_cd + 2.f * mu1[j] * p.s * (p.inv_d - p.inv_c);
+      d_sxx[j] = -p.s * p.inv_d;
+      d_sxy[j] = 2.f * p.t.a * p.inv_cd;
     }
   }
   // Sequential on purpose: a fixed summation order, not vectorised (no -ffast-math).
@@ -166,44 +167,23 @@ void backward_row(const float* __restrict__ xr, const float* __restrict__ yr, in
   for (int64_t c = 0; c < W; ++c) out[c] = f1[c] + 2.f * xr[c] * f2[c] + yr[c] * f3[c];
 }
 
-void check_image(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.device().is_cpu(), name, " must be a CPU tensor");
-  TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32");
-  TORCH_CHECK(t.dim() == 4, name, " must have 4 dimensions [B, C, H, W]");
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
-
 }  // namespace
 
 std::vector<at::Tensor> ssim_forward_cpu(const at::Tensor& img1, const at::Tensor& img2, bool same,
                                          bool train) {
-  check_image(img1, "img1");
-  check_image(img2, "img2");
-  TORCH_CHECK(img1.sizes() == img2.sizes(), "img1 and img2 must have the same shape");
-  const int64_t B = img1.size(0), C = img1.size(1), H = img1.size(2), W = img1.size(3);
-  TORCH_CHECK(H >= kWindow && W >= kWindow, "images must be at least 11x11");
-  const int64_t pad = same ? kRadius : 0;
-  const int64_t Ho = H + 2 * pad - (kWindow - 1), Wo = W + 2 * pad - (kWindow - 1);
-  const int64_t planes = B * C;
-
-  auto opts = img1.options();
-  at::Tensor map = at::empty({B, C, Ho, Wo}, opts);
-  at::Tensor d_mu1, d_sxx, d_sxy;
-  if (train) {
-    d_mu1 = at::empty({B, C, Ho, Wo}, opts);
-    d_sxx = at::empty({B, C, Ho, Wo}, opts);
-    d_sxy = at::empty({B, C, Ho, Wo}, opts);
-  } else {
-    d_mu1 = d_sxx = d_sxy = at::empty({0}, opts);
-  }
+  const Geometry geo = forward_geometry(img1, img2, same, at::kCPU);
+  const int64_t H = geo.H, W = geo.W, pad = geo.pad, Ho = geo.Ho, Wo = geo.Wo;
+  const int64_t planes = geo.B * geo.C;
+  const auto opts = img1.options();
+  const ForwardOutputs fo = forward_outputs(geo, opts, train);
   std::vector<double> row_sums(static_cast<size_t>(planes * Ho));
 
   const float* x = img1.data_ptr<float>();
   const float* y = img2.data_ptr<float>();
-  float* m = map.data_ptr<float>();
-  float* p1 = train ? d_mu1.data_ptr<float>() : nullptr;
-  float* p2 = train ? d_sxx.data_ptr<float>() : nullptr;
-  float* p3 = train ? d_sxy.data_ptr<float>() : nullptr;
+  float* m = fo.map.data_ptr<float>();
+  float* p1 = train ? fo.d_mu1.data_ptr<float>() : nullptr;
+  float* p2 = train ? fo.d_sxx.data_ptr<float>() : nullptr;
+  float* p3 = train ? fo.d_sxy.data_ptr<float>() : nullptr;
   const int64_t tasks = planes * Ho;
 
 #pragma omp parallel num_threads(at::get_num_threads()) if (tasks * Wo >= kMinParallelPixels)
@@ -214,11 +194,9 @@ std::vector<at::Tensor> ssim_forward_cpu(const at::Tensor& img1, const at::Tenso
 #pragma omp for schedule(dynamic, kRowsPerChunk)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t plane = t / Ho, i = t % Ho;
-      for (int a = 0; a < kWindow; ++a) {
-        const int64_t r = i - pad + a;  // input row of tap a; zero outside the image
-        const bool inside = r >= 0 && r < H;
-        xr[a] = inside ? x + (plane * H + r) * W : scratch.zeros.data();
-        yr[a] = inside ? y + (plane * H + r) * W : scratch.zeros.data();
+      for (int a = 0; a < kWindow; ++a) {  // tap a reads input row i - pad + a
+        xr[a] = row_or_zero(x, plane, i - pad + a, H, W, scratch.zeros.data());
+        yr[a] = row_or_zero(y, plane, i - pad + a, H, W, scratch.zeros.data());
       }
       const int64_t out_off = (plane * Ho + i) * Wo;
       row_sums[static_cast<size_t>(t)] =
@@ -230,28 +208,15 @@ std::vector<at::Tensor> ssim_forward_cpu(const at::Tensor& img1, const at::Tenso
   double total = 0.0;
   for (double s : row_sums) total += s;
   at::Tensor mean = at::full({}, static_cast<float>(total / static_cast<double>(tasks * Wo)), opts);
-  return {map, mean, d_mu1, d_sxx, d_sxy};
+  return {fo.map, mean, fo.d_mu1, fo.d_sxx, fo.d_sxy};
 }
 
 at::Tensor ssim_backward_cpu(const at::Tensor& img1, const at::Tensor& img2, const at::Tensor& dl_dmap,
                              const at::Tensor& dm_dmu1, const at::Tensor& dm_dsxx,
                              const at::Tensor& dm_dsxy, bool same) {
-  check_image(img1, "img1");
-  check_image(img2, "img2");
-  check_image(dm_dmu1, "dm_dmu1");
-  check_image(dm_dsxx, "dm_dsxx");
-  check_image(dm_dsxy, "dm_dsxy");
-  TORCH_CHECK(img1.sizes() == img2.sizes(), "img1 and img2 must have the same shape");
-  const int64_t B = img1.size(0), C = img1.size(1), H = img1.size(2), W = img1.size(3);
-  const int64_t pad = same ? kRadius : 0;
-  const int64_t Ho = H + 2 * pad - (kWindow - 1), Wo = W + 2 * pad - (kWindow - 1);
-  const at::IntArrayRef map_shape = dm_dmu1.sizes();
-  TORCH_CHECK(map_shape == at::IntArrayRef({B, C, Ho, Wo}), "partials must be [B, C, Ho, Wo]");
-  TORCH_CHECK(dm_dsxx.sizes() == map_shape && dm_dsxy.sizes() == map_shape, "partials must match");
-  TORCH_CHECK(dl_dmap.device().is_cpu() && dl_dmap.scalar_type() == at::kFloat, "dl_dmap must be CPU float32");
+  const Geometry geo = backward_geometry(img1, img2, dl_dmap, dm_dmu1, dm_dsxx, dm_dsxy, same, at::kCPU);
+  const int64_t H = geo.H, W = geo.W, pad = geo.pad, Ho = geo.Ho, Wo = geo.Wo;
   const bool shared = dl_dmap.numel() == 1;
-  TORCH_CHECK(shared || (dl_dmap.sizes() == map_shape && dl_dmap.is_contiguous()),
-              "dl_dmap must be [B, C, Ho, Wo] contiguous or a single element");
 
   at::Tensor grad = at::empty_like(img1);
   const float* x = img1.data_ptr<float>();
@@ -263,7 +228,7 @@ at::Tensor ssim_backward_cpu(const at::Tensor& img1, const at::Tensor& img2, con
   float* out = grad.data_ptr<float>();
   const float shared_value = shared ? g[0] : 0.f;
   const int64_t off = pad - 2 * kRadius;
-  const int64_t tasks = B * C * H;
+  const int64_t tasks = geo.B * geo.C * H;
 
 #pragma omp parallel num_threads(at::get_num_threads()) if (tasks * W >= kMinParallelPixels)
   {
@@ -276,15 +241,15 @@ at::Tensor ssim_backward_cpu(const at::Tensor& img1, const at::Tensor& img2, con
 #pragma omp for schedule(dynamic, kRowsPerChunk)
     for (int64_t t = 0; t < tasks; ++t) {
       const int64_t plane = t / H, r = t % H;
-      for (int a = 0; a < kWindow; ++a) {
-        const int64_t i = r + off + a;  // map row of tap a; zero outside the map
-        const bool inside = i >= 0 && i < Ho;
-        const int64_t row_off = (plane * Ho + i) * Wo;
+      for (int a = 0; a < kWindow; ++a) {  // tap a reads map row r + off + a
+        const int64_t i = r + off + a;
         const float* zero = scratch.zeros.data();
-        g_rows[a] = !inside ? zero : shared ? shared_row.data() : g + row_off;
-        p1_rows[a] = inside ? p1 + row_off : zero;
-        p2_rows[a] = inside ? p2 + row_off : zero;
-        p3_rows[a] = inside ? p3 + row_off : zero;
+        // A shared gradient: shared_row stands for every map row (width 0: each row starts at its start).
+        g_rows[a] = shared ? row_or_zero(shared_row.data(), 0, i, Ho, 0, zero)
+                           : row_or_zero(g, plane, i, Ho, Wo, zero);
+        p1_rows[a] = row_or_zero(p1, plane, i, Ho, Wo, zero);
+        p2_rows[a] = row_or_zero(p2, plane, i, Ho, Wo, zero);
+        p3_rows[a] = row_or_zero(p3, plane, i, Ho, Wo, zero);
       }
       const int64_t img_off = (plane * H + r) * W;
       backward_row(x + img_off, y + img_off, W, Wo, off, g_rows, p1_rows, p2_rows, p3_rows,

@@ -22,6 +22,20 @@ constexpr int kThreads = kTileW * kTileH;       // one thread per output pixel
 constexpr int kReduceThreads = 256;             // threads of the row-sum and final-sum blocks
 constexpr int kMaxPlanes = 65535;               // gridDim.z limit: B * C planes
 
+// The column pass of a thread's output pixel: out[m] = sum_a cGauss[a] s_h[m][threadIdx.y + a][threadIdx.x]
+// for the N row-filtered planes s_h[m], in tap order.
+template <int N>
+__device__ __forceinline__ void filter_column(const float (*s_h)[kHaloH][kTileW], float (&out)[N]) {
+#pragma unroll
+  for (int m = 0; m < N; ++m) out[m] = 0.f;
+#pragma unroll
+  for (int a = 0; a < kWindow; ++a) {
+    const float w = cGauss[a];
+#pragma unroll
+    for (int m = 0; m < N; ++m) out[m] += w * s_h[m][threadIdx.y + a][threadIdx.x];
+  }
+}
+
 // img1, img2: [planes, H, W]; map and (when d_mu1 != nullptr) the partials: [planes, Ho, Wo].
 // pad = 5 ("same") or 0 ("valid"): output (i, j) covers input rows i - pad .. i - pad + 10.
 __global__ void __launch_bounds__(kThreads)
@@ -50,49 +64,31 @@ ssim_forward_kernel(const float* __restrict__ img1, const float* __restrict__ im
 
   for (int idx = tid; idx < kHaloH * kTileW; idx += kThreads) {
     const int sy = idx / kTileW, sx = idx % kTileW;
-    float ax = 0.f, ay = 0.f, axx = 0.f, ayy = 0.f, axy = 0.f;
+    Moments h;
 #pragma unroll
-    for (int b = 0; b < kWindow; ++b) {
-      const float xv = s_x[sy][sx + b], yv = s_y[sy][sx + b];
-      const float wx = cGauss[b] * xv, wy = cGauss[b] * yv;
-      ax += wx;
-      ay += wy;
-      axx += wx * xv;
-      ayy += wy * yv;
-      axy += wx * yv;
-    }
-    s_h[0][sy][sx] = ax;
-    s_h[1][sy][sx] = ay;
-    s_h[2][sy][sx] = axx;
-    s_h[3][sy][sx] = ayy;
-    s_h[4][sy][sx] = axy;
+    for (int b = 0; b < kWindow; ++b) add_tap(h, cGauss[b], s_x[sy][sx + b], s_y[sy][sx + b]);
+    s_h[0][sy][sx] = h.x;
+    s_h[1][sy][sx] = h.y;
+    s_h[2][sy][sx] = h.xx;
+    s_h[3][sy][sx] = h.yy;
+    s_h[4][sy][sx] = h.xy;
   }
   __syncthreads();
 
   const int i = oy0 + threadIdx.y, j = ox0 + threadIdx.x;
   if (i >= Ho || j >= Wo) return;
-  float mu1 = 0.f, mu2 = 0.f, sxx = 0.f, syy = 0.f, sxy = 0.f;
-#pragma unroll
-  for (int a = 0; a < kWindow; ++a) {
-    const float w = cGauss[a];
-    mu1 += w * s_h[0][threadIdx.y + a][threadIdx.x];
-    mu2 += w * s_h[1][threadIdx.y + a][threadIdx.x];
-    sxx += w * s_h[2][threadIdx.y + a][threadIdx.x];
-    syy += w * s_h[3][threadIdx.y + a][threadIdx.x];
-    sxy += w * s_h[4][threadIdx.y + a][threadIdx.x];
-  }
-  const float A = 2.f * mu1 * mu2 + kC1;
-  const float Bv = 2.f * (sxy - mu1 * mu2) + kC2;
-  const float Cv = mu1 * mu1 + mu2 * mu2 + kC1;
-  const float Dv = (sxx - mu1 * mu1) + (syy - mu2 * mu2) + kC2;
-  const float s = (A * Bv) / (Cv * Dv);
+  float mo[5];  // mu1, mu2, Sxx, Syy, Sxy
+  filter_column<5>(s_h, mo);
+  const float mu1 = mo[0], mu2 = mo[1];
+  const SsimTerms t = ssim_terms(mu1, mu2, mo[2], mo[3], mo[4]);
+  const float s = (t.a * t.b) / (t.c * t.d);
   const int64_t o = plane * Ho * Wo + static_cast<int64_t>(i) * Wo + j;
   map[o] = s;
   if (d_mu1 != nullptr) {
-    const float inv_cd = 1.f / (Cv * Dv);
-    d_mu1[o] = 2.f * mu2 * (Bv - A) * inv_cd + 2.f * mu1 * s * (1.f / Dv - 1.f / Cv);
-    d_sxx[o] = -s / Dv;
-    d_sxy[o] = 2.f * A * inv_cd;
+    const float inv_cd = 1.f / (t.c * t.d);
+    d_mu1[o] = 2.f * mu2 * (t.b - t.a) * inv_cd + 2.f * mu1 * s * (1.f / t.d - 1.f / t.c);
+    d_sxx[o] = -s / t.d;
+    d_sxy[o] = 2.f * t.a * inv_cd;
   }
 }
 
@@ -148,16 +144,10 @@ ssim_backward_kernel(const float* __restrict__ img1, const float* __restrict__ i
 
   const int r = oy0 + threadIdx.y, c = ox0 + threadIdx.x;
   if (r >= H || c >= W) return;
-  float f1 = 0.f, f2 = 0.f, f3 = 0.f;
-#pragma unroll
-  for (int a = 0; a < kWindow; ++a) {
-    const float w = cGauss[a];
-    f1 += w * s_h[0][threadIdx.y + a][threadIdx.x];
-    f2 += w * s_h[1][threadIdx.y + a][threadIdx.x];
-    f3 += w * s_h[2][threadIdx.y + a][threadIdx.x];
-  }
+  float f[3];
+  filter_column<3>(s_h, f);
   const int64_t o = plane * H * W + static_cast<int64_t>(r) * W + c;
-  grad_out[o] = f1 + 2.f * img1[o] * f2 + img2[o] * f3;
+  grad_out[o] = f[0] + 2.f * img1[o] * f[1] + img2[o] * f[2];
 }
 
 // Tree sum of kReduceThreads doubles in shared memory, in a fixed order; the result is in s[0].
@@ -193,13 +183,6 @@ mean_kernel(const double* __restrict__ row_sums, int64_t rows, double count, flo
   if (threadIdx.x == 0) mean[0] = static_cast<float>(s[0] / count);
 }
 
-void check_image(const at::Tensor& t, const char* name) {
-  TORCH_CHECK(t.is_cuda(), name, " must be a CUDA tensor");
-  TORCH_CHECK(t.scalar_type() == at::kFloat, name, " must be float32");
-  TORCH_CHECK(t.dim() == 4, name, " must have 4 dimensions [B, C, H, W]");
-  TORCH_CHECK(t.is_contiguous(), name, " must be contiguous");
-}
-
 dim3 tile_grid(int64_t rows, int64_t cols, int64_t planes) {
   TORCH_CHECK(planes <= kMaxPlanes, "B * C must be at most ", kMaxPlanes, " on CUDA, got ", planes);
   return dim3(static_cast<unsigned>((cols + kTileW - 1) / kTileW),
@@ -210,74 +193,46 @@ dim3 tile_grid(int64_t rows, int64_t cols, int64_t planes) {
 
 std::vector<at::Tensor> ssim_forward_cuda(const at::Tensor& img1, const at::Tensor& img2, bool same,
                                           bool train) {
-  check_image(img1, "img1");
-  check_image(img2, "img2");
-  TORCH_CHECK(img1.sizes() == img2.sizes(), "img1 and img2 must have the same shape");
-  TORCH_CHECK(img1.device() == img2.device(), "img1 and img2 must be on the same device");
+  const Geometry geo = forward_geometry(img1, img2, same, at::kCUDA);
   const c10::cuda::CUDAGuard guard(img1.device());
-  const int64_t B = img1.size(0), C = img1.size(1), H = img1.size(2), W = img1.size(3);
-  TORCH_CHECK(H >= kWindow && W >= kWindow, "images must be at least 11x11");
-  const int pad = same ? kRadius : 0;
-  const int64_t Ho = H + 2 * pad - (kWindow - 1), Wo = W + 2 * pad - (kWindow - 1);
-  const int64_t planes = B * C;
-
-  auto opts = img1.options();
-  at::Tensor map = at::empty({B, C, Ho, Wo}, opts);
-  at::Tensor d_mu1, d_sxx, d_sxy;
-  if (train) {
-    d_mu1 = at::empty({B, C, Ho, Wo}, opts);
-    d_sxx = at::empty({B, C, Ho, Wo}, opts);
-    d_sxy = at::empty({B, C, Ho, Wo}, opts);
-  } else {
-    d_mu1 = d_sxx = d_sxy = at::empty({0}, opts);
-  }
+  const int64_t H = geo.H, W = geo.W, Ho = geo.Ho, Wo = geo.Wo;
+  const int64_t planes = geo.B * geo.C;
+  const auto opts = img1.options();
+  const ForwardOutputs fo = forward_outputs(geo, opts, train);
   at::Tensor row_sums = at::empty({planes * Ho}, opts.dtype(at::kDouble));
   at::Tensor mean = at::empty({}, opts);
 
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
   ssim_forward_kernel<<<tile_grid(Ho, Wo, planes), dim3(kTileW, kTileH), 0, stream>>>(
       img1.data_ptr<float>(), img2.data_ptr<float>(), static_cast<int>(H), static_cast<int>(W),
-      static_cast<int>(Ho), static_cast<int>(Wo), pad, map.data_ptr<float>(),
-      train ? d_mu1.data_ptr<float>() : nullptr, train ? d_sxx.data_ptr<float>() : nullptr,
-      train ? d_sxy.data_ptr<float>() : nullptr);
+      static_cast<int>(Ho), static_cast<int>(Wo), static_cast<int>(geo.pad), fo.map.data_ptr<float>(),
+      train ? fo.d_mu1.data_ptr<float>() : nullptr, train ? fo.d_sxx.data_ptr<float>() : nullptr,
+      train ? fo.d_sxy.data_ptr<float>() : nullptr);
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   row_sum_kernel<<<static_cast<unsigned>(planes * Ho), kReduceThreads, 0, stream>>>(
-      map.data_ptr<float>(), Wo, row_sums.data_ptr<double>());
+      fo.map.data_ptr<float>(), Wo, row_sums.data_ptr<double>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   mean_kernel<<<1, kReduceThreads, 0, stream>>>(row_sums.data_ptr<double>(), planes * Ho,
                                                 static_cast<double>(planes * Ho * Wo), mean.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
-  return {map, mean, d_mu1, d_sxx, d_sxy};
+  return {fo.map, mean, fo.d_mu1, fo.d_sxx, fo.d_sxy};
 }
 
 at::Tensor ssim_backward_cuda(const at::Tensor& img1, const at::Tensor& img2, const at::Tensor& dl_dmap,
                               const at::Tensor& dm_dmu1, const at::Tensor& dm_dsxx,
                               const at::Tensor& dm_dsxy, bool same) {
-  check_image(img1, "img1");
-  check_image(img2, "img2");
-  check_image(dm_dmu1, "dm_dmu1");
-  check_image(dm_dsxx, "dm_dsxx");
-  check_image(dm_dsxy, "dm_dsxy");
-  TORCH_CHECK(img1.sizes() == img2.sizes(), "img1 and img2 must have the same shape");
+  const Geometry geo = backward_geometry(img1, img2, dl_dmap, dm_dmu1, dm_dsxx, dm_dsxy, same, at::kCUDA);
   const c10::cuda::CUDAGuard guard(img1.device());
-  const int64_t B = img1.size(0), C = img1.size(1), H = img1.size(2), W = img1.size(3);
-  const int pad = same ? kRadius : 0;
-  const int64_t Ho = H + 2 * pad - (kWindow - 1), Wo = W + 2 * pad - (kWindow - 1);
-  const at::IntArrayRef map_shape = dm_dmu1.sizes();
-  TORCH_CHECK(map_shape == at::IntArrayRef({B, C, Ho, Wo}), "partials must be [B, C, Ho, Wo]");
-  TORCH_CHECK(dm_dsxx.sizes() == map_shape && dm_dsxy.sizes() == map_shape, "partials must match");
-  TORCH_CHECK(dl_dmap.is_cuda() && dl_dmap.scalar_type() == at::kFloat, "dl_dmap must be CUDA float32");
-  TORCH_CHECK(dl_dmap.device() == img1.device(), "dl_dmap must be on the images' device");
+  const int64_t H = geo.H, W = geo.W;
   const bool shared = dl_dmap.numel() == 1;
-  TORCH_CHECK(shared || (dl_dmap.sizes() == map_shape && dl_dmap.is_contiguous()),
-              "dl_dmap must be [B, C, Ho, Wo] contiguous or a single element");
 
   at::Tensor grad = at::empty_like(img1);
   cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  ssim_backward_kernel<<<tile_grid(H, W, B * C), dim3(kTileW, kTileH), 0, stream>>>(
+  ssim_backward_kernel<<<tile_grid(H, W, geo.B * geo.C), dim3(kTileW, kTileH), 0, stream>>>(
       img1.data_ptr<float>(), img2.data_ptr<float>(), dl_dmap.data_ptr<float>(), shared,
       dm_dmu1.data_ptr<float>(), dm_dsxx.data_ptr<float>(), dm_dsxy.data_ptr<float>(), static_cast<int>(H),
-      static_cast<int>(W), static_cast<int>(Ho), static_cast<int>(Wo), pad - 2 * kRadius,
+      static_cast<int>(W), static_cast<int>(geo.Ho), static_cast<int>(geo.Wo),
+      static_cast<int>(geo.pad - 2 * kRadius),
       grad.data_ptr<float>());
   C10_CUDA_KERNEL_LAUNCH_CHECK();
   return grad;
