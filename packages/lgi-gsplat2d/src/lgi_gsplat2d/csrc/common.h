@@ -56,6 +56,36 @@ LGI_HD T topk_weight(T e, T floor) { return e > floor ? e - floor : T(0); }
 // dw/dq = -0.5 * topk_slope(w): exp(-q/2) where the weight is positive, 0 where it is clamped.
 template <typename T>
 LGI_HD T topk_slope(T w, T floor) { return w > T(0) ? w + floor : T(0); }
+// t = w dL/dw of a selected entry of weight w (see the backward passes): dL/dw = sum_c gp_c (col_c - out_c)
+// / denom, with gp = dL/dout, col the Gaussian's colour and out the pixel's [C] values, summed in channel order.
+template <typename T>
+LGI_HD T topk_t(const T* gp, const T* col, const T* out, int channels, T w, T floor, T denom) {
+  T dldw = T(0);
+  for (int ch = 0; ch < channels; ++ch) dldw += gp[ch] * (col[ch] - out[ch]);
+  return topk_slope(w, floor) * (dldw / denom);
+}
+
+// Inserts (key, val) into the ascending keys[0 .. pos), which have room at pos: the entries with a larger
+// key move up one place; an equal key stays before the new one.
+template <typename K, typename V>
+LGI_HD void sorted_insert(K* keys, V* vals, int pos, K key, V val) {
+  while (pos > 0 && keys[pos - 1] > key) {
+    keys[pos] = keys[pos - 1];
+    vals[pos] = vals[pos - 1];
+    --pos;
+  }
+  keys[pos] = key;
+  vals[pos] = val;
+}
+
+// Top-K list insertion of (q, id) into a pixel's ascending list of cnt <= k entries (the caller checked
+// q < lim). Candidates arrive in ascending id, so equal q keep the earlier (lower-index) entry first, and a
+// full list rejects a q equal to its K-th (lim): ties favour lower indices. lim becomes the K-th q once full.
+template <typename T>
+LGI_HD void topk_insert(T* qs, int32_t* ids, int& cnt, T& lim, int k, T q, int32_t id) {
+  sorted_insert(qs, ids, cnt < k ? cnt++ : k - 1, q, id);
+  if (cnt == k) lim = qs[k - 1];
+}
 
 // Overloads that mean the same on the host and on the device (cosf/sinf exist in both).
 LGI_HD float cos_t(float x) { return cosf(x); }
@@ -176,6 +206,22 @@ LGI_HD Projected<T> project_one(T mx, T my, T s1, T s2, T theta, int height, int
   return p;
 }
 
+// Projects Gaussian g of the arrays means [N,2], scales [N,2], rotations [N] into xys [N,2], radii [N],
+// conics [N,3], tiles [N] (project.h): the body of the CPU loop and of the CUDA thread.
+template <typename T>
+LGI_HD void project_gaussian(int64_t g, const T* means, const T* scales, const T* rotations, int height,
+                             int width, int tile, T* xys, int32_t* radii, T* conics, int32_t* tiles) {
+  const Projected<T> p = project_one<T>(means[2 * g], means[2 * g + 1], scales[2 * g], scales[2 * g + 1],
+                                        rotations[g], height, width, tile);
+  xys[2 * g] = p.px;
+  xys[2 * g + 1] = p.py;
+  conics[3 * g] = p.a;
+  conics[3 * g + 1] = p.b;
+  conics[3 * g + 2] = p.c;
+  radii[g] = p.radius;
+  tiles[g] = p.tiles;
+}
+
 // Gradient of the projection of one Gaussian with respect to (mx, my, s1, s2, theta), given the gradients
 // of xys (gx, gy) and of the conic (ga, gb, gc).
 template <typename T>
@@ -193,6 +239,31 @@ LGI_HD void project_one_backward(T s1, T s2, T theta, int height, int width, T g
   g_scale[0] = di1 * (T(-2) * i1 / s1);
   g_scale[1] = di2 * (T(-2) * i2 / s2);
   *g_theta = d00 * (T(2) * csn * (i2 - i1)) + d01 * ((cc - ss) * (i1 - i2)) + d11 * (T(2) * csn * (i1 - i2));
+}
+
+// The projection backward of Gaussian g (project.h: grad_xys and grad_conics may be null): the body of the CPU
+// loop and of the CUDA thread.
+template <typename T>
+LGI_HD void project_gaussian_backward(int64_t g, const T* scales, const T* rotations, int height, int width,
+                                      const T* grad_xys, const T* grad_conics, T* grad_means, T* grad_scales,
+                                      T* grad_rotations) {
+  const T gx = grad_xys ? grad_xys[2 * g] : T(0), gy = grad_xys ? grad_xys[2 * g + 1] : T(0);
+  T ga = T(0), gb = T(0), gc = T(0);
+  const T s1 = scales[2 * g], s2 = scales[2 * g + 1];
+  const T i1 = T(1) / (s1 * s1), i2 = T(1) / (s2 * s2);
+  if (grad_conics && s1 != T(0) && s2 != T(0) && finite_t(i1) && finite_t(i2)) {
+    ga = grad_conics[3 * g];
+    gb = grad_conics[3 * g + 1];
+    gc = grad_conics[3 * g + 2];
+  }
+  project_one_backward<T>(s1, s2, rotations[g], height, width, gx, gy, ga, gb, gc, grad_means + 2 * g,
+                          grad_scales + 2 * g, grad_rotations + g);
+  if (ga == T(0) && gb == T(0) && gc == T(0)) {
+    // Degenerate scales: 0 * inf would give NaN; the exact gradient through a culled conic is 0.
+    grad_scales[2 * g] = T(0);
+    grad_scales[2 * g + 1] = T(0);
+    grad_rotations[g] = T(0);
+  }
 }
 
 }  // namespace lgi

@@ -1,5 +1,5 @@
 // Helpers shared by the CPU rasterizer translation units (rasterize_cpu.cpp, rasterize_no_tiles_cpu.cpp):
-// 16-lane row vectors, the fast exp, the q of a row, top-K list insertion, the gradient finish.
+// 16-lane row vectors, the fast exp, the q of a row, top-K list insertion in any order, the gradient finish.
 // Private to the CPU build; includes no torch header.
 #pragma once
 
@@ -198,28 +198,8 @@ struct RowTest {
   }
 };
 
-// Insert (q, id) into the ascending list of pixel p (caller checked q < lim[p]). Equal q keep the earlier
-// (lower-index) entry first, and a full list rejects a q equal to its K-th, so ties favour lower indices.
-template <typename T>
-inline void topk_insert(T* qs, int32_t* ids, int& cnt, T& lim, int k, T q, int32_t id) {
-  int pos;
-  if (cnt < k) {
-    pos = cnt++;
-  } else {
-    pos = k - 1;
-  }
-  while (pos > 0 && qs[pos - 1] > q) {
-    qs[pos] = qs[pos - 1];
-    ids[pos] = ids[pos - 1];
-    --pos;
-  }
-  qs[pos] = q;
-  ids[pos] = id;
-  if (cnt == k) lim = qs[k - 1];
-}
-
-// Same for candidates arriving in any order: the list is kept sorted by (q, id), so the K kept are the K
-// smallest q with ties to the lower id whatever the arrival order.
+// topk_insert (common.h) for candidates arriving in any order: the list is kept sorted by (q, id), so the K
+// kept are the K smallest q with ties to the lower id whatever the arrival order.
 template <typename T>
 inline void topk_insert_lex(T* qs, int32_t* ids, int& cnt, int k, T q, int32_t id) {
   int pos = cnt < k ? cnt++ : k - 1;

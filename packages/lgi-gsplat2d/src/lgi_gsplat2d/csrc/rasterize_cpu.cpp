@@ -288,9 +288,7 @@ void backward_tile_topk_scalar(const RasterArgs<T>& a, const TileGeom& tg, const
         T* A = acc + static_cast<int64_t>(e - e0) * G;
         const T* colg = a.colors + g * C;
         if (need_geom) {
-          T dldw = T(0);
-          for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - op[ch]);
-          const T t = topk_slope(w, floor) * (dldw / denom);
+          const T t = topk_t(gp, colg, op, C, w, floor, denom);
           A[0] += t * dx;
           A[1] += t * dy;
           A[2] += t * dx * dx;
@@ -360,9 +358,7 @@ void backward_tile_topk_vec(const RasterArgs<float>& a, const TileGeom& tg, cons
         float tdx = 0.0f, tdy = 0.0f;
         if (need_geom) {
           const float* colg = colv + static_cast<int64_t>(e) * C;
-          float dldw = 0.0f;
-          for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - op[ch]);
-          const float t = topk_slope(w, floor) * (dldw / denom);
+          const float t = topk_t(gp, colg, op, C, w, floor, denom);
           tdx = t * dx;
           tdy = t * dy;
         }

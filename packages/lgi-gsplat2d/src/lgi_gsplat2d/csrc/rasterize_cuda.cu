@@ -45,22 +45,31 @@ __device__ __forceinline__ float q_at(float x, float y, float a, float b2, float
   return q_form(a, dx, mul_rn(b2, dy), mul_rn(mul_rn(c, dy), dy));
 }
 
-// Sorted insertion, candidates in ascending id (ties keep the lower id; see topk_insert in the CPU code).
 // A Gaussian's weight exp(-q/2), at most 1: a q that rounding made negative counts as 0 (common.h, q_form).
 __device__ __forceinline__ float weight_of(float q) { return __expf(fminf(-0.5f * q, 0.0f)); }
 
-__device__ __forceinline__ void topk_insert(float* qs, int32_t* ids, int& cnt, float& lim, int k, float q,
-                                            int32_t id) {
-  int pos = cnt < k ? cnt++ : k - 1;
-  while (pos > 0 && qs[pos - 1] > q) {
-    qs[pos] = qs[pos - 1];
-    ids[pos] = ids[pos - 1];
-    --pos;
+// A batch of a tile's Gaussians staged in shared memory: centre, conic with b doubled (for q_at), index and
+// pixel box of each.
+template <int N>
+struct Staged {
+  float x[N], y[N], a[N], b2[N], c[N];
+  int32_t g[N];
+  int4 box[N];
+
+  __device__ __forceinline__ void load(const CudaRaster& r, int slot, int32_t gid) {
+    x[slot] = r.xys[2 * gid];
+    y[slot] = r.xys[2 * gid + 1];
+    a[slot] = r.conics[3 * gid];
+    b2[slot] = 2.0f * r.conics[3 * gid + 1];
+    c[slot] = r.conics[3 * gid + 2];
+    g[slot] = gid;
+    const PixBox b = box_of(r, gid);
+    box[slot] = make_int4(b.j0, b.j1, b.i0, b.i1);
   }
-  qs[pos] = q;
-  ids[pos] = id;
-  if (cnt == k) lim = qs[k - 1];
-}
+  __device__ __forceinline__ float q(int slot, float px, float py) const {
+    return q_at(x[slot], y[slot], a[slot], b2[slot], c[slot], px, py);
+  }
+};
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int off = 16; off > 0; off >>= 1) v += __shfl_down_sync(0xffffffffu, v, off);
@@ -98,10 +107,8 @@ __global__ void emit_kernel(CudaRaster a, const int64_t* gauss_offsets, int64_t*
 template <int CC>
 __global__ void forward_kernel(CudaRaster a, const int32_t* tile_offsets, const int32_t* list_gid, float* out,
                                int32_t* sel, float* wsel, float* wsum) {
-  __shared__ float s_x[kTilePixels], s_y[kTilePixels], s_a[kTilePixels], s_b2[kTilePixels], s_c[kTilePixels];
+  __shared__ Staged<kTilePixels> s;
   __shared__ float s_o[kTilePixels];
-  __shared__ int32_t s_g[kTilePixels];
-  __shared__ int4 s_box[kTilePixels];
   const int C = CC > 0 ? CC : a.channels, K = a.k;
   const int tx_count = (a.width + kTile - 1) / kTile;
   const int t = blockIdx.y * tx_count + blockIdx.x;
@@ -124,28 +131,21 @@ __global__ void forward_kernel(CudaRaster a, const int32_t* tile_offsets, const 
     __syncthreads();
     if (b0 + tid < e1) {
       const int32_t g = list_gid[b0 + tid];
-      s_x[tid] = a.xys[2 * g];
-      s_y[tid] = a.xys[2 * g + 1];
-      s_a[tid] = a.conics[3 * g];
-      s_b2[tid] = 2.0f * a.conics[3 * g + 1];
-      s_c[tid] = a.conics[3 * g + 2];
+      s.load(a, tid, g);
       s_o[tid] = a.opacities ? a.opacities[g] : 1.0f;
-      s_g[tid] = g;
-      const PixBox b = box_of(a, g);
-      s_box[tid] = make_int4(b.j0, b.j1, b.i0, b.i1);
     }
     __syncthreads();
     const int nb = min(kTilePixels, e1 - b0);
     if (!inside) continue;
     for (int k = 0; k < nb; ++k) {
-      const int4 bx = s_box[k];
+      const int4 bx = s.box[k];
       if (j < bx.x || j > bx.y || i < bx.z || i > bx.w) continue;
-      const float q = q_at(s_x[k], s_y[k], s_a[k], s_b2[k], s_c[k], px, py);
+      const float q = s.q(k, px, py);
       if (is_topk(a.mode)) {
         if (q < lim) topk_insert(qs, ids, cnt, lim, K, q, b0 + k);
       } else if (q <= float(kCutoff)) {
         const float w = weight_of(q);
-        const float* col = a.colors + static_cast<int64_t>(s_g[k]) * C;
+        const float* col = a.colors + static_cast<int64_t>(s.g[k]) * C;
         if (CC > 0) {
 #pragma unroll
           for (int ch = 0; ch < (CC > 0 ? CC : 1); ++ch) acc[ch] += col[ch] * s_o[k] * w;
@@ -201,9 +201,7 @@ __global__ void backward_kernel(CudaRaster a, const int32_t* tile_offsets, const
                                 const int32_t* sel, const float* wsel, const float* wsum, int nb,
                                 float* partials) {
   extern __shared__ float red[];
-  __shared__ float s_x[kMaxBatch], s_y[kMaxBatch], s_a[kMaxBatch], s_b2[kMaxBatch], s_c[kMaxBatch];
-  __shared__ int32_t s_g[kMaxBatch];
-  __shared__ int4 s_box[kMaxBatch];
+  __shared__ Staged<kMaxBatch> s;
   const int C = a.channels, K = a.k, G = kStats + C;
   const int tx_count = (a.width + kTile - 1) / kTile;
   const int t = blockIdx.y * tx_count + blockIdx.x;
@@ -221,16 +219,7 @@ __global__ void backward_kernel(CudaRaster a, const int32_t* tile_offsets, const
   float denom = 1.0f;
   if (is_topk(a.mode) && inside) {
     for (int kk = 0; kk < K && sel[P * K + kk] >= 0; ++kk) {
-      int pos = n_sel++;
-      const int32_t e = sel[P * K + kk];
-      const float w = wsel[P * K + kk];
-      while (pos > 0 && se[pos - 1] > e) {
-        se[pos] = se[pos - 1];
-        sw[pos] = sw[pos - 1];
-        --pos;
-      }
-      se[pos] = e;
-      sw[pos] = w;
+      sorted_insert(se, sw, n_sel++, sel[P * K + kk], wsel[P * K + kk]);
     }
     denom = wsum[P] + topk_eps<float>(a.mode);
   }
@@ -239,34 +228,24 @@ __global__ void backward_kernel(CudaRaster a, const int32_t* tile_offsets, const
     const int nbb = min(nb, e1 - b0);
     __syncthreads();
     if (tid < nbb) {
-      const int32_t g = list_gid[b0 + tid];
-      s_x[tid] = a.xys[2 * g];
-      s_y[tid] = a.xys[2 * g + 1];
-      s_a[tid] = a.conics[3 * g];
-      s_b2[tid] = 2.0f * a.conics[3 * g + 1];
-      s_c[tid] = a.conics[3 * g + 2];
-      s_g[tid] = g;
-      const PixBox b = box_of(a, g);
-      s_box[tid] = make_int4(b.j0, b.j1, b.i0, b.i1);
+      s.load(a, tid, list_gid[b0 + tid]);
     }
     __syncthreads();
     for (int k = 0; k < nbb; ++k) {
       const int32_t e = b0 + k;
-      const float dx = px - s_x[k], dy = py - s_y[k];
-      const float* col = a.colors + static_cast<int64_t>(s_g[k]) * C;
+      const float dx = px - s.x[k], dy = py - s.y[k];
+      const float* col = a.colors + static_cast<int64_t>(s.g[k]) * C;
       float w = 0.0f, t_ = 0.0f, wc = 0.0f;
       if (is_topk(a.mode)) {
         if (cursor < n_sel && se[cursor] == e) {
           w = sw[cursor++];
-          float dldw = 0.0f;
-          for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (col[ch] - op[ch]);
-          t_ = topk_slope(w, topk_floor<float>(a.mode)) * (dldw / denom);
+          t_ = topk_t(gp, col, op, C, w, topk_floor<float>(a.mode), denom);
           wc = w / denom;
         }
       } else if (inside) {
-        const int4 bx = s_box[k];
+        const int4 bx = s.box[k];
         const bool hit = !(j < bx.x || j > bx.y || i < bx.z || i > bx.w);
-        const float q = q_at(s_x[k], s_y[k], s_a[k], s_b2[k], s_c[k], px, py);
+        const float q = s.q(k, px, py);
         if (hit && q <= float(kCutoff)) {
           w = weight_of(q);
           float gc = 0.0f;
@@ -407,9 +386,7 @@ __global__ void no_tiles_backward_kernel(CudaRaster a, const float* grad_out, co
         }
         if (found < 0) continue;
         const float w = wsel[P * K + found], denom = wsum[P] + topk_eps<float>(a.mode);
-        float dldw = 0.0f;
-        for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - out[P * C + ch]);
-        t_ = topk_slope(w, topk_floor<float>(a.mode)) * (dldw / denom);
+        t_ = topk_t(gp, colg, out + P * C, C, w, topk_floor<float>(a.mode), denom);
         wc = w / denom;
       } else {
         const float w = weight_of(q);

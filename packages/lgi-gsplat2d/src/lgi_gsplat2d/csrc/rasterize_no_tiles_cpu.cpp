@@ -94,9 +94,7 @@ void rasterize_no_tiles_backward_cpu(const RasterArgs<T>& a, const T* grad_out, 
             if (found < 0) continue;
             w = wsel[P * K + found];
             const T denom = wsum[P] + topk_eps<T>(a.mode);
-            T dldw = T(0);
-            for (int ch = 0; ch < C; ++ch) dldw += gp[ch] * (colg[ch] - out[P * C + ch]);
-            t = topk_slope(w, floor) * (dldw / denom);
+            t = topk_t(gp, colg, out + P * C, C, w, floor, denom);
             wc = w / denom;
           } else {
             w = exp_neg(T(-0.5) * q);
