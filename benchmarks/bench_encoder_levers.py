@@ -7,7 +7,8 @@
 
 ``--tuning`` is JSON: fields of lgi_train.encode.Tuning (``fit`` and ``finetune`` as lists of Phase
 fields, ``codec`` as CodecSettings fields) applied to the ``--effort``'s tuning. ``fit`` prints the float
-fit's PSNR (the whole plan, no selection) and its time per phase; ``encode`` prints the file's bpp, PSNR
+fit's PSNR (the whole plan; with ``--select``, in the pipeline's order: N × overshoot fitted, the N most
+important kept after the ``select_after`` phases) and its time per phase; ``encode`` prints the file's bpp, PSNR
 and stage times and the rate log. Run alone: one job at a time on the machine (docs/encoder.md).
 """
 
@@ -47,8 +48,10 @@ def load(name: str) -> tuple[np.ndarray, torch.Tensor]:
 
 
 def fit_only(args, tuning) -> None:
+    from lgi_train.compress.sensitivity import calc_sensitivity
     from lgi_train.encode.fitting import fit, learning_rates
     from lgi_train.encode.initialise import initial_model
+    from lgi_train.encode.select import subset
     from lgi_train.losses import clamped_mse
 
     for name in args.images.split(","):
@@ -56,9 +59,19 @@ def fit_only(args, tuning) -> None:
         h, w = target.shape[1:]
         g = torch.Generator().manual_seed(0)
         t0 = time.perf_counter()
-        model = initial_model(target, round(args.gaussians * tuning.start_share), tuning, tuning.topk, g)
-        log = fit(model, target, tuning.fit, learning_rates(tuning, h, w), args.gaussians, g,
-                  init_scale=tuning.init_scale)
+        lrs = learning_rates(tuning, h, w)
+        if args.select:  # the pipeline's order without its rate model: fit N × overshoot, keep the N most
+            # important after the plan's first select_after phases, refine them with the rest
+            n_fit = round(args.gaussians * tuning.overshoot)
+            model = initial_model(target, round(n_fit * tuning.start_share), tuning, tuning.topk, g)
+            first, rest = tuning.fit[:tuning.select_after], tuning.fit[tuning.select_after:]
+            log = fit(model, target, first, lrs, n_fit, g, init_scale=tuning.init_scale)
+            order = torch.argsort(calc_sensitivity(model, h, w).importance.cpu(), descending=True, stable=True)
+            model = subset(model, order, args.gaussians)
+            log.phases += fit(model, target, rest, lrs, args.gaussians, g, init_scale=tuning.init_scale).phases
+        else:
+            model = initial_model(target, round(args.gaussians * tuning.start_share), tuning, tuning.topk, g)
+            log = fit(model, target, tuning.fit, lrs, args.gaussians, g, init_scale=tuning.init_scale)
         seconds = time.perf_counter() - t0
         with torch.no_grad():
             psnr = 10 * math.log10(1 / clamped_mse(model.render(h, w), target))
@@ -92,6 +105,9 @@ def main() -> int:
     ap.add_argument("--effort", default="default")
     ap.add_argument("--tuning", default="", help="JSON: Tuning fields to override")
     ap.add_argument("--gaussians", type=int, default=5100, help="fit: the count")
+    ap.add_argument("--select", action="store_true",
+                    help="fit: the pipeline's order (N x overshoot fitted, the N most important kept after "
+                         "the select_after phases), without its rate model")
     ap.add_argument("--bpp", type=float, default=0.5, help="encode: the target")
     args = ap.parse_args()
     print(f"{cpu_name()}, {torch.get_num_threads()} threads", flush=True)
