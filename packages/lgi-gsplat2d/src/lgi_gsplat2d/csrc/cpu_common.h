@@ -270,6 +270,11 @@ inline void finish_gaussian(const RasterArgs<T>& a, int64_t g, const T* S, T* gr
   if (grad_opacities) grad_opacities[g] = S[5];
 }
 
+// The part of a pixel box inside a tile: image rows [ra, rb] and tile lanes (columns - j0) [la, lb].
+struct BoxInTile {
+  int ra, rb, la, lb;
+};
+
 struct TileGeom {
   int i0, j0, ht, wt;
   TileGeom(int t, int tx_count, int height, int width) {
@@ -277,6 +282,10 @@ struct TileGeom {
     j0 = (t % tx_count) * kTile;
     ht = std::min(kTile, height - i0);
     wt = std::min(kTile, width - j0);
+  }
+  BoxInTile clip(const PixBox& bx) const {
+    return {std::max(bx.i0, i0), std::min(bx.i1, i0 + ht - 1), std::max(bx.j0, j0) - j0,
+            std::min(bx.j1, j0 + wt - 1) - j0};
   }
 };
 

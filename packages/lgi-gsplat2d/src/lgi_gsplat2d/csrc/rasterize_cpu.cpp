@@ -40,9 +40,7 @@ void forward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox* 
   for (int32_t e = e0; e < e1; ++e) {
     const int64_t g = gid[e];
     const Gauss<T> G(a, g);
-    const PixBox& bx = boxes[g];
-    const int ra = std::max(bx.i0, tg.i0), rb = std::min(bx.i1, tg.i0 + tg.ht - 1);
-    const int la = std::max(bx.j0, tg.j0) - tg.j0, lb = std::min(bx.j1, tg.j0 + tg.wt - 1) - tg.j0;
+    const auto [ra, rb, la, lb] = tg.clip(boxes[g]);
     const T o = a.opacities ? a.opacities[g] : T(1);
     for (int ch = 0; ch < C; ++ch) col[ch] = a.colors[g * C + ch] * o;
     for (int i = ra; i <= rb; ++i) {
@@ -132,9 +130,7 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
     const int32_t e = item.second;
     const int64_t g = gid[e];
     const Gauss<T> G(a, g);
-    const PixBox& bx = boxes[g];
-    const int ra = std::max(bx.i0, tg.i0), rb = std::min(bx.i1, tg.i0 + tg.ht - 1);
-    const int la = std::max(bx.j0, tg.j0) - tg.j0, lb = std::min(bx.j1, tg.j0 + tg.wt - 1) - tg.j0;
+    const auto [ra, rb, la, lb] = tg.clip(boxes[g]);
     for (int i = ra; i <= rb; ++i) {
       const T dy = (T(i) + T(0.5)) - G.y;
       VecT<T> dx;
@@ -221,9 +217,7 @@ void backward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
   for (int32_t e = e0; e < e1; ++e) {
     const int64_t g = gid[e];
     const Gauss<T> Gs(a, g);
-    const PixBox& bx = boxes[g];
-    const int ra = std::max(bx.i0, tg.i0), rb = std::min(bx.i1, tg.i0 + tg.ht - 1);
-    const int la = std::max(bx.j0, tg.j0) - tg.j0, lb = std::min(bx.j1, tg.j0 + tg.wt - 1) - tg.j0;
+    const auto [ra, rb, la, lb] = tg.clip(boxes[g]);
     VecT<T> sx{}, sy{}, sxx{}, sxy{}, syy{}, s0{};
     std::fill(scol, scol + C, VecT<T>{});
     const T* colg = a.colors + g * C;
@@ -261,6 +255,38 @@ void backward_tile_sum(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
 }
 
 // Top-K mode: pixel-outer over the saved selections; per-entry accumulators local to the tile.
+
+// A pixel of the tile with a top-K selection: column j, row centre dy0 = i + 0.5, its index P, its selection
+// sp = sel + P K, its rows of grad_out and out, and the normalization denom = wsum + eps.
+template <typename T>
+struct SelectedPixel {
+  int j;
+  T dy0;
+  int64_t P;
+  const int32_t* sp;
+  const T* gp;
+  const T* op;
+  T denom;
+};
+
+// Calls f(pixel) for each pixel of the tile that selected at least one entry, row by row.
+template <typename T, typename F>
+LGI_INLINE void for_each_selected_pixel(const RasterArgs<T>& a, const TileGeom& tg, const int32_t* sel,
+                                        const T* grad_out, const T* out, const T* wsum, F&& f) {
+  for (int r = 0; r < tg.ht; ++r) {
+    const int i = tg.i0 + r;
+    const T dy0 = T(i) + T(0.5);
+    for (int l = 0; l < tg.wt; ++l) {
+      const int j = tg.j0 + l;
+      const int64_t P = static_cast<int64_t>(i) * a.width + j;
+      const int32_t* sp = sel + P * a.k;
+      if (sp[0] < 0) continue;
+      f(SelectedPixel<T>{j, dy0, P, sp, grad_out + P * a.channels, out + P * a.channels,
+                         wsum[P] + topk_eps<T>(a.mode)});
+    }
+  }
+}
+
 // Scalar form (any T, any C): each selected entry adds its terms to its kStats + C accumulators one by one.
 template <typename T>
 void backward_tile_topk_scalar(const RasterArgs<T>& a, const TileGeom& tg, const int32_t* gid, const int32_t* slot,
@@ -269,39 +295,29 @@ void backward_tile_topk_scalar(const RasterArgs<T>& a, const TileGeom& tg, const
   const int C = a.channels, K = a.k, G = kStats + C;
   std::fill(acc, acc + static_cast<size_t>(e1 - e0) * G, T(0));
   const T floor = topk_floor<T>(a.mode);
-  for (int r = 0; r < tg.ht; ++r) {
-    const int i = tg.i0 + r;
-    const T dy0 = T(i) + T(0.5);
-    for (int l = 0; l < tg.wt; ++l) {
-      const int j = tg.j0 + l;
-      const int64_t P = static_cast<int64_t>(i) * a.width + j;
-      const int32_t* sp = sel + P * K;
-      if (sp[0] < 0) continue;
-      const T* gp = grad_out + P * C;
-      const T* op = out + P * C;
-      const T denom = wsum[P] + topk_eps<T>(a.mode);
-      for (int kk = 0; kk < K && sp[kk] >= 0; ++kk) {
-        const int32_t e = sp[kk];
-        const int64_t g = gid[e];
-        const T dx = (T(j) + T(0.5)) - a.xys[2 * g], dy = dy0 - a.xys[2 * g + 1];
-        const T w = wsel[P * K + kk];
-        T* A = acc + static_cast<int64_t>(e - e0) * G;
-        const T* colg = a.colors + g * C;
-        if (need_geom) {
-          const T t = topk_t(gp, colg, op, C, w, floor, denom);
-          A[0] += t * dx;
-          A[1] += t * dy;
-          A[2] += t * dx * dx;
-          A[3] += t * dx * dy;
-          A[4] += t * dy * dy;
-        }
-        if (need_col) {
-          const T wd = w / denom;
-          for (int ch = 0; ch < C; ++ch) A[kStats + ch] += gp[ch] * wd;
-        }
+  const auto add_entries = [&](const SelectedPixel<T>& px) __attribute__((always_inline)) {
+    for (int kk = 0; kk < K && px.sp[kk] >= 0; ++kk) {
+      const int32_t e = px.sp[kk];
+      const int64_t g = gid[e];
+      const T dx = (T(px.j) + T(0.5)) - a.xys[2 * g], dy = px.dy0 - a.xys[2 * g + 1];
+      const T w = wsel[px.P * K + kk];
+      T* A = acc + static_cast<int64_t>(e - e0) * G;
+      const T* colg = a.colors + g * C;
+      if (need_geom) {
+        const T t = topk_t(px.gp, colg, px.op, C, w, floor, px.denom);
+        A[0] += t * dx;
+        A[1] += t * dy;
+        A[2] += t * dx * dx;
+        A[3] += t * dx * dy;
+        A[4] += t * dy * dy;
+      }
+      if (need_col) {
+        const T wd = w / px.denom;
+        for (int ch = 0; ch < C; ++ch) A[kStats + ch] += px.gp[ch] * wd;
       }
     }
-  }
+  };
+  for_each_selected_pixel(a, tg, sel, grad_out, out, wsum, add_entries);
   for (int32_t e = e0; e < e1; ++e) {
     std::memcpy(partials + static_cast<int64_t>(slot[e]) * G, acc + static_cast<int64_t>(e - e0) * G,
                 sizeof(T) * G);
@@ -336,39 +352,29 @@ void backward_tile_topk_vec(const RasterArgs<float>& a, const TileGeom& tg, cons
   const M is_col = (lane >= kStats) & (lane < G);
   const V zero{}, one = splat(1.0f);
   const float floor = topk_floor<float>(a.mode);
-  for (int r = 0; r < tg.ht; ++r) {
-    const int i = tg.i0 + r;
-    const float dy0 = float(i) + 0.5f;
-    for (int l = 0; l < tg.wt; ++l) {
-      const int j = tg.j0 + l;
-      const int64_t P = static_cast<int64_t>(i) * a.width + j;
-      const int32_t* sp = sel + P * K;
-      if (sp[0] < 0) continue;
-      const float* gp = grad_out + P * C;
-      const float* op = out + P * C;
-      const float denom = wsum[P] + topk_eps<float>(a.mode);
-      V gpv{};
-      if (need_col) {
-        for (int ch = 0; ch < C; ++ch) gpv[kStats + ch] = gp[ch];
-      }
-      for (int kk = 0; kk < K && sp[kk] >= 0; ++kk) {
-        const int32_t e = sp[kk] - e0;
-        const float dx = (float(j) + 0.5f) - ex[2 * e], dy = dy0 - ex[2 * e + 1];
-        const float w = wsel[P * K + kk];
-        float tdx = 0.0f, tdy = 0.0f;
-        if (need_geom) {
-          const float* colg = colv + static_cast<int64_t>(e) * C;
-          const float t = topk_t(gp, colg, op, C, w, floor, denom);
-          tdx = t * dx;
-          tdy = t * dy;
-        }
-        const float wd = need_col ? w / denom : 0.0f;
-        const V left = is_tdx ? splat(tdx) : (is_tdy ? splat(tdy) : gpv);
-        const V right = is_one ? one : (is_dx ? splat(dx) : (is_dy ? splat(dy) : (is_col ? splat(wd) : zero)));
-        acc[e] += left * right;
-      }
+  const auto add_entries = [&](const SelectedPixel<float>& px) __attribute__((always_inline)) {
+    V gpv{};
+    if (need_col) {
+      for (int ch = 0; ch < C; ++ch) gpv[kStats + ch] = px.gp[ch];
     }
-  }
+    for (int kk = 0; kk < K && px.sp[kk] >= 0; ++kk) {
+      const int32_t e = px.sp[kk] - e0;
+      const float dx = (float(px.j) + 0.5f) - ex[2 * e], dy = px.dy0 - ex[2 * e + 1];
+      const float w = wsel[px.P * K + kk];
+      float tdx = 0.0f, tdy = 0.0f;
+      if (need_geom) {
+        const float* colg = colv + static_cast<int64_t>(e) * C;
+        const float t = topk_t(px.gp, colg, px.op, C, w, floor, px.denom);
+        tdx = t * dx;
+        tdy = t * dy;
+      }
+      const float wd = need_col ? w / px.denom : 0.0f;
+      const V left = is_tdx ? splat(tdx) : (is_tdy ? splat(tdy) : gpv);
+      const V right = is_one ? one : (is_dx ? splat(dx) : (is_dy ? splat(dy) : (is_col ? splat(wd) : zero)));
+      acc[e] += left * right;
+    }
+  };
+  for_each_selected_pixel(a, tg, sel, grad_out, out, wsum, add_entries);
   for (int32_t e = 0; e < ne; ++e) {
     float* dst = partials + static_cast<int64_t>(slot[e0 + e]) * G;
     for (int k = 0; k < G; ++k) dst[k] = acc[e][k];
