@@ -154,6 +154,49 @@ def test_topk_ties_prefer_lower_index(cpu_ext, backend):
     torch.testing.assert_close(two[..., 0], two[..., 1], rtol=0, atol=0)
 
 
+@pytest.mark.parametrize("dtype,rel", [(torch.float32, 1e-5), (torch.float64, 1e-10)])
+@pytest.mark.parametrize("k", [1, 4, 16, 20])
+def test_topk_with_duplicated_gaussians_keeps_the_lowest_indices(cpu_ext, make_scene, close, dtype, rel, k):
+    """Copies of Gaussians interleaved among distinct ones (a tile with equal sort keys takes the kernel's
+    tie path: the lists' order tested in the vector test): the same K entries as the reference, whose ties
+    go to the lower index; K = 16 and 20 on both sides of the 16-wide AVX-512 lists."""
+    h, w = 40, 56
+    means, scales, rots, colors = make_scene(30, h, w, dtype=dtype, seed=5)
+    g = torch.Generator().manual_seed(1)
+    copies = torch.randint(0, 30, (40,), generator=g)
+    perm = torch.randperm(70, generator=g)
+    means, scales, rots = (torch.cat([t, t[copies]])[perm] for t in (means, scales, rots))
+    colors = torch.rand(70, 3, generator=g, dtype=dtype)  # copies differ in colour: which one is kept shows
+    upstream = torch.rand(h, w, 3, generator=g, dtype=dtype)
+    out, grads = _grads(lambda m, s, r, c: F.render(m, s, r, c, h, w, mode="topk", k=k, backend="cpu"),
+                        (means, scales, rots, colors), upstream)
+    out_ref, grads_ref = _grads(lambda m, s, r, c: ref.render(m, s, r, c, h, w, mode="topk", k=k),
+                                (means, scales, rots, colors), upstream)
+    close(out, out_ref, rel, "image")
+    for name, a, b in zip(("means", "scales", "rotations", "colors"), grads, grads_ref):
+        close(a, b, rel * 100, name)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_tie_with_a_lower_index_arriving_last_still_enters(cpu_ext, dtype):
+    """Two Gaussians point-symmetric about pixel (20, 10) tie there exactly; the one with the higher index
+    is nearer the tile's centre, so it is visited first and fills the K = 1 list. The lower index must
+    still replace it (the reference's tie rule), also in a tile that takes the tie path (two copies of a
+    third Gaussian give it equal sort keys)."""
+    h, w = 32, 64  # powers of two: the centres in pixels are exact
+    px = torch.tensor([[20.5 - 3.25, 10.5 - 1.5], [20.5 + 3.25, 10.5 + 1.5], [30.5, 2.5], [30.5, 2.5]])
+    means = (px / torch.tensor([w, h])).to(dtype)
+    scales = torch.tensor([[6.0, 6.0], [6.0, 6.0], [0.5, 0.5], [0.5, 0.5]], dtype=dtype) / torch.tensor([w, h])
+    rots = torch.zeros(4, dtype=dtype)
+    colors = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0], [0, 0, 1.0]], dtype=dtype)
+    for order in ([0, 1, 2, 3], [0, 1]):  # with the copies (tie path) and without
+        idx = torch.tensor(order)
+        out = F.render(means[idx], scales[idx], rots[idx], colors[idx], h, w, mode="topk", k=1, backend="cpu")
+        assert out[10, 20, 0] > 0.9 and out[10, 20, 1] == 0, out[10, 20]  # Gaussian 0, not 1
+        expected = ref.render(means[idx], scales[idx], rots[idx], colors[idx], h, w, mode="topk", k=1)
+        torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_topk_selects_largest_weights(cpu_ext):
     """A pixel covered by a strong and a weak Gaussian: K = 1 shows only the strong one's colour."""
     means = torch.tensor([[0.5, 0.5], [0.52, 0.5]])

@@ -126,38 +126,66 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
     order.emplace_back(key == key ? key : std::numeric_limits<T>::infinity(), e);  // NaN would break sort
   }
   std::sort(order.begin(), order.end());
-  for (const auto& item : order) {
-    const int32_t e = item.second;
-    const int64_t g = gid[e];
-    const Gauss<T> G(a, g);
-    const auto [ra, rb, la, lb] = tg.clip(boxes[g]);
-    for (int i = ra; i <= rb; ++i) {
-      const T dy = (T(i) + T(0.5)) - G.y;
-      VecT<T> dx;
-      const VecT<T> q = row_q(G, px, dy, &dx);
-      const int r = i - tg.i0;
-      uint32_t bits = lane_bits((lane >= la) & (lane <= lb) & (q <= lim[r]));
-      while (bits) {
-        const int l = __builtin_ctz(bits);
-        bits &= bits - 1;
-        const int p = r * kTile + l;
-#if defined(__AVX512F__)
-        if constexpr (kFloat) {
-          if (simd) {
-            lim[r][l] = topk_insert16(qbest + p * KS, ebest + p * KS, cnt[p], K, q[l], e, lim[r][l]);
-            continue;
-          }
+  // The lane loop below admits ties with the K-th entry (q == lim) and lets the insertion reject those the
+  // lists' order keeps out: a call per lane and candidate. Where Gaussians tie, they tie everywhere, and
+  // such a tile (two equal keys: identical Gaussians, e.g. a forged file's canvas-covering copies) tests
+  // the order in the vector test instead: (q, e) enters only below the K-th entry's (lim, lid), so
+  // identical Gaussians past the K-th cost a row test each, about what a sum costs (3-4 times as much
+  // before). The same entries are kept either way; other tiles keep the cheaper test.
+  auto visit = [&](auto ties) {
+    constexpr bool kTies = decltype(ties)::value;
+    MaskT<T> lidv[kTies ? kTile : 1];
+    if constexpr (kTies) std::fill(lidv, lidv + kTile, MaskT<T>{} + std::numeric_limits<int32_t>::max());
+    for (const auto& item : order) {
+      const int32_t e = item.second;
+      const int64_t g = gid[e];
+      const Gauss<T> G(a, g);
+      const auto [ra, rb, la, lb] = tg.clip(boxes[g]);
+      for (int i = ra; i <= rb; ++i) {
+        const T dy = (T(i) + T(0.5)) - G.y;
+        VecT<T> dx;
+        const VecT<T> q = row_q(G, px, dy, &dx);
+        const int r = i - tg.i0;
+        MaskT<T> admit;
+        if constexpr (kTies) {
+          admit = (q < lim[r]) | ((q == lim[r]) & (MaskT<T>{} + e < lidv[r]));
+        } else {
+          admit = q <= lim[r];
         }
+        uint32_t bits = lane_bits((lane >= la) & (lane <= lb) & admit);
+        while (bits) {
+          const int l = __builtin_ctz(bits);
+          bits &= bits - 1;
+          const int p = r * kTile + l;
+#if defined(__AVX512F__)
+          if constexpr (kFloat) {
+            if (simd) {
+              lim[r][l] = topk_insert16(qbest + p * KS, ebest + p * KS, cnt[p], K, q[l], e, lim[r][l]);
+              if constexpr (kTies) {
+                if (cnt[p] == K) lidv[r][l] = ebest[p * KS + K - 1];
+              }
+              continue;
+            }
+          }
 #endif
-        const T ql = q[l], lp = lim[r][l];
-        if (!(ql < lp || (ql == lp && e < limid[p]))) continue;
-        topk_insert_lex(qbest + p * KS, ebest + p * KS, cnt[p], K, ql, e);
-        if (cnt[p] == K) {
-          lim[r][l] = qbest[p * KS + K - 1];
-          limid[p] = ebest[p * KS + K - 1];
+          const T ql = q[l], lp = lim[r][l];
+          if (!(ql < lp || (ql == lp && e < limid[p]))) continue;
+          topk_insert_lex(qbest + p * KS, ebest + p * KS, cnt[p], K, ql, e);
+          if (cnt[p] == K) {
+            lim[r][l] = qbest[p * KS + K - 1];
+            limid[p] = ebest[p * KS + K - 1];
+            if constexpr (kTies) lidv[r][l] = limid[p];
+          }
         }
       }
     }
+  };
+  bool ties = false;
+  for (size_t i = 1; i < order.size() && !ties; ++i) ties = order[i].first == order[i - 1].first;
+  if (ties) {
+    visit(std::true_type{});
+  } else {
+    visit(std::false_type{});
   }
   // Weights of every kept q at once (slots past a pixel's count hold stale values and are ignored).
   for (int s = 0; s < kTilePixels * KS; s += kTile) {
