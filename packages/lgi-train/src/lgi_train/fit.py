@@ -40,7 +40,7 @@ import torch.nn.functional as F
 from lgi_dictco.fileio import atomic_open, atomic_write_bytes
 from lgi_train.bands import backward_in_bands, clamped_sse, row_bands
 from lgi_train.config import FitConfig
-from lgi_train.init import colors_at, initialize, sample_from_density, scales_from_density
+from lgi_train.init import initialize
 from lgi_train.losses import clamped_mse, make_loss, pixel_sum_for
 from lgi_train.model import ATTRIBUTES, GaussianModel, QuantSpec, make_optimizer
 
@@ -182,22 +182,15 @@ class Fitter:
         for group in self.optimizer.param_groups:
             group["lr"] = self.lrs[group["name"]] * scale
 
-    @torch.no_grad()
     def _grow(self, render: torch.Tensor, target: torch.Tensor, count: int) -> None:
-        """Add ``count`` Gaussians where the blurred error of this step's render is largest."""
-        model, cfg = self.model, self.cfg
-        _, h, w = target.shape
-        error = (render - target).abs().mean(0)
-        density = _blur(error, cfg.growth_blur * h / self.target.shape[1])
-        xy = sample_from_density(density.cpu(), count, 0.0, self.generator).to(self.device)
-        color = colors_at(target, xy)
-        if cfg.render_mode == "sum":
-            color = color - colors_at(render, xy)
-        everyone = torch.cat([model.xy.detach(), xy])
-        full_h, full_w = self.target.shape[1:]
-        scales = scales_from_density(everyone.cpu(), full_h, full_w, cfg.init_scale)[-count:].to(self.device)
-        rot = (torch.rand(count, generator=self.generator) * torch.pi).to(self.device)
-        model.append(xy, scales, rot, color, self.optimizer, cfg.reset_optimizer_on_growth)
+        """Add ``count`` Gaussians where the blurred error of this step's render is largest (the encoder's
+        growth rule, :func:`lgi_train.encode.fitting.grow`)."""
+        from lgi_train.encode.fitting import grow
+
+        cfg = self.cfg
+        xy = grow(self.model, self.optimizer, render, target, count, tuple(self.target.shape[1:]), self.generator,
+                  cfg.init_scale, cfg.growth_blur, residual=cfg.render_mode == "sum",
+                  reset_optimizer=cfg.reset_optimizer_on_growth)
         self.added.append((self.state["step"], xy.cpu()))
 
     # --- the loop --------------------------------------------------------------------------------

@@ -92,7 +92,7 @@ def fit(model: GaussianModel, target: torch.Tensor, plan: Sequence[Phase], lrs: 
             render = train_step(model, optimizer, tgt, keep_render=batch > 0, hwc=targets.hwc(phase.scale)
                                 if big else None)
             if batch:
-                _grow(model, optimizer, render, tgt, batch, (h, w), generator, init_scale, growth_blur)
+                grow(model, optimizer, render, tgt, batch, (h, w), generator, init_scale, growth_blur)
             done += 1
             if step % 10 == 0 or step == phase.steps - 1:
                 progress(phase.name, done / total)
@@ -135,19 +135,26 @@ def _growth_steps(phase: Phase, start: int, final_count: int) -> dict[int, int]:
 
 
 @torch.no_grad()
-def _grow(model: GaussianModel, optimizer: torch.optim.Optimizer, render: torch.Tensor, target: torch.Tensor,
-          count: int, full_hw: tuple[int, int], generator: torch.Generator, init_scale: float, blur: float) -> None:
+def grow(model: GaussianModel, optimizer: torch.optim.Optimizer, render: torch.Tensor, target: torch.Tensor,
+         count: int, full_hw: tuple[int, int], generator: torch.Generator, init_scale: float, blur: float,
+         residual: bool = False, reset_optimizer: bool = False) -> torch.Tensor:
     """Add ``count`` Gaussians where the blurred error of ``render`` against ``target`` is largest: the
-    image's colour there, isotropic σ from the neighbours (as at initialisation), random orientation."""
+    image's colour there (``residual``: what the render lacks there, for sum blending), isotropic σ from
+    the neighbours (as at initialisation), random orientation. Existing Gaussians keep their Adam moments
+    unless ``reset_optimizer``. Returns the new positions. The growth rule of the encoder's fit and of
+    ``lgi fit`` (:class:`lgi_train.fit.Fitter`)."""
     h, w = target.shape[1:]
     error = (render - target).abs().mean(0)
     density = _blur(error, blur * h / full_hw[0])
     xy = sample_from_density(density.cpu(), count, 0.0, generator).to(model.xy.device)
     color = colors_at(target, xy)
+    if residual:
+        color = color - colors_at(render, xy)
     everyone = torch.cat([model.xy.detach(), xy])
     scales = scales_from_density(everyone.cpu(), full_hw[0], full_hw[1], init_scale)[-count:].to(model.xy.device)
     rot = (torch.rand(count, generator=generator) * torch.pi).to(model.xy.device)
-    model.append(xy, scales, rot, color, optimizer)
+    model.append(xy, scales, rot, color, optimizer, reset_optimizer)
+    return xy
 
 
-__all__ = ["FitLog", "Targets", "fit", "learning_rates", "scaled_plan", "train_step"]
+__all__ = ["FitLog", "Targets", "fit", "grow", "learning_rates", "scaled_plan", "train_step"]
