@@ -11,8 +11,8 @@ summary of the largest ratios per rate. ``forged``: files a forger writes from t
 Gaussians in one cell: canvas-covering, tiny, or in between), the largest each default ceiling admits
 and one more, each decoded in a fresh process as ``lgi.decode`` does it: refused (and how fast) or drawn
 (seconds per output megapixel, peak memory): results/decode_budget_forged.csv. ``weights``: the time of one
-intersection by blend (canvas-covering Gaussians, so every pixel of every tile is evaluated), the basis
-of ``work_weight``: results/decode_budget_weights.csv.
+intersection by blend (canvas-covering Gaussians, so every pixel of every tile is evaluated; identical
+copies and random positions), the basis of ``work_weight``: results/decode_budget_weights.csv.
 """
 
 from __future__ import annotations
@@ -179,22 +179,27 @@ def weights() -> None:
     from lgi.decoding import prepare, render_uint8
 
     rows = []
-    for mode, k in (("sum", 10), ("topk", 6), ("topk", 10), ("topk", 32)):
-        plan = prepare(payload_file(200, 768, 512, log_scale=(2, 2.01), mode=mode, k=k, same=True),
-                       max_work=1 << 30)
-        render_uint8(plan)  # warm-up
-        times = []
-        for _ in range(3):
-            t0 = time.perf_counter()
-            render_uint8(plan)
-            times.append(time.perf_counter() - t0)
-        t = sorted(times)[1]
-        rows.append({"mode": mode, "k": k if mode != "sum" else 0, "intersections": plan.cost.intersections,
-                     "seconds": round(t, 4), "ns_per_intersection": round(t / plan.cost.intersections * 1e9, 1)})
-    base = rows[0]["ns_per_intersection"]
-    for r in rows:
-        r["relative"] = round(r["ns_per_intersection"] / base, 2)
-        print(r)
+    # identical copies in one cell (the cheapest forgery: every q ties), and the same count at random
+    # positions and shapes within the same narrow range (no ties, a random visiting order per pixel)
+    for placement, same in (("identical", True), ("random", False)):
+        first = len(rows)
+        for mode, k in (("sum", 10), ("topk", 6), ("topk", 10), ("topk", 32)):
+            plan = prepare(payload_file(200, 768, 512, log_scale=(2, 2.01), mode=mode, k=k, same=same),
+                           max_work=1 << 30)
+            render_uint8(plan)  # warm-up
+            times = []
+            for _ in range(5):
+                t0 = time.perf_counter()
+                render_uint8(plan)
+                times.append(time.perf_counter() - t0)
+            t = sorted(times)[2]
+            rows.append({"placement": placement, "mode": mode, "k": k if mode != "sum" else 0,
+                         "intersections": plan.cost.intersections, "seconds": round(t, 4),
+                         "ns_per_intersection": round(t / plan.cost.intersections * 1e9, 1)})
+        base = rows[first]["ns_per_intersection"]
+        for r in rows[first:]:
+            r["relative"] = round(r["ns_per_intersection"] / base, 2)
+            print(r)
     write_csv(RESULTS / "decode_budget_weights.csv", rows)
 
 
