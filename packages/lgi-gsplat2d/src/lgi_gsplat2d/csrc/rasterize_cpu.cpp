@@ -107,9 +107,12 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
 #endif
   const int KS = topk_stride<T>(K);
   int cnt[kTilePixels];
-  int32_t limid[kTilePixels];
+  // Per pixel, the K-th entry of its full list as (lim, lid): its q and its entry (lim9 and the largest
+  // entry until the list is full). The scalar insertion reads lid; the tie path below tests both in the
+  // vector test. The AVX-512 insertion keeps its own tie order and updates lid only in the tie path.
+  MaskT<T> lid[kTile];
   std::fill(cnt, cnt + kTilePixels, 0);
-  std::fill(limid, limid + kTilePixels, std::numeric_limits<int32_t>::max());
+  std::fill(lid, lid + kTile, MaskT<T>{} + std::numeric_limits<int32_t>::max());
   std::fill(lim, lim + kTile, splat(lim9<T>()));
   if (simd) std::fill(qbest, qbest + kTilePixels * KS, std::numeric_limits<T>::infinity());
   const VecT<T> px = tile_px<T>(tg);
@@ -134,8 +137,6 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
   // before). The same entries are kept either way; other tiles keep the cheaper test.
   auto visit = [&](auto ties) {
     constexpr bool kTies = decltype(ties)::value;
-    MaskT<T> lidv[kTies ? kTile : 1];
-    if constexpr (kTies) std::fill(lidv, lidv + kTile, MaskT<T>{} + std::numeric_limits<int32_t>::max());
     for (const auto& item : order) {
       const int32_t e = item.second;
       const int64_t g = gid[e];
@@ -148,7 +149,7 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
         const int r = i - tg.i0;
         MaskT<T> admit;
         if constexpr (kTies) {
-          admit = (q < lim[r]) | ((q == lim[r]) & (MaskT<T>{} + e < lidv[r]));
+          admit = (q < lim[r]) | ((q == lim[r]) & (MaskT<T>{} + e < lid[r]));
         } else {
           admit = q <= lim[r];
         }
@@ -162,19 +163,18 @@ void forward_tile_topk(const RasterArgs<T>& a, const TileGeom& tg, const PixBox*
             if (simd) {
               lim[r][l] = topk_insert16(qbest + p * KS, ebest + p * KS, cnt[p], K, q[l], e, lim[r][l]);
               if constexpr (kTies) {
-                if (cnt[p] == K) lidv[r][l] = ebest[p * KS + K - 1];
+                if (cnt[p] == K) lid[r][l] = ebest[p * KS + K - 1];
               }
               continue;
             }
           }
 #endif
           const T ql = q[l], lp = lim[r][l];
-          if (!(ql < lp || (ql == lp && e < limid[p]))) continue;
+          if (!kTies && !(ql < lp || (ql == lp && e < lid[r][l]))) continue;  // the tie path tested it
           topk_insert_lex(qbest + p * KS, ebest + p * KS, cnt[p], K, ql, e);
           if (cnt[p] == K) {
             lim[r][l] = qbest[p * KS + K - 1];
-            limid[p] = ebest[p * KS + K - 1];
-            if constexpr (kTies) lidv[r][l] = limid[p];
+            lid[r][l] = ebest[p * KS + K - 1];
           }
         }
       }
