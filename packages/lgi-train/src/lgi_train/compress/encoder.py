@@ -31,7 +31,7 @@ from lgi_train.config import FitConfig
 from lgi_train.encode.pipeline import EncodeResult  # noqa: F401 - the result type both encoders return
 from lgi_train.encode.select import MAX_GAUSSIANS, MIN_GAUSSIANS, RateError, scaled_codec
 from lgi_train.encode.select import subset as _pruned
-from lgi_train.fit import Fitter
+from lgi_train.fit import Fitter, position_lr
 from lgi_train.losses import make_loss, pixel_sum_for
 from lgi_train.model import GaussianModel
 
@@ -175,10 +175,10 @@ def blend_for(cfg: FitConfig, n_fit: int, opts: EncodeOptions) -> FitConfig:
 
 def position_lr_for(cfg: FitConfig, side: int, opts: EncodeOptions) -> FitConfig:
     """The fit's configuration for a canvas whose longer side is ``side`` pixels: the position learning
-    rate scaled down by ``opts.position_lr_side / side`` above that side, unchanged at or below it."""
-    if opts.position_lr_side is None or side <= opts.position_lr_side:
-        return cfg
-    return cfg.replace(lr_position=cfg.lr_position * opts.position_lr_side / side)
+    rate scaled down by ``opts.position_lr_side / side`` above that side, unchanged at or below it (the
+    rule of :func:`lgi_train.fit.position_lr`, applied here with the side this encoder chooses: the
+    tiles' canvas for a tiled fit)."""
+    return cfg.replace(lr_position=position_lr(cfg.replace(position_side=opts.position_lr_side), side))
 
 
 def _count_for_bytes(target_bytes: int, bits_per_gaussian: float) -> int:
