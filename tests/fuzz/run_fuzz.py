@@ -6,9 +6,9 @@ packages/lgi-dictco/tests/test_dcae_fuzz.py, each for many examples in a process
 Reports per target: inputs run, images and refusals, crashes (a property violation, an unexpected
 exception, or the process dying on a signal), hangs (an input slower than ``--hang`` seconds), the
 slowest input, and the process's peak resident memory. Exit status 1 if any target crashed or hung.
-The input of a crash (the last one to fail: Hypothesis's shrunk example) is kept whole, with its
-arguments, in ``crash-<target>.lgi`` and ``.json`` beside ``--json`` (or in the working folder):
-``python tests/fuzz/run_fuzz.py --replay crash-lgi-values.json`` runs it again.
+The input of a crash (the last one to fail: Hypothesis's shrunk example) is kept whole in
+``crash-<target>.lgi``, its arguments in ``crash-<target>.json``, beside ``--json`` (or in the working
+folder): ``python tests/fuzz/run_fuzz.py --replay crash-lgi-values.json`` runs it again.
 """
 
 from __future__ import annotations
@@ -189,7 +189,7 @@ def main() -> int:
         if kept is not None:
             stem = (args.json.parent if args.json else Path.cwd()) / f"crash-{target}"
             stem.with_suffix(".lgi").write_bytes(bytes.fromhex(kept["hex"]))
-            stem.with_suffix(".json").write_text(json.dumps({"target": target, **kept}) + "\n")
+            stem.with_suffix(".json").write_text(json.dumps({"target": target, "kwargs": kept["kwargs"]}) + "\n")
             r["crash_input"] = str(stem.with_suffix(".lgi"))
         results.append(r)
         print(json.dumps(r), flush=True)
@@ -205,14 +205,14 @@ def main() -> int:
 
 
 def replay(path: Path) -> int:
-    """Run the check of a kept crash input again (its target's check, with the arguments it failed with)."""
+    """Run the check of a kept crash input (``path``'s ``.lgi`` sibling) again, with the arguments it failed with."""
     kept = json.loads(path.read_text())
     if not kept["target"].startswith("lgi-"):
         raise SystemExit(f"{path}: only the .lgi targets keep their inputs")
     sys.path.insert(0, str(HERE))
     import lgi_targets as t
 
-    print(t.check(bytes.fromhex(kept["hex"]), **kept["kwargs"]))
+    print(t.check(path.with_suffix(".lgi").read_bytes(), **kept["kwargs"]))
     return 0
 
 
