@@ -54,14 +54,17 @@ def _net(spec: str | None, source: str):
     return net.eval()
 
 
-def _restored(net, pixels):
+def _restored(net, pixels, source: str, level_value: float):
+    """``pixels`` restored by ``net`` (given the level of ``level_value`` if it is conditioned), and the seconds."""
     import torch
 
     from lgi_dictco.pixels import to_uint8
     from lgi_dictco.restore import restore
+    from lgi_dictco.restore.model import level_of
 
+    level = level_of(source, level_value) if net.config.conditioned else None
     t0 = time.perf_counter()
-    out = to_uint8(restore(net, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255))
+    out = to_uint8(restore(net, torch.from_numpy(pixels).permute(2, 0, 1).float() / 255, level=level))
     return out, time.perf_counter() - t0
 
 
@@ -72,7 +75,8 @@ def cmd_run(args) -> None:
     from lgi.peers import decode_u8, peer_at_most, rgb_metrics
 
     torch.set_num_threads(args.threads)
-    nets = {"lgi": _net(None, "lgi"), "jpeg": _net(None, "jpeg")}
+    # The shipped networks, or (--lgi-model / --jpeg-model) training checkpoints in their place.
+    nets = {"lgi": _net(args.lgi_model, "lgi"), "jpeg": _net(args.jpeg_model, "jpeg")}
     extra = {}
     for spec in args.models or []:  # name=checkpoint: evaluated on the codecs its name says (lgi, jpeg, both)
         name, path = spec.split("=", 1)
@@ -90,9 +94,13 @@ def cmd_run(args) -> None:
         print(f"{dataset} {image} {rate} {codec}{'+' + net_name if net_name else ''}: {p:.2f} dB"
               + ("" if seconds is None else f" ({seconds:.2f} s)"), flush=True)
 
-    def both(dataset, image, rate, codec, data, decoded, ref):
+    def level_value(codec, data, ref, quality):
+        """What a decoder knows of the input's level: the LGI file's bits per pixel, the JPEG quality."""
+        return 8 * len(data) / (ref.shape[0] * ref.shape[1]) if codec == "lgi" else quality
+
+    def both(dataset, image, rate, codec, data, decoded, ref, quality=None):
         row(dataset, image, rate, codec, len(data), decoded, ref)
-        out, s = _restored(nets[codec], decoded)
+        out, s = _restored(nets[codec], decoded, codec, level_value(codec, data, ref, quality))
         row(dataset, image, rate, f"{codec}+restore", len(data), out, ref, seconds=s)
 
     for path in sorted(KODAK.glob("*.png"))[:args.limit]:
@@ -104,25 +112,25 @@ def cmd_run(args) -> None:
             data = lgi_file.read_bytes()
             decoded = lgi.decode(data)
             both("kodak", path.stem, rate, "lgi", data, decoded, ref)
-            jpeg, _ = peer_at_most(ref, len(data), "jpeg")
+            jpeg, quality = peer_at_most(ref, len(data), "jpeg")
             jpeg_px = decode_u8(jpeg)
-            both("kodak", path.stem, rate, "jpeg", jpeg, jpeg_px, ref)
+            both("kodak", path.stem, rate, "jpeg", jpeg, jpeg_px, ref, quality)
             for peer in ("webp", "avif"):
                 pdata, _ = peer_at_most(ref, len(data), peer)
                 row("kodak", path.stem, rate, peer, len(pdata), decode_u8(pdata), ref)
             for name, (net, sources) in extra.items():
-                for source, px, nbytes in (("lgi", decoded, len(data)), ("jpeg", jpeg_px, len(jpeg))):
+                for source, px, coded in (("lgi", decoded, data), ("jpeg", jpeg_px, jpeg)):
                     if source in sources:
-                        out, s = _restored(net, px)
-                        row("kodak-ablation", path.stem, rate, f"{source}+restore", nbytes, out, ref, seconds=s,
+                        out, s = _restored(net, px, source, level_value(source, coded, ref, quality))
+                        row("kodak-ablation", path.stem, rate, f"{source}+restore", len(coded), out, ref, seconds=s,
                             net_name=name)
     if not args.no_clic:
         for path in sorted(CLIC.glob("*.png")):
             ref = _load(path)
             h, w = ref.shape[:2]
             for rate in RATES:
-                jpeg, _ = peer_at_most(ref, int(rate * w * h / 8), "jpeg")
-                both("clic", path.stem[:8], rate, "jpeg", jpeg, decode_u8(jpeg), ref)
+                jpeg, quality = peer_at_most(ref, int(rate * w * h / 8), "jpeg")
+                both("clic", path.stem[:8], rate, "jpeg", jpeg, decode_u8(jpeg), ref, quality)
                 lgi_file = next(iter(sorted(Path(args.clic_lgi).glob(f"*{path.stem}_{rate:g}.lgi"))), None) \
                     if args.clic_lgi else None
                 if lgi_file is not None:
@@ -219,6 +227,8 @@ def main() -> None:
     p.add_argument("--lgi", required=True, help="folder of the encoder's Kodak .lgi files")
     p.add_argument("--clic-lgi", help="folder of the encoder's CLIC .lgi files")
     p.add_argument("--models", nargs="*", help="name=checkpoint: more LGI models for the ablation (Kodak)")
+    p.add_argument("--lgi-model", help="a checkpoint to use as the LGI network (default: the shipped one)")
+    p.add_argument("--jpeg-model", help="a checkpoint to use as the JPEG network (default: the shipped one)")
     p.add_argument("--limit", type=int, help="only the first N Kodak images")
     p.add_argument("--no-clic", action="store_true")
     p.add_argument("--threads", type=int, default=2)

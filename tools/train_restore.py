@@ -1,15 +1,21 @@
 """Train and ship the restoration networks of lgi-dictco (``lgi_dictco.restore``; docs/restore.md).
 
     python tools/train_restore.py corpus                  # runs/restore-corpus: the training images, as PNG
-    python tools/train_restore.py degrade                 # each photo through LGI (0.25/0.5/1 bpp) and JPEG
+    python tools/train_restore.py degrade                 # each photo through LGI (0.25-2 bpp) and JPEG (10-95)
     python tools/train_restore.py train --source lgi --minutes 25     # runs/restore/lgi/model.pt (+ snapshots)
+    python tools/train_restore.py train --source lgi --minutes 25 --conditioned --held-out   # level + early stop
     python tools/train_restore.py train --source jpeg --minutes 25
     python tools/train_restore.py ship                    # float16 weights, SHA-256, models.json, MODEL_CARD.md
 
 The photographs are the natural colour photos that installed packages carry (the DCAE's list,
 ``tools/train_dcae.py``: scikit-image, matplotlib, gradio, mahotas), without the CLIC photos, which are
 test images here, and without Kodak. Degradations are made by our own codecs: ``lgi.encode`` at the
-default effort at 0.25, 0.5 and 1 bpp, decoded by ``lgi.decode``; JPEG (Pillow, 4:2:0) at qualities 10-75.
+default effort at 0.25, 0.5 and 1 bpp and at the fast effort at 2 bpp (the default one takes 2 minutes a
+photo there), decoded by ``lgi.decode``; JPEG (Pillow, 4:2:0) at qualities 10-95
+(the two highest rates and qualities show a network images with little to repair, as a 2-megapixel photo at
+0.5 bpp is). ``--conditioned`` trains a network that reads each pair's level (the file's real bits per pixel,
+the JPEG quality: ``lgi_dictco.restore.model.level_of``); ``--held-out`` keeps the photos of HELD_OUT (every
+size of them) out of training, scores the network on them and keeps its best weights.
 """
 
 from __future__ import annotations
@@ -28,8 +34,12 @@ from train_dcae import PACKAGE_PHOTOS  # noqa: E402
 
 CORPUS = ROOT / "runs" / "restore-corpus"
 RUNS = ROOT / "runs" / "restore"
-LGI_BPP = (0.25, 0.5, 1.0)
-JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 75)
+LGI_BPP = (0.25, 0.5, 1.0, 2.0)
+#: The effort of LGI's encodes per rate (default where not named).
+LGI_EFFORT = {2.0: "fast"}
+JPEG_QUALITIES = (10, 20, 30, 40, 50, 60, 75, 85, 95)
+#: Source photos (file-name prefixes of the corpus) held out for early stopping with ``train --held-out``.
+HELD_OUT = ("skimage_coffee", "gradio_tower")
 #: Snapshots of a run at these fractions of its time budget (the training-length ablation).
 SNAPSHOTS = (0.25, 0.5)
 
@@ -72,7 +82,6 @@ def cmd_degrade(args) -> None:
     import lgi
 
     entries = json.loads((CORPUS / "corpus.json").read_text())
-    record = []
     for e in entries:
         stem = Path(e["file"]).stem
         ref = np.asarray(Image.open(CORPUS / e["file"]).convert("RGB"))
@@ -80,22 +89,22 @@ def cmd_degrade(args) -> None:
             out = CORPUS / f"{stem}_lgi{bpp}.png"
             if not out.exists():
                 t0 = time.perf_counter()
-                data = lgi.encode(ref, bpp=bpp, seed=0)
+                data = lgi.encode(ref, bpp=bpp, seed=0, effort=LGI_EFFORT.get(bpp, "default"))
                 Image.fromarray(lgi.decode(data)).save(out)
-                record.append({"file": out.name, "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1)})
-                print(f"{out.name}: {len(data)} bytes, {record[-1]['seconds']} s", flush=True)
+                rec = {"file": out.name, "bytes": len(data), "seconds": round(time.perf_counter() - t0, 1)}
+                with open(CORPUS / "degrade.json", "a") as f:  # as it goes: the sizes are the files' levels
+                    f.write(json.dumps(rec) + "\n")
+                print(f"{out.name}: {len(data)} bytes, {rec['seconds']} s", flush=True)
         for q in JPEG_QUALITIES:
             out = CORPUS / f"{stem}_jpeg{q}.png"
             buf = io.BytesIO()
             Image.fromarray(ref).save(buf, format="JPEG", quality=q)
             Image.open(buf).convert("RGB").save(out)
-    with open(CORPUS / "degrade.json", "a") as f:
-        for r in record:
-            f.write(json.dumps(r) + "\n")
 
 
-def pairs_for(source: str):
-    """(decoded, original) float tensors [3, H, W] of every training photo through ``source`` ("both": all)."""
+def pairs_for(source: str, levels: bool = False, held_out: bool = False):
+    """(decoded, original[, level]) float tensors [3, H, W] of every corpus photo through ``source`` ("both":
+    all); with ``held_out``, two lists: the pairs of the photos not in HELD_OUT, and those of HELD_OUT."""
     import numpy as np
     import torch
     from PIL import Image
@@ -105,7 +114,13 @@ def pairs_for(source: str):
 
     suffixes = ([f"_lgi{b}" for b in LGI_BPP] if source in ("lgi", "both") else []) + (
         [f"_jpeg{q}" for q in JPEG_QUALITIES] if source in ("jpeg", "both") else [])
-    out = []
+    from lgi_dictco.restore.model import level_of
+
+    sizes = {}  # the LGI files' real sizes: their levels are the bits per pixel they spent
+    for line in (CORPUS / "degrade.json").read_text().splitlines() if (CORPUS / "degrade.json").exists() else ():
+        rec = json.loads(line)
+        sizes[rec["file"]] = rec["bytes"]
+    out, kept = [], []
     for e in json.loads((CORPUS / "corpus.json").read_text()):
         stem = Path(e["file"]).stem
         ref = tensor(CORPUS / e["file"])
@@ -113,8 +128,15 @@ def pairs_for(source: str):
             path = CORPUS / f"{stem}{s}.png"
             if not path.exists():
                 sys.exit(f"{path} is missing: run `python tools/train_restore.py degrade` first")
-            out.append((tensor(path), ref))
-    return out
+            pair = (tensor(path), ref)
+            if levels:
+                if s.startswith("_lgi"):
+                    bpp = 8 * sizes[path.name] / (ref.shape[1] * ref.shape[2]) if path.name in sizes else float(s[4:])
+                    pair += (level_of("lgi", bpp),)
+                else:
+                    pair += (level_of("jpeg", float(s[5:])),)
+            (kept if held_out and stem.startswith(HELD_OUT) else out).append(pair)
+    return (out, kept) if held_out else out
 
 
 def cmd_train(args) -> None:
@@ -126,10 +148,11 @@ def cmd_train(args) -> None:
     torch.set_num_threads(args.threads)
     out = Path(args.out or RUNS / args.source)
     out.mkdir(parents=True, exist_ok=True)
-    pairs = pairs_for(args.source)
-    config = RestoreConfig(width=args.width, blocks=args.blocks)
+    pairs, held = pairs_for(args.source, args.conditioned, held_out=True) if args.held_out else (
+        pairs_for(args.source, args.conditioned), None)
+    config = RestoreConfig(width=args.width, blocks=args.blocks, conditioned=args.conditioned)
     tc = TrainConfig(patch=args.patch, batch=args.batch, lr=args.lr, steps=args.steps, minutes=args.minutes,
-                     seed=args.seed, loss=args.loss)
+                     seed=args.seed, loss=args.loss, val_every=args.val_every)
     command = "python tools/train_restore.py " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     net = RestoreNet(config)  # trained in place, so the snapshots below read its weights as they are
     taken = set()
@@ -143,8 +166,8 @@ def cmd_train(args) -> None:
                 torch.save({"config": config.to_dict(), "state_dict": net.state_dict(), "steps": step,
                             "seconds": round(seconds, 1)}, out / f"snapshot_{frac}.pt")
 
-    net, record = train(pairs, config, tc, on_step=on_step, model=net)
-    record.update(command=command, pairs=len(pairs), threads=args.threads,
+    net, record = train(pairs, config, tc, on_step=on_step, model=net, held_out=held)
+    record.update(command=command, pairs=len(pairs), held_out_pairs=len(held or ()), threads=args.threads,
                   **{k: getattr(tc, k) for k in ("patch", "batch", "lr", "seed", "loss")})
     torch.save({"config": config.to_dict(), "state_dict": net.state_dict(), "record": record}, out / "model.pt")
     print(json.dumps(record))
@@ -170,7 +193,8 @@ def cmd_ship(args) -> None:
              "decoded image in one pass; one per source codec. Written by `python tools/train_restore.py ship`.", "",
              f"Training photos ({len(corpus)}; neither Kodak nor CLIC, which are the test images):", ""]
     lines += [f"- `{c['file']}` ({c['size'][0]}×{c['size'][1]}): {c['source']}" for c in corpus]
-    lines += ["", "Degradations: `lgi.encode` (default effort) at " + ", ".join(map(str, LGI_BPP)) + " bpp; JPEG "
+    lines += ["", "Degradations: `lgi.encode` at " + ", ".join(f"{b} ({LGI_EFFORT.get(b, 'default')} effort)"
+                                                         for b in LGI_BPP) + " bpp; JPEG "
               "(Pillow) at qualities " + ", ".join(map(str, JPEG_QUALITIES)) + ".", ""]
     for m in models:
         r = m["record"]
@@ -201,6 +225,10 @@ def main() -> None:
     p.add_argument("--loss", choices=("mse", "l1"), default="mse")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--conditioned", action="store_true", help="the network reads each pair's level (bpp, quality)")
+    p.add_argument("--held-out", action="store_true",
+                   help="keep the photos of HELD_OUT out of training; keep the weights that score best on them")
+    p.add_argument("--val-every", type=int, default=500, help="steps between scores on the held-out photos")
     p.add_argument("-o", "--out")
     p.set_defaults(func=cmd_train)
     sub.add_parser("ship", help="copy the trained models into lgi-dictco").set_defaults(func=cmd_ship)

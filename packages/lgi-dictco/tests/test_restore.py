@@ -7,14 +7,14 @@ import pytest
 import torch
 
 from lgi_dictco import restore as shipped
-from lgi_dictco.restore.model import RestoreConfig, RestoreNet, restore
-from lgi_dictco.restore.train import TrainConfig, train
+from lgi_dictco.restore.model import RestoreConfig, RestoreNet, level_of, restore
+from lgi_dictco.restore.train import TrainConfig, held_out_gain, train
 
 
-def busy_net(seed: int = 0, blocks: int = 2) -> RestoreNet:
+def busy_net(seed: int = 0, blocks: int = 2, conditioned: bool = False) -> RestoreNet:
     """A network whose every layer does something (a fresh one is the identity: its last layer is zero)."""
     torch.manual_seed(seed)
-    net = RestoreNet(RestoreConfig(width=8, blocks=blocks))
+    net = RestoreNet(RestoreConfig(width=8, blocks=blocks, conditioned=conditioned))
     for p in net.parameters():
         torch.nn.init.normal_(p, std=0.2)
     return net.eval()
@@ -66,6 +66,59 @@ def test_training_lowers_the_loss_on_a_learnable_degradation():
     assert rec["steps"] == 150 and rec["loss_last"] < 0.5 * rec["loss_first"]
     with pytest.raises(ValueError, match="unusable"):
         train([(deg[:, :10], ref[:, :10])], tc=TrainConfig(patch=24))
+
+
+def test_a_conditioned_network_reads_its_level_and_tiles_equal_the_whole_image():
+    net = busy_net(3, conditioned=True)
+    x = image(45, 70, 3)
+    with torch.no_grad():
+        whole = net(x[None], level_of("lgi", 0.5))[0].clamp(0, 1)
+        other = net(x[None], level_of("lgi", 2.0))[0].clamp(0, 1)
+    assert (other - whole).abs().max() > 1e-3  # the level changes the output
+    assert (restore(net, x, tile=16, level=level_of("lgi", 0.5)) - whole).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="give the input's level"):
+        restore(net, x)
+    with pytest.raises(ValueError, match="takes no level"):
+        restore(busy_net(), x, level=0.0)
+
+
+def test_levels_grow_with_quality_and_refuse_nonsense():
+    assert level_of("lgi", 0.25) == -2.0 and level_of("lgi", 1.0) == 0.0
+    assert level_of("jpeg", 10) < level_of("jpeg", 95)
+    for source, value in (("lgi", 0.0), ("jpeg", 0), ("jpeg", 101), ("webp", 50)):
+        with pytest.raises(ValueError):
+            level_of(source, value)
+
+
+def test_a_conditioned_network_learns_a_degradation_that_follows_the_level():
+    """Two levels, two contrast losses of different strength on one image: the conditioned network undoes each
+    at its level; a network without the level learns one average correction, which harms the mild one."""
+    ref = image(48, 48, 4)
+    pairs = [(ref * 0.8 + 0.1, ref, 0.0), (ref * 0.95 + 0.025, ref, 1.0)]
+    tc = TrainConfig(patch=24, batch=4, lr=5e-3, steps=300, seed=0)
+    net, _ = train(pairs, RestoreConfig(width=8, blocks=1, conditioned=True), tc)
+    assert min(held_out_gain(net, [p]) for p in pairs) > 1.0
+    blind, _ = train([p[:2] for p in pairs], RestoreConfig(width=8, blocks=1), tc)
+    assert held_out_gain(blind, [pairs[1][:2]]) < 0
+    with pytest.raises(ValueError, match="needs a level"):
+        train([(ref, ref)], RestoreConfig(width=8, blocks=1, conditioned=True), TrainConfig(patch=24, steps=1))
+
+
+def test_held_out_pairs_keep_the_best_weights_and_never_worse_than_the_identity():
+    """A held-out pair whose 'degradation' is the opposite of the training one: every step makes it worse,
+    so the weights kept are those of step 0, the identity."""
+    ref = image(48, 48, 5)
+    train_pairs = [(ref * 0.8 + 0.1, ref)]
+    opposite = [(ref, ref * 0.8 + 0.1)]
+    net, rec = train(train_pairs, RestoreConfig(width=8, blocks=1),
+                     TrainConfig(patch=24, batch=4, lr=5e-3, steps=60, seed=0, val_every=20), held_out=opposite)
+    assert [s for s, _ in rec["val"]] == [0, 20, 40, 60]
+    assert rec["kept_step"] == 0 and rec["kept_gain"] == 0.0
+    assert torch.equal(restore(net, ref), ref)
+    helpful, rec2 = train(train_pairs, RestoreConfig(width=8, blocks=1),
+                          TrainConfig(patch=24, batch=4, lr=5e-3, steps=60, seed=0, val_every=20),
+                          held_out=[(ref * 0.8 + 0.1, ref)])
+    assert rec2["kept_step"] > 0 and rec2["kept_gain"] == max(g for _, g in rec2["val"]) > 0
 
 
 def test_without_shipped_weights_loading_says_so():

@@ -86,9 +86,10 @@ def load_restorer(source: str, device: str = "cpu"):
     return model.to(device).eval(), entry
 
 
-def restore(model, image, tile: int | None = None, progress=None):
-    """``lgi_dictco.restore.model.restore``: ``image`` [3, H, W] in [0, 1] → restored, tile by tile."""
+def restore(model, image, tile: int | None = None, progress=None, level: float | None = None):
+    """``lgi_dictco.restore.model.restore``: ``image`` [3, H, W] in [0, 1] → restored, tile by tile (``level``: the
+    input's level, :func:`lgi_dictco.restore.model.level_of`, for a conditioned network)."""
     from lgi_dictco.restore.model import TILE
     from lgi_dictco.restore.model import restore as _restore
 
-    return _restore(model, image, TILE if tile is None else tile, progress)
+    return _restore(model, image, TILE if tile is None else tile, progress, level)

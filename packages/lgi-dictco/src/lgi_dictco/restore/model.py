@@ -2,18 +2,38 @@
 
 ``RestoreNet`` predicts a correction that is added to its input (the decoded image, RGB in [0, 1]): a 3×3
 convolution into ``width`` channels, ``blocks`` residual blocks of two 3×3 convolutions around a ReLU, a 3×3
-convolution back to RGB. Every layer is a 3×3 convolution, so an output pixel depends only on the input within
+convolution back to RGB. A *conditioned* network (``RestoreConfig.conditioned``) also reads the input's level, one
+number a decoder knows about how degraded its image is (:func:`level_of`: the LGI file's bits per pixel, the
+JPEG quality), as one more input plane of that constant value. Every layer is a 3×3 convolution, so an output pixel depends only on the input within
 :attr:`RestoreNet.radius` pixels: :func:`restore` draws any image in tiles with that much margin and the tiles
 equal the whole-image result (to float rounding), in memory bounded by the tile, whatever the image size.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import nn
+
+#: What :func:`level_of` reads per source codec.
+LEVEL_OF = {"lgi": "bits per pixel of the file", "jpeg": "JPEG quality (1-100)"}
+
+
+def level_of(source: str, value: float) -> float:
+    """The conditioning level of an image decoded from ``source``: log2 of the LGI file's bits per pixel
+    (0.25 bpp → −2, 1 bpp → 0), or the JPEG quality / 100. Both grow with the image's quality."""
+    if source == "lgi":
+        if not value > 0:
+            raise ValueError(f"an LGI level needs the file's bits per pixel > 0, got {value}")
+        return math.log2(value)
+    if source == "jpeg":
+        if not 1 <= value <= 100:
+            raise ValueError(f"a JPEG level needs a quality in 1..100, got {value}")
+        return value / 100.0
+    raise ValueError(f"no level for source {source!r}; sources: {', '.join(LEVEL_OF)}")
 
 
 @dataclass(frozen=True)
@@ -22,6 +42,7 @@ class RestoreConfig:
 
     width: int = 32
     blocks: int = 5
+    conditioned: bool = False  # reads a level (level_of) as a fourth input plane
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -44,7 +65,7 @@ class RestoreNet(nn.Module):
         super().__init__()
         self.config = config
         w = config.width
-        self.head = nn.Conv2d(3, w, 3, padding=1)
+        self.head = nn.Conv2d(3 + int(config.conditioned), w, 3, padding=1)
         self.body = nn.Sequential(*[_Block(w) for _ in range(config.blocks)])
         self.tail = nn.Conv2d(w, 3, 3, padding=1)
         nn.init.zeros_(self.tail.weight)  # starts as the identity: training only adds what helps
@@ -55,8 +76,22 @@ class RestoreNet(nn.Module):
         """Pixels of input on each side that an output pixel depends on (one per 3×3 convolution)."""
         return 2 + 2 * self.config.blocks
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.tail(self.body(torch.relu(self.head(x))))
+    def forward(self, x: torch.Tensor, level: torch.Tensor | float | None = None) -> torch.Tensor:
+        """``level``: a conditioned network's level per image ([B] or one number); None for another."""
+        return x + self.tail(self.body(torch.relu(self.head(self._input(x, level)))))
+
+    def _input(self, x: torch.Tensor, level: torch.Tensor | float | None) -> torch.Tensor:
+        if not self.config.conditioned:
+            if level is not None:
+                raise ValueError("this restoration network is not conditioned: it takes no level")
+            return x
+        if level is None:
+            raise ValueError("this restoration network is conditioned: give the input's level (level_of)")
+        b, _, h, w = x.shape
+        lv = torch.as_tensor(level, dtype=x.dtype, device=x.device).reshape(-1)
+        if lv.numel() not in (1, b):
+            raise ValueError(f"{lv.numel()} levels for a batch of {b}")
+        return torch.cat([x, lv.expand(b).view(b, 1, 1, 1).expand(b, 1, h, w)], 1)
 
 
 #: Output pixels per tile side in :func:`restore`; each tile reads ``radius`` more on every side.
@@ -64,7 +99,7 @@ TILE = 256
 
 
 def restore(model: RestoreNet, image: torch.Tensor, tile: int = TILE,
-            progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
+            progress: Callable[[int, int], None] | None = None, level: float | None = None) -> torch.Tensor:
     """Restore ``image`` [3, H, W] in [0, 1] tile by tile; returns [3, H, W] in [0, 1].
 
     Each ``tile`` × ``tile`` block of the output is computed from its block of the input plus ``model.radius``
@@ -74,6 +109,7 @@ def restore(model: RestoreNet, image: torch.Tensor, tile: int = TILE,
 
     Args:
         progress: called with (tiles done, tiles in all) after each tile.
+        level: the input's level (:func:`level_of`), for a conditioned network.
     """
     if tile < 1:
         raise ValueError(f"tile must be >= 1, got {tile}")
@@ -88,7 +124,7 @@ def restore(model: RestoreNet, image: torch.Tensor, tile: int = TILE,
                 y1, x1 = min(y0 + tile, h), min(x0 + tile, w)
                 ya, xa = max(y0 - r, 0), max(x0 - r, 0)
                 yb, xb = min(y1 + r, h), min(x1 + r, w)
-                part = model(image[None, :, ya:yb, xa:xb])[0]
+                part = model(image[None, :, ya:yb, xa:xb], level)[0]
                 out[:, y0:y1, x0:x1] = part[:, y0 - ya:y1 - ya, x0 - xa:x1 - xa].clamp(0, 1)
                 done += 1
                 if progress is not None:
