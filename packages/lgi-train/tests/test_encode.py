@@ -85,6 +85,27 @@ def test_fit_grows_to_the_count_and_lowers_the_error():
     assert psnr(model, target) > before + 1.0
 
 
+def test_each_phase_runs_adam_with_its_beta2(monkeypatch, fitted):
+    """The fit's and the fine-tuning's phases set Adam's β2 for their own steps (β1 stays 0.9)."""
+    seen = []
+    step = torch.optim.Adam.step
+
+    def spy(self, *args, **kwargs):
+        seen.append(tuple(g["betas"] for g in self.param_groups))
+        return step(self, *args, **kwargs)
+
+    monkeypatch.setattr(torch.optim.Adam, "step", spy)
+    target = image()
+    g = torch.Generator().manual_seed(0)
+    model = initial_model(target, 20, TINY, 6, g)
+    fit(model, target, (Phase("a", 3, scale=0.5), Phase("b", 2, beta2=0.9)), learning_rates(TINY, 40, 56), 20, g)
+    assert [set(b) for b in seen] == [{(0.9, 0.999)}] * 3 + [{(0.9, 0.9)}] * 2
+    seen.clear()
+    qset = QuantizedSet(fitted[1], 40, 56, CodecSettings(), generator=torch.Generator().manual_seed(0))
+    finetune(qset, fitted[0], (Phase("f", 2, beta2=0.8), Phase("g", 1)), {"xy": 1e-3, "shape": 1e-3, "color": 1e-3}, 0.0)
+    assert [set(b) for b in seen] == [{(0.9, 0.8)}] * 2 + [{(0.9, 0.999)}]
+
+
 def test_position_learning_rate_is_a_pixel_step():
     assert learning_rates(TINY, 512, 768)["xy"] * 768 == pytest.approx(TINY.position_px)
     assert learning_rates(TINY, 2048, 1536)["xy"] * 2048 == pytest.approx(TINY.position_px)

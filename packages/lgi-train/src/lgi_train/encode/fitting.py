@@ -85,6 +85,8 @@ def fit(model: GaussianModel, target: torch.Tensor, plan: Sequence[Phase], lrs: 
         tgt = targets.at(phase.scale)
         big = len(row_bands(*tgt.shape[1:])) > 1
         grow_at = _growth_steps(phase, model.num_gaussians, final_count)
+        for group in optimizer.param_groups:
+            group["betas"] = (0.9, phase.beta2)
         for step in range(phase.steps):
             for group in optimizer.param_groups:
                 group["lr"] = lrs[group["name"]] * phase.lr_at(step) if group["name"] in phase.train else 0.0
