@@ -226,7 +226,7 @@ def plot(rows, dataset, by, peers) -> None:
     for name, (ts, ps) in peers.items():
         ax.scatter([np.median(ts)], [np.mean(ps)], marker="^", s=60, label=f"{name.upper()} at LGI default's sizes")
     ax.set_xscale("log")
-    ax.set_xlabel("encode seconds (median, 2 CPU threads)")
+    ax.set_xlabel("encode seconds (median of each run; its threads in docs/encoder.md)")
     ax.set_ylabel(f"mean PSNR at {rate} bpp (dB)")
     ax.set_title(f"{dataset}: quality against encode time")
     ax.grid(alpha=0.3)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from lgi_dictco import restore as shipped
-from lgi_dictco.restore.model import RestoreConfig, RestoreNet, level_of, restore
+from lgi_dictco.restore.model import RestoreConfig, RestoreNet, jpeg_quality, level_of, restore
 from lgi_dictco.restore.train import TrainConfig, held_out_gain, train
 
 
@@ -88,6 +88,22 @@ def test_levels_grow_with_quality_and_refuse_nonsense():
     for source, value in (("lgi", 0.0), ("jpeg", 0), ("jpeg", 101), ("webp", 50)):
         with pytest.raises(ValueError):
             level_of(source, value)
+
+
+def test_the_jpeg_quality_is_read_back_from_the_file_pillow_wrote():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    im = Image.fromarray((np.random.default_rng(0).random((32, 32, 3)) * 255).astype(np.uint8))
+    for quality in (1, 5, 10, 23, 50, 51, 75, 90, 95, 100):
+        buf = io.BytesIO()
+        im.save(buf, format="JPEG", quality=quality)
+        with Image.open(buf) as jpg:
+            assert jpeg_quality(jpg.quantization[0]) == quality
+    with pytest.raises(ValueError, match="64 values"):
+        jpeg_quality([16] * 10)
 
 
 def test_a_conditioned_network_learns_a_degradation_that_follows_the_level():

@@ -22,6 +22,30 @@ from torch import nn
 LEVEL_OF = {"lgi": "bits per pixel of the file", "jpeg": "JPEG quality (1-100)"}
 
 
+#: The luminance quantization table of the JPEG standard (ITU-T T.81, Annex K), in natural order: the
+#: table libjpeg scales by its quality setting.
+_JPEG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
+              14, 13, 16, 24, 40, 57, 69, 56, 14, 17, 22, 29, 51, 87, 80, 62,
+              18, 22, 37, 56, 68, 109, 103, 77, 24, 35, 55, 64, 81, 104, 113, 92,
+              49, 64, 78, 87, 103, 121, 120, 101, 72, 92, 95, 98, 112, 100, 103, 99)
+
+
+def jpeg_table(quality: int) -> list[int]:
+    """The luminance table libjpeg (and so Pillow) writes at ``quality`` 1..100, natural order."""
+    scale = 5000 // quality if quality < 50 else 200 - 2 * quality
+    return [min(255, max(1, (v * scale + 50) // 100)) for v in _JPEG_LUMA]
+
+
+def jpeg_quality(luma_table) -> int:
+    """The quality (1..100) whose libjpeg luminance table is nearest ``luma_table`` (64 values, natural order,
+    as Pillow's ``Image.quantization[0]``): the JPEG level a decoder can read from the file itself. Exact for
+    files libjpeg wrote; the nearest match for other encoders' tables."""
+    table = [int(v) for v in luma_table]
+    if len(table) != 64:
+        raise ValueError(f"a JPEG quantization table has 64 values, not {len(table)}")
+    return min(range(1, 101), key=lambda q: (sum(abs(a - b) for a, b in zip(jpeg_table(q), table)), -q))
+
+
 def level_of(source: str, value: float) -> float:
     """The conditioning level of an image decoded from ``source``: log2 of the LGI file's bits per pixel
     (0.25 bpp → −2, 1 bpp → 0), or the JPEG quality / 100. Both grow with the image's quality."""
