@@ -242,3 +242,19 @@ def test_the_position_learning_rate_is_a_pixel_step_above_position_side():
     assert Fitter(synthetic(), cfg).lrs["xy"] == 6e-4
     with pytest.raises(ConfigError, match="position_side"):
         small_cfg(position_side=0)
+
+
+def test_adam_beta2_follows_the_config_and_the_image_gs_preset_keeps_torchs():
+    """The default fit runs Adam at β2 = 0.9 (docs/training.md); the Image-GS preset and the v2 encoder's fit
+    keep torch's 0.999, as they were measured."""
+    from lgi_train.compress.encoder import EncodeOptions
+
+    fitter = Fitter(synthetic(), small_cfg(steps=2))
+    fitter.setup()
+    assert {g["betas"] for g in fitter.optimizer.param_groups} == {(0.9, 0.9)}
+    other = Fitter(synthetic(), small_cfg(steps=2, adam_beta2=0.999))
+    other.setup()
+    assert {g["betas"] for g in other.optimizer.param_groups} == {(0.9, 0.999)}
+    assert FitConfig.preset("image-gs").adam_beta2 == 0.999 and EncodeOptions().fit.adam_beta2 == 0.999
+    with pytest.raises(ConfigError, match="adam_beta2"):
+        small_cfg(adam_beta2=1.0).validate()

@@ -155,7 +155,7 @@ class Fitter:
             init = initialize(self.target, self._initial_count(), cfg, self.generator)
         self.model = GaussianModel(init["xy"], init["scales"], init["rotations"], init["colors"],
                                    render_mode=cfg.render_mode, topk=cfg.topk, backend=cfg.backend).to(self.device)
-        self.optimizer = make_optimizer(self.model, self.lrs)
+        self.optimizer = make_optimizer(self.model, self.lrs, self.cfg.adam_beta2)
 
     def _target_at(self, scale: float) -> torch.Tensor:
         if scale not in self._targets:
@@ -362,7 +362,7 @@ class Fitter:
                                    backend=self.cfg.backend).to(self.device)
         with torch.no_grad():
             self.model.log_scale.copy_(p["log_scale"])
-        self.optimizer = make_optimizer(self.model, self.lrs)
+        self.optimizer = make_optimizer(self.model, self.lrs, self.cfg.adam_beta2)
         self.optimizer.load_state_dict(ckpt["optimizer"])
         self.state = dict(ckpt["state"])
         self.generator.set_state(ckpt["generator"])

@@ -175,6 +175,7 @@ def _swap_in_optimizer(optimizer: torch.optim.Adam, old: torch.Tensor, new: torc
         optimizer.state[new] = grown
 
 
-def make_optimizer(model: GaussianModel, lrs: dict[str, float]) -> torch.optim.Adam:
+def make_optimizer(model: GaussianModel, lrs: dict[str, float], beta2: float = 0.999) -> torch.optim.Adam:
+    """Adam over the model's four parameter groups (named as ``lrs``' keys), β1 = 0.9 and ``beta2``."""
     groups = [{"params": [getattr(model, name)], "lr": lrs[name], "name": name} for name in ATTRIBUTES]
-    return torch.optim.Adam(groups, eps=1e-15)
+    return torch.optim.Adam(groups, eps=1e-15, betas=(0.9, beta2))

@@ -65,7 +65,7 @@ class EncodeOptions:
     fit: FitConfig = field(default_factory=lambda: FitConfig(render_mode="topk", topk=6, loss="l2",
                                                              schedule="cosine", coarse_to_fine=True,
                                                              coarse_fraction=0.5, lr_scale=0.04,
-                                                             lr_rotation=0.016))
+                                                             lr_rotation=0.016, adam_beta2=0.999))
     # Large fits blend wider: a fit of at least ``wide_topk_from`` Gaussians uses K = ``wide_topk``
     # (if the fit's K is smaller). With the fit's shape learning rates, K = 10 instead of 6 was level at
     # 0.5 bpp on four Kodak images (about 5,000 Gaussians) but +0.09 dB at equal rate at 1.0 bpp
