@@ -3,7 +3,7 @@
     python tools/make_figures.py            # write them
     python tools/make_figures.py --check    # exit 1 if a written figure differs from what the results give
 
-From ``benchmarks/results``: the encoder's runs (``encoder_kodak_v3b.csv``, ``encoder_clic.csv``, made by
+From ``benchmarks/results``: the encoder's runs (``encoder_kodak_v3c.csv``, ``encoder_clic.csv``, made by
 ``benchmarks/bench_encoder.py run``) and the peers' quality sweeps on the same images (``rd_kodak_widek.csv``,
 ``rd_clic_poslr.csv``, made by ``benchmarks/rd.py``), it writes
 
@@ -35,7 +35,7 @@ CURVES = ROOT / "packages" / "lgi" / "src" / "lgi" / "data" / "rd_kodak_curves.c
 PLOT = RESULTS / "readme_kodak.png"
 BEGIN, END = "<!-- figures:results -->", "<!-- /figures:results -->"
 LGI = "v3-default"                       # the encoder `lgi encode` runs, at its default effort
-KODAK_LGI = "encoder_kodak_v3b.csv"      # its latest run on all 24 Kodak images (encoder_kodak.csv: the first)
+KODAK_LGI = "encoder_kodak_v3c.csv"      # its latest run on all 24 Kodak images (v3b: before Adam β2 = 0.9)
 PEERS = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL"}
 DATASETS = (  # name, image size, LGI rows, peer sweeps, the rates shown
     ("Kodak", "768×512", KODAK_LGI, "rd_kodak_widek.csv", (0.25, 0.5, 1.0)),
