@@ -18,10 +18,6 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
-#: What :func:`level_of` reads per source codec.
-LEVEL_OF = {"lgi": "bits per pixel of the file", "jpeg": "JPEG quality (1-100)"}
-
-
 #: The luminance quantization table of the JPEG standard (ITU-T T.81, Annex K), in natural order: the
 #: table libjpeg scales by its quality setting.
 _JPEG_LUMA = (16, 11, 10, 16, 24, 40, 51, 61, 12, 12, 14, 19, 26, 58, 60, 55,
@@ -57,7 +53,9 @@ def level_of(source: str, value: float) -> float:
         if not 1 <= value <= 100:
             raise ValueError(f"a JPEG level needs a quality in 1..100, got {value}")
         return value / 100.0
-    raise ValueError(f"no level for source {source!r}; sources: {', '.join(LEVEL_OF)}")
+    from lgi_dictco.restore import SOURCES
+
+    raise ValueError(f"no level for source {source!r}; sources: {', '.join(SOURCES)}")
 
 
 @dataclass(frozen=True)
