@@ -114,7 +114,7 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lr
     for phase in plan:
         t0 = time.perf_counter()
         for group in opt.param_groups:
-            group["betas"] = (0.9, phase.beta2)
+            group["betas"] = (group["betas"][0], phase.beta2)  # β1 as the optimizer has it
         for k in range(phase.steps):
             if predicted is not None:  # the price for this step, from the size the last one predicted
                 ramp = min(1.0, done / max(1.0, STEER_BY * total))

@@ -86,7 +86,7 @@ def fit(model: GaussianModel, target: torch.Tensor, plan: Sequence[Phase], lrs: 
         big = len(row_bands(*tgt.shape[1:])) > 1
         grow_at = _growth_steps(phase, model.num_gaussians, final_count)
         for group in optimizer.param_groups:
-            group["betas"] = (0.9, phase.beta2)
+            group["betas"] = (group["betas"][0], phase.beta2)  # β1 as the optimizer has it
         for step in range(phase.steps):
             for group in optimizer.param_groups:
                 group["lr"] = lrs[group["name"]] * phase.lr_at(step) if group["name"] in phase.train else 0.0
