@@ -75,7 +75,8 @@ def run_one(image: str, variant: str, n: int, steps: int):
 
     from lgi_gsplat2d import _reference as ref
     from lgi_train.config import FitConfig
-    from lgi_train.fit import Fitter, downsample
+    from lgi_train.encode.fitting import downsample
+    from lgi_train.fit import Fitter
 
     pixels = np.asarray(Image.open(KODAK / f"{image}.png").convert("RGB"), np.float32) / 255
     target = downsample(torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), 0.5)

@@ -106,6 +106,61 @@ def test_each_phase_runs_adam_with_its_beta2(monkeypatch, fitted):
     assert [set(b) for b in seen] == [{(0.9, 0.8)}] * 2 + [{(0.9, 0.999)}]
 
 
+def test_phase_on_a_piece_of_a_longer_cosine():
+    """lr_offset / lr_span: a phase that carries on a decay begun in the phase before it."""
+    whole = Phase("w", 21, lr=1.0, lr_end=0.1)
+    first, second = Phase("a", 8, lr=1.0, lr_end=0.1, lr_span=20), Phase("b", 13, lr=1.0, lr_end=0.1, lr_offset=8, lr_span=20)
+    assert [first.lr_at(i) for i in range(8)] + [second.lr_at(i) for i in range(13)] == [whole.lr_at(i) for i in range(21)]
+
+
+def test_run_plan_resumes_where_it_stopped_and_hooks_see_every_step():
+    """The one loop of the encoder's fit and of `lgi fit`: a run stopped by a hook and resumed from its step
+    (with the optimizer's state) ends where an uninterrupted run ends; explicit growth lands at its step."""
+    from lgi_train.encode.fitting import Hooks, Targets, run_plan
+    from lgi_train.model import make_optimizer
+
+    target = image()
+    lrs = learning_rates(TINY, 40, 56)
+    plan = (Phase("a", 5, scale=0.5, grow_after=((2, 4),)), Phase("b", 6, lr_end=0.2, beta2=0.9))
+
+    class Record(Hooks):
+        measure = True
+
+        def __init__(self, stop_at=None):
+            self.steps, self.stop_at = [], stop_at
+
+        def after_step(self, done):
+            self.steps.append((done.step, done.phase.name, done.index, done.grown, round(done.lr, 6), done.mse > 0))
+            return done.step == self.stop_at
+
+    def run(start_model=None, start_opt=None, start=0, hooks=None):
+        g = torch.Generator().manual_seed(0)
+        model = start_model or initial_model(target, 10, TINY, 6, g)
+        opt = start_opt or make_optimizer(model, lrs)
+
+        def grow_batch(render, tgt, count):
+            from lgi_train.encode.fitting import grow
+
+            grow(model, opt, render, tgt, count, (40, 56), g, 0.6, 1.0)
+
+        run_plan(model, opt, Targets(target), plan, lrs, grow_batch, start=start, hooks=hooks)
+        return model, opt
+
+    whole = Record()
+    full, _ = run(hooks=whole)
+    assert [s[:4] for s in whole.steps] == [(1, "a", 0, 0), (2, "a", 1, 0), (3, "a", 2, 4), (4, "a", 3, 0), (5, "a", 4, 0)] + [
+        (6 + i, "b", i, 0) for i in range(6)]
+    assert whole.steps[5][4] == 1.0 and whole.steps[-1][4] == 0.2 and all(s[5] for s in whole.steps)
+    first = Record(stop_at=7)
+    model, opt = run(hooks=first)
+    assert first.steps == whole.steps[:7] and model.num_gaussians == 14
+    rest = Record()
+    resumed, _ = run(model, opt, start=7, hooks=rest)
+    assert rest.steps == whole.steps[7:]
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        assert torch.equal(a, b)
+
+
 def test_position_learning_rate_is_a_pixel_step():
     assert learning_rates(TINY, 512, 768)["xy"] * 768 == pytest.approx(TINY.position_px)
     assert learning_rates(TINY, 2048, 1536)["xy"] * 2048 == pytest.approx(TINY.position_px)

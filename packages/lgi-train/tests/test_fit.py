@@ -207,7 +207,7 @@ def test_topk_no_longer_climbs_late_in_a_fit():
     import numpy as np
     from PIL import Image
 
-    from lgi_train.fit import downsample
+    from lgi_train.encode.fitting import downsample
 
     pixels = np.asarray(Image.open(KODAK05).convert("RGB"), np.float32) / 255
     target = downsample(torch.from_numpy(pixels).permute(2, 0, 1).contiguous(), 0.5)[:, :256, 64:320].contiguous()
@@ -258,3 +258,24 @@ def test_adam_beta2_follows_the_config_and_the_image_gs_preset_keeps_torchs():
     assert FitConfig.preset("image-gs").adam_beta2 == 0.999 and EncodeOptions().fit.adam_beta2 == 0.999
     with pytest.raises(ConfigError, match="adam_beta2"):
         small_cfg(adam_beta2=1.0).validate()
+
+
+def test_lgi_fit_runs_its_config_as_a_plan_of_the_encoders_loop():
+    """`lgi fit`'s schedule compiles to the encoder's phases: cut where the size changes, where the cosine
+    starts (its decay runs on across the cut) and where QAT starts; growth at the config's steps."""
+    from lgi_train.encode.tuning import Phase
+
+    cfg = small_cfg(steps=100, coarse_fraction=0.5, cosine_start=0.3, growth_batches=3, growth_end=0.5, lr_floor=0.05)
+    plan = Fitter(synthetic(), cfg).plan()
+    assert [(p.name, p.steps, p.scale) for p in plan] == [("coarse", 31, 0.5), ("coarse", 19, 0.5), ("fine", 50, 1.0)]
+    assert plan[0].lr_end is None and plan[0].beta2 is None  # the optimizer's β2 (adam_beta2, or a checkpoint's)
+    assert plan[0].grow_after == ((16, 10),) and plan[1].grow_after == ((1, 10), (18, 10))  # after steps 17, 33, 50
+    whole = Phase("x", 70, lr=1.0, lr_end=0.05, lr_span=70)
+    assert [plan[1].lr_at(i) for i in range(19)] + [plan[2].lr_at(i) for i in range(50)] == [
+        whole.lr_at(i) for i in range(1, 70)]
+    quarter = Fitter(synthetic(), cfg.replace(quarter_fraction=0.2, qat=True, qat_start=0.9)).plan()
+    assert [(p.steps, p.scale) for p in quarter] == [(20, 0.25), (11, 0.5), (19, 0.5), (40, 1.0), (10, 1.0)]
+    result = Fitter(synthetic(), cfg.replace(quarter_fraction=0.2, log_every=1)).run()
+    assert result.steps == 100 and result.model.num_gaussians == 60
+    with pytest.raises(ConfigError, match="quarter_fraction"):
+        small_cfg(quarter_fraction=0.6, coarse_fraction=0.5)

@@ -98,6 +98,9 @@ class FitConfig:
     coarse_to_fine: bool = True
     coarse_scale: float = 0.5
     coarse_fraction: float = 0.5
+    # the first quarter_fraction of the steps (inside the coarse ones) at a quarter of the size, as the
+    # encoder's fit starts (a sixth of a full step's time)
+    quarter_fraction: float = 0.0
     # quantization-aware training
     qat: bool = False
     qat_start: float = 0.8          # fraction of `steps` after which quantization is on
@@ -134,6 +137,8 @@ class FitConfig:
         need(0.0 < self.growth_end <= 1.0, "growth_end must be in (0, 1]")
         need(0.0 < self.coarse_scale < 1.0, "coarse_scale must be in (0, 1)")
         need(0.0 <= self.coarse_fraction < 1.0, "coarse_fraction must be in [0, 1)")
+        need(0.0 <= self.quarter_fraction <= self.coarse_fraction,
+             "quarter_fraction must be in [0, coarse_fraction] (the quarter-size steps come first among the coarse ones)")
         need(0.0 <= self.qat_start <= 1.0, "qat_start must be in [0, 1]")
         for name in ("bits_position", "bits_scale", "bits_rotation", "bits_color"):
             bits = getattr(self, name)

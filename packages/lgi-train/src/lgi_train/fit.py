@@ -1,6 +1,9 @@
 """Fitting N Gaussians to an image (after Image-GS, SIGGRAPH 2025), built for CPUs as well as GPUs.
 
-One step: render → loss → backward → Adam. Around it:
+One step: render → loss → backward → Adam, in the encoder's own loop
+(:func:`lgi_train.encode.fitting.run_plan`): a config compiles to a plan of phases (:meth:`Fitter.plan`),
+which that loop runs with this module's hooks for logging, the best state, the plateau schedule,
+checkpoints and the time cap. Around the step:
 
 * progressive growth: start with ``initial_fraction``·N Gaussians, add the rest in
   ``growth_batches`` evenly spaced batches, the last at ``growth_end``·steps, at pixels drawn ∝
@@ -16,7 +19,8 @@ One step: render → loss → backward → Adam. Around it:
   ``lr_floor`` (the encoder's choice: with a step budget, a plateau detector wastes its patience).
   Both also stop at ``steps`` and ``max_seconds``.
 * coarse-to-fine: the first ``coarse_fraction`` of the steps fit a ``coarse_scale`` downsampled
-  target (same Gaussians: they are resolution independent), which costs a fraction per step.
+  target (same Gaussians: they are resolution independent), which costs a fraction per step; the
+  first ``quarter_fraction`` of them a quarter-size one, as the encoder's fit begins.
 * quantization-aware training: from ``qat_start``·steps on, every attribute is rounded to its bit
   depth in the forward pass (straight-through estimator).
 
@@ -35,11 +39,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from lgi_dictco.fileio import atomic_open, atomic_write_bytes
-from lgi_train.bands import backward_in_bands, clamped_sse, row_bands
+from lgi_train.bands import clamped_sse, row_bands
 from lgi_train.config import FitConfig
+from lgi_train.encode.fitting import Targets, run_plan, train_step
+from lgi_train.encode.tuning import Phase
 from lgi_train.init import initialize
 from lgi_train.losses import clamped_mse, make_loss, pixel_sum_for
 from lgi_train.model import ATTRIBUTES, GaussianModel, QuantSpec, make_optimizer
@@ -79,26 +84,6 @@ def is_grayscale(target: torch.Tensor) -> bool:
     return target.shape[0] == 1 or bool(torch.equal(target[0], target[1]) and torch.equal(target[1], target[2]))
 
 
-def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
-    """[H, W] Gaussian blur with a separable kernel (replicate padding)."""
-    if sigma <= 0:
-        return img
-    r = max(1, int(math.ceil(3 * sigma)))
-    x = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
-    k = torch.exp(-0.5 * (x / sigma) ** 2)
-    k = k / k.sum()
-    out = F.pad(img[None, None], (r, r, r, r), mode="replicate")
-    out = F.conv2d(out, k.view(1, 1, 1, -1))
-    return F.conv2d(out, k.view(1, 1, -1, 1))[0, 0]
-
-
-def downsample(target: torch.Tensor, scale: float) -> torch.Tensor:
-    """[C, H, W] → [C, round(H·s), round(W·s)] by area averaging (antialiased)."""
-    h, w = target.shape[1:]
-    size = (max(1, round(h * scale)), max(1, round(w * scale)))
-    return F.interpolate(target[None], size=size, mode="area")[0]
-
-
 def position_lr(cfg: FitConfig, side: int) -> float:
     """The position learning rate on a canvas whose longer side is ``side`` pixels: ``cfg.lr_position``
     scaled by ``cfg.position_side / side`` above that side (the same step in pixels), unchanged at or below
@@ -131,10 +116,11 @@ class Fitter:
         self.generator = torch.Generator().manual_seed(cfg.seed)
         self.lrs = {"xy": position_lr(cfg, max(self.target.shape[1:])), "log_scale": cfg.lr_scale,
                     "rotation": cfg.lr_rotation, "color": cfg.lr_color}
-        self._targets: dict[float, torch.Tensor] = {1.0: self.target}
-        self._targets_hwc: dict[float, torch.Tensor] = {}  # [H, W, C] copies, for the banded steps
+        self.targets = Targets(self.target)  # the image at each scale (and as [H, W, C] for banded steps)
         self.model: GaussianModel | None = None
         self.optimizer: torch.optim.Adam | None = None
+        #: the learning rates' multiple in the phases before the cosine decay (the v2 encoder's re-fit: 0.5)
+        self.lr_before_decay = 1.0
         self.state = {"step": 0, "seconds": 0.0, "lr_scale": 1.0, "plateaus": 0, "best_psnr": -1.0,
                       "best_step": 0, "grown": 0}
         self.added: list[tuple[int, torch.Tensor]] = []
@@ -158,24 +144,52 @@ class Fitter:
         self.optimizer = make_optimizer(self.model, self.lrs, self.cfg.adam_beta2)
 
     def _target_at(self, scale: float) -> torch.Tensor:
-        if scale not in self._targets:
-            self._targets[scale] = downsample(self.target, scale).contiguous()
-        return self._targets[scale]
+        return self.targets.at(scale)
 
     # --- schedule --------------------------------------------------------------------------------
 
     def _growth_steps(self) -> list[int]:
+        """The step counts after which a batch grows (a pure function of the config, so a resumed fit
+        grows identically)."""
         if not self.cfg.progressive or self._initial_count() >= self.cfg.num_gaussians:
             return []
         last = max(1, int(self.cfg.growth_end * self.cfg.steps))
         steps = sorted({max(1, round(last * (k + 1) / self.cfg.growth_batches)) for k in range(self.cfg.growth_batches)})
         return steps
 
-    def _stage(self, step: int) -> tuple[str, float]:
+    def plan(self) -> tuple[Phase, ...]:
+        """This config's schedule as a plan of phases for the encoder's loop (:func:`lgi_train.encode.fitting.run_plan`).
+
+        The plan is cut where the resolution changes (``coarse_fraction``), where the cosine decay
+        starts (it runs across the cut: each phase gets its piece), and where quantization-aware
+        training starts; growth batches sit at :meth:`_growth_steps`. Adam's β2 is the optimizer's own
+        (``adam_beta2``, or what a resumed checkpoint saved)."""
         cfg = self.cfg
-        if cfg.coarse_to_fine and step < int(cfg.coarse_fraction * cfg.steps):
-            return "coarse", cfg.coarse_scale
-        return "fine", 1.0
+        total = cfg.steps
+        coarse_end = int(cfg.coarse_fraction * total) if cfg.coarse_to_fine else 0
+        quarter_end = int(cfg.quarter_fraction * total) if cfg.coarse_to_fine else 0
+        cosine_start = int(cfg.cosine_start * total) if cfg.schedule == "cosine" else total
+        cuts = {0, total, coarse_end, quarter_end, cosine_start + 1}
+        if cfg.qat:
+            cuts.add(int(cfg.qat_start * total))
+        cuts = sorted(c for c in cuts if 0 <= c <= total)
+        growth = self._growth_steps()
+        remaining = cfg.num_gaussians - self._initial_count()
+        batches = [remaining // len(growth) + (1 if k < remaining % len(growth) else 0) for k in range(len(growth))]
+        phases = []
+        for a, b in zip(cuts, cuts[1:]):
+            if b <= a:
+                continue
+            coarse = a < coarse_end
+            # the step counted g grows after the step of index g - 1
+            grow_after = tuple((g - 1 - a, n) for g, n in zip(growth, batches) if a <= g - 1 < b)
+            decay = {} if a <= cosine_start else dict(lr_end=cfg.lr_floor, lr_offset=a - cosine_start,
+                                                       lr_span=total - cosine_start)
+            scale = (0.25 if a < quarter_end else cfg.coarse_scale) if coarse else 1.0
+            phases.append(Phase("coarse" if coarse else "fine", b - a, scale=scale,
+                                lr=self.lr_before_decay if not decay else 1.0, beta2=None, grow_after=grow_after,
+                                **decay))
+        return tuple(phases)
 
     def _set_lr_scale(self, scale: float) -> None:
         self.state["lr_scale"] = scale
@@ -188,67 +202,26 @@ class Fitter:
         from lgi_train.encode.fitting import grow
 
         cfg = self.cfg
-        xy = grow(self.model, self.optimizer, render, target, count, tuple(self.target.shape[1:]), self.generator,
-                  cfg.init_scale, cfg.growth_blur, residual=cfg.render_mode == "sum",
+        xy = grow(self.model, self.optimizer, render.detach(), target, count, tuple(self.target.shape[1:]),
+                  self.generator, cfg.init_scale, cfg.growth_blur, residual=cfg.render_mode == "sum",
                   reset_optimizer=cfg.reset_optimizer_on_growth)
         self.added.append((self.state["step"], xy.cpu()))
 
     # --- the loop --------------------------------------------------------------------------------
 
     def run(self) -> FitResult:
+        """Run the plan (:meth:`plan`) from the current step in the encoder's loop; keep the best state."""
         if self.model is None:
             self.setup()
-        cfg, st, model = self.cfg, self.state, self.model
-        growth = self._growth_steps()
-        # A pure function of the config (not of the current N), so a resumed fit grows identically.
-        remaining = cfg.num_gaussians - self._initial_count()
-        stop_reason = "steps"
-        t_start = time.perf_counter() - st["seconds"]
-        while st["step"] < cfg.steps:
-            if cfg.max_seconds is not None and time.perf_counter() - t_start >= cfg.max_seconds:
-                stop_reason = "max_seconds"
-                break
-            step = st["step"]
-            stage, scale = self._stage(step)
-            target = self._target_at(scale)
-            model.quant = (QuantSpec(cfg.bits_position, cfg.bits_scale, cfg.bits_rotation, cfg.bits_color)
-                           if cfg.qat and step >= int(cfg.qat_start * cfg.steps) else None)
-            # Candidates for the kept state: full resolution, all Gaussians in, quantized if the end is.
-            track = stage == "fine" and st["grown"] >= len(growth) and (model.quant is not None) == cfg.qat
-            grows = st["grown"] < len(growth) and step + 1 == growth[st["grown"]]
-            render, loss, psnr = self._train_step(target, keep_best=track, need_render=grows)
-            st["step"] = step + 1
-
-            grown_all = st["grown"] >= len(growth)
-            if st["grown"] < len(growth) and st["step"] == growth[st["grown"]]:
-                batch = remaining // len(growth) + (1 if st["grown"] < remaining % len(growth) else 0)
-                if batch > 0:
-                    self._grow(render.detach(), target, batch)
-                st["grown"] += 1
-                model = self.model
-            if cfg.schedule == "cosine":
-                start = int(cfg.cosine_start * cfg.steps)
-                if st["step"] > start:
-                    frac = (st["step"] - start) / max(1, cfg.steps - start)
-                    self._set_lr_scale(cfg.lr_floor + (1 - cfg.lr_floor) * 0.5 * (1 + math.cos(math.pi * frac)))
-            elif stage == "fine" and grown_all:
-                if psnr > st["best_psnr"] + cfg.plateau_min_gain:
-                    st["best_psnr"], st["best_step"] = psnr, st["step"]
-                elif st["step"] - st["best_step"] >= cfg.plateau_patience:
-                    st["plateaus"] += 1
-                    if st["plateaus"] >= cfg.max_plateaus:
-                        stop_reason = "plateau"
-                        self._log(float(loss.detach()), psnr, stage, t_start, force=True)
-                        break
-                    self._set_lr_scale(st["lr_scale"] * cfg.lr_decay)
-                    st["best_step"] = st["step"]
-            else:
-                st["best_step"] = st["step"]
-            self._log(float(loss.detach()), psnr, stage, t_start)
-            if cfg.checkpoint_every and self.checkpoint_dir and st["step"] % cfg.checkpoint_every == 0:
-                st["seconds"] = time.perf_counter() - t_start
-                self.save_checkpoint(self.checkpoint_dir / f"step_{st['step']:07d}.pt")
-        st["seconds"] = time.perf_counter() - t_start
+        cfg, st = self.cfg, self.state
+        hooks = _FitterHooks(self, time.perf_counter() - st["seconds"])
+        if cfg.max_seconds is not None and time.perf_counter() - hooks.t_start >= cfg.max_seconds:
+            hooks.stop_reason = "max_seconds"
+        elif st["step"] < cfg.steps:
+            run_plan(self.model, self.optimizer, self.targets, self.plan(), self.lrs, self._grow, start=st["step"],
+                     loss=self.loss_fn, pixel_sum=self.pixel_sum, hooks=hooks)
+        model = self.model
+        st["seconds"] = time.perf_counter() - hooks.t_start
         model.quant = (QuantSpec(cfg.bits_position, cfg.bits_scale, cfg.bits_rotation, cfg.bits_color)
                        if cfg.qat and st["step"] > int(cfg.qat_start * cfg.steps) else None)
         final_psnr = self._final_psnr()
@@ -261,9 +234,9 @@ class Fitter:
                     getattr(model, name).copy_(value)
             best_step, final_psnr = self.best[1], self._final_psnr()
         if self.history and self.history[-1].step != st["step"] or not self.history:
-            self._log(float("nan"), final_psnr, "final", t_start, force=True)
+            self._log(float("nan"), final_psnr, "final", hooks.t_start, force=True)
         return FitResult(model=model, psnr=final_psnr, steps=st["step"], seconds=st["seconds"],
-                         stop_reason=stop_reason, history=self.history, added=self.added, best_step=best_step)
+                         stop_reason=hooks.stop_reason, history=self.history, added=self.added, best_step=best_step)
 
     @torch.no_grad()
     def _final_psnr(self) -> float:
@@ -272,50 +245,20 @@ class Fitter:
         if len(bands) == 1:
             mse = clamped_mse(self.model.render(h, w), self.target)
         else:
-            hwc = self._target_hwc(1.0)
+            hwc = self.targets.hwc(1.0)
             mse = sum(clamped_sse(self.model.render_rows(h, w, rows), hwc[rows[0]:rows[1]]) for rows in bands)
             mse /= hwc.numel()
         return 10 * math.log10(1 / mse) if mse > 0 else 99.0
 
-    def _target_hwc(self, scale: float) -> torch.Tensor:
-        if scale not in self._targets_hwc:
-            self._targets_hwc[scale] = self._target_at(scale).permute(1, 2, 0).contiguous()
-        return self._targets_hwc[scale]
-
-    def _hwc_of(self, target: torch.Tensor) -> torch.Tensor:
-        """``target`` as [H, W, C]: kept for the fit's own targets, copied for any other."""
-        for scale, t in self._targets.items():
-            if t is target:
-                return self._target_hwc(scale)
-        return target.permute(1, 2, 0).contiguous()
-
-    def _train_step(self, target: torch.Tensor, keep_best: bool = False,
-                    need_render: bool = True) -> tuple[torch.Tensor | None, torch.Tensor, float]:
-        """One optimization step against ``target``: render, loss, backward, Adam. Returns the render,
-        the loss and the render's PSNR (clamped to [0, 1]). ``keep_best``: if that PSNR is the best
-        so far, remember the parameters it was rendered from (before Adam moves them). A target above
-        :data:`lgi_train.bands.BAND_PIXELS` pixels is rendered in bands of rows (with a pixel-sum loss);
-        its render is then returned only if ``need_render``, else None."""
+    def _train_step(self, target: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor, float]:
+        """One step of the fit's loss against ``target`` outside the plan (a timing probe): render, loss,
+        backward, Adam. Returns the render (None for one drawn in bands), the loss and the render's PSNR
+        (clamped to [0, 1])."""
         h, w = target.shape[1:]
-        bands = row_bands(h, w) if self.pixel_sum is not None else [(0, h)]
-        self.optimizer.zero_grad(set_to_none=True)
-        if len(bands) == 1:
-            render = self.model.render(h, w)
-            loss = self.loss_fn(render, target)
-            loss.backward()
-            mse = clamped_mse(render, target)
-        else:
-            render = torch.empty_like(target) if need_render else None
-            m = self.model
-            value, sse = backward_in_bands(m.params(), h, w, m.render_mode, m.topk, m.backend, self._hwc_of(target),
-                                           self.pixel_sum, bands, keep=render)
-            loss, mse = torch.tensor(value), sse / target.numel()
-        psnr = 10 * math.log10(1 / mse) if mse > 0 else 99.0
-        if keep_best and (self.best is None or psnr > self.best[0]):
-            self.best = (psnr, self.state["step"],
-                         {name: getattr(self.model, name).detach().clone() for name in ATTRIBUTES})
-        self.optimizer.step()
-        return render, loss, psnr
+        banded = self.pixel_sum is not None and len(row_bands(h, w)) > 1
+        render, loss, mse = train_step(self.model, self.optimizer, target, hwc=self.targets.hwc_of(target) if banded else None,
+                                       loss=self.loss_fn, pixel_sum=self.pixel_sum, measure=True)
+        return render, loss, 10 * math.log10(1 / mse) if mse > 0 else 99.0
 
     def _log(self, loss: float, psnr: float, stage: str, t_start: float, force: bool = False) -> None:
         st = self.state
@@ -372,6 +315,67 @@ class Fitter:
                                                {k: v.to(self.device) for k, v in best["params"].items()})
 
 
+class _FitterHooks:
+    """:class:`Fitter`'s part of the loop (:class:`lgi_train.encode.fitting.Hooks`): quantization-aware phases,
+    the best state, the plateau schedule, the log, checkpoints and the time cap."""
+
+    measure = True
+
+    def __init__(self, fitter: Fitter, t_start: float):
+        cfg = fitter.cfg
+        self.fitter, self.t_start, self.stop_reason = fitter, t_start, "steps"
+        self.growth = fitter._growth_steps()
+        self.qat_from = int(cfg.qat_start * cfg.steps) if cfg.qat else None
+        self.lr_multiple = fitter.state["lr_scale"] if cfg.schedule != "cosine" else 1.0
+
+    def _grown_by(self, steps: int) -> bool:
+        """Every growth batch added by the time ``steps`` steps are done."""
+        return not self.growth or self.growth[-1] <= steps
+
+    def phase_started(self, phase, step: int) -> None:
+        cfg = self.fitter.cfg
+        self.fitter.model.quant = (QuantSpec(cfg.bits_position, cfg.bits_scale, cfg.bits_rotation, cfg.bits_color)
+                                   if self.qat_from is not None and step >= self.qat_from else None)
+
+    def before_update(self, done) -> None:
+        f, cfg = self.fitter, self.fitter.cfg
+        # Candidates for the kept state: full resolution, all Gaussians in, quantized if the end is.
+        track = (done.phase.name == "fine" and self._grown_by(done.step - 1)
+                 and (f.model.quant is not None) == cfg.qat)
+        psnr = 10 * math.log10(1 / done.mse) if done.mse > 0 else 99.0
+        if track and (f.best is None or psnr > f.best[0]):
+            f.best = (psnr, done.step - 1, {name: getattr(f.model, name).detach().clone() for name in ATTRIBUTES})
+        f.state["step"] = done.step  # before a growth batch: it is recorded at this step
+
+    def after_step(self, done) -> bool:
+        f, cfg, st = self.fitter, self.fitter.cfg, self.fitter.state
+        psnr = 10 * math.log10(1 / done.mse) if done.mse > 0 else 99.0
+        st["grown"] = sum(1 for g in self.growth if g <= done.step)
+        if cfg.schedule == "cosine":
+            st["lr_scale"] = done.lr
+        elif done.phase.name == "fine" and self._grown_by(done.step - 1):
+            if psnr > st["best_psnr"] + cfg.plateau_min_gain:
+                st["best_psnr"], st["best_step"] = psnr, st["step"]
+            elif st["step"] - st["best_step"] >= cfg.plateau_patience:
+                st["plateaus"] += 1
+                if st["plateaus"] >= cfg.max_plateaus:
+                    self.stop_reason = "plateau"
+                    f._log(float(done.loss.detach()), psnr, done.phase.name, self.t_start, force=True)
+                    return True
+                st["lr_scale"] = self.lr_multiple = st["lr_scale"] * cfg.lr_decay
+                st["best_step"] = st["step"]
+        else:
+            st["best_step"] = st["step"]
+        f._log(float(done.loss.detach()), psnr, done.phase.name, self.t_start)
+        if cfg.checkpoint_every and f.checkpoint_dir and st["step"] % cfg.checkpoint_every == 0:
+            st["seconds"] = time.perf_counter() - self.t_start
+            f.save_checkpoint(f.checkpoint_dir / f"step_{st['step']:07d}.pt")
+        if cfg.max_seconds is not None and st["step"] < cfg.steps and time.perf_counter() - self.t_start >= cfg.max_seconds:
+            self.stop_reason = "max_seconds"
+            return True
+        return False
+
+
 def load_checkpoint(path: Path) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=False)
@@ -415,7 +419,8 @@ def steps_for_budget(target: torch.Tensor, cfg: FitConfig, seconds: float, probe
     probe = Fitter(target, dataclasses.replace(cfg, progressive=False, init="random", checkpoint_every=0))
     probe.setup()
     per_step = {}
-    for scale in ({cfg.coarse_scale, 1.0} if cfg.coarse_to_fine else {1.0}):
+    quarter = cfg.quarter_fraction if cfg.coarse_to_fine else 0.0
+    for scale in ({cfg.coarse_scale, 1.0} | ({0.25} if quarter else set()) if cfg.coarse_to_fine else {1.0}):
         tgt = probe._target_at(scale)
         times = []
         for _ in range(probe_steps + 1):  # the first is a warm-up (kernel load, allocator)
@@ -424,7 +429,8 @@ def steps_for_budget(target: torch.Tensor, cfg: FitConfig, seconds: float, probe
             times.append(time.perf_counter() - start)
         per_step[scale] = sum(times[1:]) / probe_steps
     coarse = cfg.coarse_fraction if cfg.coarse_to_fine else 0.0
-    mean = coarse * per_step.get(cfg.coarse_scale, 0.0) + (1 - coarse) * per_step[1.0]
+    mean = (quarter * per_step.get(0.25, 0.0) + (coarse - quarter) * per_step.get(cfg.coarse_scale, 0.0)
+            + (1 - coarse) * per_step[1.0])
     probe_seconds = time.perf_counter() - t0
     return max(1, int(margin * max(0.0, seconds - probe_seconds) / mean)), probe_seconds
 

@@ -253,7 +253,8 @@ def encode_image(target: torch.Tensor, opts: EncodeOptions, on_stage: Stage | No
                                 coarse_to_fine=False, qat=False, max_seconds=None)
         refitter = Fitter(target, refit_cfg)
         refitter.model = m
-        refitter.optimizer = make_optimizer(m, {k: v * opts.refit_lr_scale for k, v in refitter.lrs.items()})
+        refitter.optimizer = make_optimizer(m, refitter.lrs)
+        refitter.lr_before_decay = opts.refit_lr_scale  # the cosine, when it starts, decays from 1
         refitter.state["best_psnr"] = float("inf")  # no plateau stop
         m = refitter.run().model
         m.quant = None

@@ -10,21 +10,26 @@ the final count at its end (existing Gaussians keep their Adam moments). Images 
 
 The position learning rate is a step in pixels (:attr:`Tuning.position_px` of the longer side), so a
 Gaussian moves as far per step on a 2048-pixel photo as on a 768-pixel one.
+
+:func:`run_plan` is the one fitting loop of lgi-train: the encoder's fit (:func:`fit`) and ``lgi fit``
+(:class:`lgi_train.fit.Fitter`, whose config compiles to a plan) both run it; ``lgi fit`` adds its loss,
+logging, best-state tracking, plateau schedule and checkpoints through :class:`Hooks`.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 
 import torch
+import torch.nn.functional as F
 
 from lgi_train.bands import backward_in_bands, row_bands
 from lgi_train.encode.tuning import Phase, Tuning
-from lgi_train.fit import _blur, downsample
 from lgi_train.init import colors_at, sample_from_density, scales_from_density
-from lgi_train.losses import mean_squared_error, squared_error_sum
+from lgi_train.losses import clamped_mse, mean_squared_error, squared_error_sum
 from lgi_train.model import GaussianModel, make_optimizer
 
 Progress = Callable[[str, float], None]  # (phase name, fraction of the whole plan done)
@@ -49,6 +54,26 @@ def scaled_plan(phases: Sequence[Phase], factor: float) -> tuple[Phase, ...]:
     return tuple(replace(p, steps=max(1, round(p.steps * factor))) if p.steps else p for p in phases)
 
 
+def _blur(img: torch.Tensor, sigma: float) -> torch.Tensor:
+    """[H, W] Gaussian blur with a separable kernel (replicate padding)."""
+    if sigma <= 0:
+        return img
+    r = max(1, int(math.ceil(3 * sigma)))
+    x = torch.arange(-r, r + 1, dtype=img.dtype, device=img.device)
+    k = torch.exp(-0.5 * (x / sigma) ** 2)
+    k = k / k.sum()
+    out = F.pad(img[None, None], (r, r, r, r), mode="replicate")
+    out = F.conv2d(out, k.view(1, 1, 1, -1))
+    return F.conv2d(out, k.view(1, 1, -1, 1))[0, 0]
+
+
+def downsample(target: torch.Tensor, scale: float) -> torch.Tensor:
+    """[C, H, W] → [C, round(H·s), round(W·s)] by area averaging (antialiased)."""
+    h, w = target.shape[1:]
+    size = (max(1, round(h * scale)), max(1, round(w * scale)))
+    return F.interpolate(target[None], size=size, mode="area")[0]
+
+
 class Targets:
     """The image at each phase's resolution, made once."""
 
@@ -68,58 +93,160 @@ class Targets:
             self._hwc[scale] = self.at(scale).permute(1, 2, 0).contiguous()
         return self._hwc[scale]
 
+    def hwc_of(self, image: torch.Tensor) -> torch.Tensor:
+        """``image`` as [H, W, C]: kept for one of these targets, a copy for any other."""
+        for scale, t in self._at.items():
+            if t is image:
+                return self.hwc(scale)
+        return image.permute(1, 2, 0).contiguous()
 
-def fit(model: GaussianModel, target: torch.Tensor, plan: Sequence[Phase], lrs: dict[str, float], final_count: int,
-        generator: torch.Generator, on_progress: Progress | None = None, init_scale: float = 0.6,
-        growth_blur: float = 1.0) -> FitLog:
-    """Run ``plan`` on ``model`` (changed in place; it grows to ``final_count``) against ``target`` [C, H, W]."""
+
+class Hooks:
+    """What a caller of :func:`run_plan` adds around its steps (all optional; these defaults do nothing).
+
+    ``lgi fit`` (:class:`lgi_train.fit.Fitter`) uses them for its logging, best-state tracking, plateau
+    schedule, checkpoints and time cap; the encoder needs none.
+
+    Attributes:
+        measure: compute each step's clamped MSE (``StepDone.mse``; costs a pass over the image).
+        lr_multiple: multiplies every phase's learning rates (a plateau schedule lowers it).
+    """
+
+    measure: bool = False
+    lr_multiple: float = 1.0
+
+    def phase_started(self, phase: Phase, step: int) -> None:
+        """Called before the first step of ``phase`` that this run takes (``step``: steps done before it)."""
+
+    def before_update(self, done: StepDone) -> None:
+        """Called after the backward pass and before Adam moves the parameters."""
+
+    def after_step(self, done: StepDone) -> bool:
+        """Called after each step and its growth; True ends the run."""
+        return False
+
+
+@dataclass
+class StepDone:
+    """One step of a plan, as :class:`Hooks` see it."""
+
+    step: int                     # steps of the plan done, this one included
+    phase: Phase
+    index: int                    # 0-based step within the phase
+    lr: float                     # the learning rates' multiple it used
+    loss: torch.Tensor            # the loss (a detached value for a render in bands)
+    mse: float | None             # the clamped render's mean squared error, if Hooks.measure
+    render: torch.Tensor | None   # the render, when the step grows (or on a single-band image)
+    grown: int = 0                # Gaussians added after it
+
+
+def run_plan(model: GaussianModel, optimizer: torch.optim.Optimizer, targets: Targets, plan: Sequence[Phase],
+             lrs: dict[str, float], grow_batch: Callable[[torch.Tensor, torch.Tensor, int], object],
+             final_count: int | None = None, start: int = 0, loss=mean_squared_error, pixel_sum=squared_error_sum,
+             hooks: Hooks | None = None, on_progress: Progress | None = None) -> FitLog:
+    """The one fitting loop of lgi-train: run ``plan``'s phases on ``model`` (changed in place) with ``optimizer``.
+
+    Each step renders the model at the phase's resolution, takes ``loss`` against the target at that size
+    (a target above :data:`lgi_train.bands.BAND_PIXELS` pixels in bands of rows, with ``pixel_sum``; None:
+    never in bands), and moves the groups of ``phase.train`` with Adam at ``lrs`` × the phase's multiple at
+    that step × ``hooks.lr_multiple`` and Adam's β2 of the phase. After a growth step, ``grow_batch(render,
+    target, count)`` adds the Gaussians (``phase.grow_after``, or ``reach`` × ``final_count`` in ``grow``
+    batches). ``start``: steps of the plan already done (a resumed fit), skipped.
+    """
+    hooks = hooks or Hooks()
     progress = on_progress or (lambda name, frac: None)
-    targets = Targets(target.contiguous())
-    _, h, w = target.shape
-    optimizer = make_optimizer(model, lrs)
     total = max(1, sum(p.steps for p in plan))
     done = 0
     log = FitLog()
     for phase in plan:
+        if done + phase.steps <= start:
+            done += phase.steps
+            continue
         t0 = time.perf_counter()
+        first = start - done if start > done else 0
+        done += first
         tgt = targets.at(phase.scale)
-        big = len(row_bands(*tgt.shape[1:])) > 1
-        grow_at = _growth_steps(phase, model.num_gaussians, final_count)
-        for group in optimizer.param_groups:
-            group["betas"] = (group["betas"][0], phase.beta2)  # β1 as the optimizer has it
-        for step in range(phase.steps):
+        big = pixel_sum is not None and len(row_bands(*tgt.shape[1:])) > 1
+        grow_at = dict(phase.grow_after) if phase.grow_after else _growth_steps(
+            phase, model.num_gaussians, final_count if final_count is not None else model.num_gaussians)
+        if phase.beta2 is not None:
             for group in optimizer.param_groups:
-                group["lr"] = lrs[group["name"]] * phase.lr_at(step) if group["name"] in phase.train else 0.0
+                group["betas"] = (group["betas"][0], phase.beta2)  # β1 as the optimizer has it
+        hooks.phase_started(phase, done)
+        stop = False
+        for step in range(first, phase.steps):
+            lr = phase.lr_at(step) * hooks.lr_multiple
+            for group in optimizer.param_groups:
+                group["lr"] = lrs[group["name"]] * lr if group["name"] in phase.train else 0.0
             batch = grow_at.get(step, 0)
-            render = train_step(model, optimizer, tgt, keep_render=batch > 0, hwc=targets.hwc(phase.scale)
-                                if big else None)
-            if batch:
-                grow(model, optimizer, render, tgt, batch, (h, w), generator, init_scale, growth_blur)
             done += 1
+            out = StepDone(done, phase, step, lr, None, None, None)
+            out.render, out.loss, out.mse = train_step(
+                model, optimizer, tgt, keep_render=batch > 0, hwc=targets.hwc(phase.scale) if big else None,
+                loss=loss, pixel_sum=pixel_sum, measure=hooks.measure,
+                before_update=lambda render, value, mse, out=out: hooks.before_update(_fill(out, render, value, mse)))
+            if batch:
+                grow_batch(out.render, tgt, batch)
+                out.grown = batch
             if step % 10 == 0 or step == phase.steps - 1:
                 progress(phase.name, done / total)
-        log.phases.append((phase.name, phase.steps, time.perf_counter() - t0))
+            if hooks.after_step(out):
+                stop = True
+                break
+        log.phases.append((phase.name, phase.steps - first, time.perf_counter() - t0))
+        if stop:
+            break
     log.num_gaussians = model.num_gaussians
     return log
 
 
+def _fill(out: StepDone, render, value, mse) -> StepDone:
+    out.render, out.loss, out.mse = render, value, mse
+    return out
+
+
+def fit(model: GaussianModel, target: torch.Tensor, plan: Sequence[Phase], lrs: dict[str, float], final_count: int,
+        generator: torch.Generator, on_progress: Progress | None = None, init_scale: float = 0.6,
+        growth_blur: float = 1.0) -> FitLog:
+    """Run ``plan`` on ``model`` (changed in place; it grows to ``final_count``) against ``target`` [C, H, W]
+    with a new Adam optimizer and the L2 loss: the encoder's fit (:func:`run_plan`)."""
+    optimizer = make_optimizer(model, lrs)
+    _, h, w = target.shape
+
+    def grow_batch(render: torch.Tensor, tgt: torch.Tensor, count: int) -> None:
+        grow(model, optimizer, render, tgt, count, (h, w), generator, init_scale, growth_blur)
+
+    return run_plan(model, optimizer, Targets(target.contiguous()), plan, lrs, grow_batch, final_count,
+                    on_progress=on_progress)
+
+
 def train_step(model: GaussianModel, optimizer: torch.optim.Optimizer, target: torch.Tensor,
-               keep_render: bool = False, hwc: torch.Tensor | None = None) -> torch.Tensor | None:
-    """One Adam step of the L2 loss of ``model`` drawn at ``target``'s size; the render if asked.
-    ``hwc``: ``target`` as [H, W, C], for an image that renders in bands of rows (made if not given)."""
+               keep_render: bool = False, hwc: torch.Tensor | None = None, loss=mean_squared_error,
+               pixel_sum=squared_error_sum, measure: bool = False, before_update=None):
+    """One Adam step of ``loss`` of ``model`` drawn at ``target``'s size. Returns (the render if asked or drawn
+    whole, the loss, the clamped render's MSE if ``measure`` else None).
+
+    ``hwc``: ``target`` as [H, W, C], for an image that renders in bands of rows with ``pixel_sum`` (made if
+    not given); ``pixel_sum`` None: always whole. ``before_update(render, loss, mse)`` runs between the
+    backward pass and Adam's step."""
     h, w = target.shape[1:]
-    bands = row_bands(h, w)
+    bands = row_bands(h, w) if pixel_sum is not None else [(0, h)]
     optimizer.zero_grad(set_to_none=True)
     if len(bands) == 1:
         render = model.render(h, w)
-        mean_squared_error(render, target).backward()
+        value = loss(render, target)
+        value.backward()
+        mse = clamped_mse(render, target) if measure else None
     else:
         render = torch.empty_like(target) if keep_render else None
-        backward_in_bands(model.params(), h, w, model.render_mode, model.topk, model.backend,
-                          target.permute(1, 2, 0).contiguous() if hwc is None else hwc, squared_error_sum, bands,
-                          keep=render)
+        total, sse = backward_in_bands(model.params(), h, w, model.render_mode, model.topk, model.backend,
+                                       target.permute(1, 2, 0).contiguous() if hwc is None else hwc, pixel_sum,
+                                       bands, keep=render)
+        value, mse = torch.tensor(total), sse / target.numel()
+    if before_update is not None:
+        before_update(render, value, mse)
     optimizer.step()
-    return render.detach() if keep_render and render is not None else None
+    return (render.detach() if render is not None else None), value, mse
 
 
 def _growth_steps(phase: Phase, start: int, final_count: int) -> dict[int, int]:
@@ -159,4 +286,5 @@ def grow(model: GaussianModel, optimizer: torch.optim.Optimizer, render: torch.T
     return xy
 
 
-__all__ = ["FitLog", "Targets", "fit", "grow", "learning_rates", "scaled_plan", "train_step"]
+__all__ = ["FitLog", "Hooks", "StepDone", "Targets", "fit", "grow", "learning_rates", "run_plan", "scaled_plan",
+           "train_step"]

@@ -36,7 +36,14 @@ class Phase:
         train: the parameter groups that move (:data:`GROUPS`).
         beta2: Adam's second-moment decay in the phase (β1 stays 0.9). A short memory (0.9 against
             torch's 0.999) keeps the step sizes following the gradients as the fit settles: a full-size
-            phase of 150 steps ends higher with it (docs/encoder.md).
+            phase of 150 steps ends higher with it (docs/encoder.md). None: the optimizer's own.
+        lr_offset, lr_span: where the phase sits on its half cosine: step ``s`` of the phase is at
+            ``(s + lr_offset) / lr_span`` of it (0: ``steps - 1``, the whole half cosine in this phase).
+            A plan whose cosine runs across several phases (``lgi fit``'s: the resolution changes
+            mid-decay) gives each phase its piece.
+        grow_after: explicit growth, ``((step of the phase, Gaussians added after it), ...)``, instead
+            of ``reach`` and ``grow``: for a plan whose growth is fixed in advance (``lgi fit``'s, so
+            that a resumed fit grows as an uninterrupted one).
     """
 
     name: str
@@ -47,15 +54,19 @@ class Phase:
     reach: float = 1.0
     grow: int = 0
     train: tuple[str, ...] = GROUPS
-    beta2: float = 0.999
+    beta2: float | None = 0.999
+    lr_offset: int = 0
+    lr_span: int = 0
+    grow_after: tuple[tuple[int, int], ...] = ()
 
     def lr_at(self, step: int) -> float:
         """The learning rates' multiple at ``step`` (0-based) of the phase."""
-        if self.lr_end is None or self.steps <= 1:
+        span = self.lr_span or self.steps - 1
+        if self.lr_end is None or span <= 0:
             return self.lr
         import math
 
-        frac = step / (self.steps - 1)
+        frac = (step + self.lr_offset) / span
         return self.lr_end + (self.lr - self.lr_end) * 0.5 * (1 + math.cos(math.pi * frac))
 
 
