@@ -47,9 +47,8 @@ class Sensitivity:
         return torch.maximum(norm(self.color_importance), norm(self.shape_importance))
 
 
-def calc_sensitivity(model: GaussianModel, height: int, width: int, probes: int = 16) -> Sensitivity:
-    """Sensitivities of every parameter of ``model`` rendered at height × width (``probes``: the top-K
-    curvature's random-sign probes, :func:`calc_curvature`)."""
+def calc_sensitivity(model: GaussianModel, height: int, width: int) -> Sensitivity:
+    """Sensitivities of every parameter of ``model`` rendered at height × width."""
     params = [model.xy, model.log_scale, model.rotation, model.color]
     acc = [torch.zeros_like(p) for p in params]
     bands = row_bands(height, width)
@@ -82,7 +81,7 @@ def calc_sensitivity(model: GaussianModel, height: int, width: int, probes: int 
     pixels = float(height * width)
     xy, log_scale, rot, color = (a / pixels for a in acc)
     return Sensitivity(color=color * pixels, shape=torch.cat([log_scale, rot[:, None]], 1), position=xy,
-                       curvature=calc_curvature(model, height, width, probes))
+                       curvature=calc_curvature(model, height, width))
 
 
 def calc_curvature(model: GaussianModel, height: int, width: int, probes: int = 16, seed: int = 0) -> torch.Tensor:

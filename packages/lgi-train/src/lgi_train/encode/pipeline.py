@@ -95,7 +95,7 @@ def encode(target: torch.Tensor, options: Options, on_stage: Stage | None = None
     fitted = model.num_gaussians
     times["fit"] = time.perf_counter() - t
     t = time.perf_counter()
-    chosen = select(model, h, w, codec, aim, curvature_probes=tuning.first_select_probes) if rest else None
+    chosen = select(model, h, w, codec, aim) if rest else None  # shown as part of the fit
     times["select"] = time.perf_counter() - t
     if rest:
         t = time.perf_counter()

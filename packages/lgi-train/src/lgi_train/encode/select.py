@@ -119,12 +119,10 @@ def _power_law_root(x0: float, y0: float, x1: float, y1: float, goal: float) -> 
 
 
 def select(model: GaussianModel, height: int, width: int, codec: CodecSettings, goal: int | None,
-           max_probes: int = 6, curvature_probes: int = 16) -> Selection:
+           max_probes: int = 6) -> Selection:
     """The largest set of ``model``'s most important Gaussians whose coded size is at most ``goal`` bytes
-    (None: all of them, as they are), with finer steps when all of them fit with room to spare.
-    ``curvature_probes``: random-sign probes of the curvature that sets the probes' precision classes (a
-    backward pass each; the ranking by importance does not use it)."""
-    sens = calc_sensitivity(model, height, width, curvature_probes)
+    (None: all of them, as they are), with finer steps when all of them fit with room to spare."""
+    sens = calc_sensitivity(model, height, width)
     probe = _Prober(model, sens, height, width, codec)
     n_all = model.num_gaussians
     size_all = probe(n_all) if goal is not None else 0

@@ -104,8 +104,6 @@ class Tuning:
             the precision classes.
         refine_slack: the refined set may code this much over the selection's aim before it is pruned
             again (the fine-tuning's steering takes it off).
-        first_select_probes: the curvature probes of the selection in the middle of the fit (it only
-            sizes the set; the selection after the fit, whose classes the file is coded with, takes 16).
     """
 
     fit: tuple[Phase, ...]
@@ -130,7 +128,6 @@ class Tuning:
     rate_db: float = 6.0
     margin: float = 0.985
     refine_slack: float = 0.04
-    first_select_probes: int = 16
     codec: CodecSettings = field(default_factory=CodecSettings)
 
     def replace(self, **changes) -> Tuning:
