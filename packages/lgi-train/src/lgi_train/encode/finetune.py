@@ -12,9 +12,10 @@ and the price of every step is ``λ₀ · exp(gain · (predicted − reference) 
 reference moves from the probed size to the goal over the first part of the steps: a file heading
 over its path prices bits higher, one heading under prices them lower. (A price that integrates the
 error overshoots: the values keep moving to cheaper symbols after the size has reached the goal.)
-A file still over its budget at the end of the plan settles: a few more steps at a small learning
-rate and a price that rises by half each step, its coded size measured after each, until it fits.
-One pass, no second fit.
+A file still over its budget at the end of the plan is left to the entropy stage, which drops its
+least important Gaussians (:func:`lgi_train.encode.entropy.fit_budget`): a price raised until the file
+fits (the "settle" steps this stage ran until 2026-12-07) cost kodim23 0.6-0.8 dB each time it ran,
+the values moving to cheaper symbols whatever the error (docs/encoder.md). One pass, no second fit.
 """
 
 from __future__ import annotations
@@ -35,23 +36,20 @@ from lgi_train.losses import mean_squared_error, squared_error_sum
 
 #: The price's sensitivity to the predicted size: λ = price · exp(gain · (predicted − reference) / goal).
 STEER_GAIN = 20.0
-#: A file still over its budget after the plan takes up to this many more steps at a rising price.
-SETTLE_STEPS = 10
 #: The reference size goes from the probed size to the goal over this share of the steps, then stays.
 STEER_BY = 0.6
-#: The price stays within [price / STEER_DOWN, price · STEER_UP] (a file over its budget at the end settles).
+#: The price stays within [price / STEER_DOWN, price · STEER_UP].
 STEER_DOWN = 8.0
 STEER_UP = 2.0
 
 
 @dataclass
 class Steering:
-    """Aim the coded size at ``goal`` bytes from a probed size of ``start`` bytes (see the module); a
-    file over ``budget`` bytes (``code()``: the set's file now) settles after the plan."""
+    """Aim the coded size at ``goal`` bytes from a probed size of ``start`` bytes (see the module);
+    ``code()``: the set's file now, coded once after the plan (``FinetuneLog.coded``)."""
 
     goal: int
     start: int
-    budget: int | None = None
     code: Callable[[], bytes] | None = None
 
 
@@ -128,15 +126,7 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lr
             if k % 10 == 0 or k == phase.steps - 1:
                 progress(phase.name, done / total)
         log.phases.append((phase.name, phase.steps, time.perf_counter() - t0))
-    settle, t0 = 0, time.perf_counter()
-    if steering is not None and steering.code is not None and rate is not None:
+    if steering is not None and steering.code is not None:
         log.coded = steering.code()
-        while len(log.coded) > steering.budget and settle < SETTLE_STEPS:
-            lam = min(lam * 1.5, price * 64)
-            step(1.0, 0.25, lam)
-            settle += 1
-            log.coded = steering.code()
-    if settle:
-        log.phases.append(("settle", settle, time.perf_counter() - t0))
     log.predicted_bytes, log.price_end = predicted, lam
     return log

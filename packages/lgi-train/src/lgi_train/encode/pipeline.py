@@ -120,8 +120,7 @@ def encode(target: torch.Tensor, options: Options, on_stage: Stage | None = None
     t = time.perf_counter()
     ft = tuning.finetune_lr
     ft_lrs = {"xy": lrs["xy"] * ft, "shape": lrs["log_scale"] * ft, "color": lrs["color"] * ft}
-    steering = None if goal is None else Steering(goal=goal, start=chosen.probed_bytes, budget=budget,
-                                                  code=lambda: entropy_code(qset))
+    steering = None if goal is None else Steering(goal=goal, start=chosen.probed_bytes, code=lambda: entropy_code(qset))
     ft_log = finetune(qset, target, tuning.finetune, ft_lrs, price, steering,
                       lambda name, frac: stage("finetune", frac))
     times["finetune"] = time.perf_counter() - t
