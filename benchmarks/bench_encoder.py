@@ -122,7 +122,7 @@ def peers_at(ref: np.ndarray, nbytes: int) -> dict[str, tuple[float, float, int]
 
 
 def summary(args) -> None:
-    out = RESULTS / f"encoder_{args.dataset}.csv"
+    out = RESULTS / (args.csv or f"encoder_{args.dataset}.csv")
     with open(out) as f:
         rows = list(csv.DictReader(f))
     if args.v2_reference:
@@ -178,9 +178,9 @@ def summary(args) -> None:
         lines += ["", "JPEG / WebP / AVIF at the largest quality within each v3-default 0.5 bpp file's size "
                   "(same images; Pillow, encode time median of 3):", ""]
         lines += [f"- {name}: {np.mean(ps):.3f} dB, {np.median(ts) * 1000:.1f} ms" for name, (ts, ps) in peers.items()]
-    (RESULTS / f"encoder_{args.dataset}_summary.md").write_text("\n".join(lines) + "\n")
+    (RESULTS / f"{out.stem}_summary.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    plot(rows, args.dataset, by, peers)
+    plot(rows, args.dataset, by, peers, out.stem)
 
 
 def mean_curve(by, encoder: str, images: list[str], rates: list[float]) -> tuple[np.ndarray, np.ndarray]:
@@ -204,7 +204,7 @@ def peer_points(dataset: str, default: dict) -> dict[str, tuple[list[float], lis
     return {name: v for name, v in acc.items() if v[0]}
 
 
-def plot(rows, dataset, by, peers) -> None:
+def plot(rows, dataset, by, peers, stem: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,7 +232,7 @@ def plot(rows, dataset, by, peers) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower center")
     fig.tight_layout()
-    fig.savefig(RESULTS / f"encoder_{dataset}.png", dpi=120)
+    fig.savefig(RESULTS / f"{stem}.png", dpi=120)
     plt.close(fig)
 
 
@@ -253,6 +253,8 @@ def main() -> int:
     s = sub.add_parser("summary")
     s.add_argument("--dataset", default="kodak", choices=sorted(DATASETS))
     s.add_argument("--v2-reference", help="CSV:codec — v2 rows of an earlier run for images not encoded here")
+    s.add_argument("--csv", help="the run's CSV in results/ (default encoder_DATASET.csv); the summary and the plot "
+                                 "are named after it")
     args = ap.parse_args()
     run(args) if args.cmd == "run" else summary(args)
     return 0

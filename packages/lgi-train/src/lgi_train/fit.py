@@ -163,7 +163,8 @@ class Fitter:
         The plan is cut where the resolution changes (``coarse_fraction``), where the cosine decay
         starts (it runs across the cut: each phase gets its piece), and where quantization-aware
         training starts; growth batches sit at :meth:`_growth_steps`. Adam's β2 is the optimizer's own
-        (``adam_beta2``, or what a resumed checkpoint saved)."""
+        (``adam_beta2``, or what a resumed checkpoint saved); :attr:`lr_before_decay` multiplies the
+        learning rates before the decay."""
         cfg = self.cfg
         total = cfg.steps
         coarse_end = int(cfg.coarse_fraction * total) if cfg.coarse_to_fine else 0
@@ -190,11 +191,6 @@ class Fitter:
                                 lr=self.lr_before_decay if not decay else 1.0, beta2=None, grow_after=grow_after,
                                 **decay))
         return tuple(phases)
-
-    def _set_lr_scale(self, scale: float) -> None:
-        self.state["lr_scale"] = scale
-        for group in self.optimizer.param_groups:
-            group["lr"] = self.lrs[group["name"]] * scale
 
     def _grow(self, render: torch.Tensor, target: torch.Tensor, count: int) -> None:
         """Add ``count`` Gaussians where the blurred error of this step's render is largest (the encoder's
