@@ -338,14 +338,13 @@ class _FitterHooks:
         # Candidates for the kept state: full resolution, all Gaussians in, quantized if the end is.
         track = (done.phase.name == "fine" and self._grown_by(done.step - 1)
                  and (f.model.quant is not None) == cfg.qat)
-        psnr = 10 * math.log10(1 / done.mse) if done.mse > 0 else 99.0
+        self.psnr = psnr = 10 * math.log10(1 / done.mse) if done.mse > 0 else 99.0  # read again by after_step
         if track and (f.best is None or psnr > f.best[0]):
             f.best = (psnr, done.step - 1, {name: getattr(f.model, name).detach().clone() for name in ATTRIBUTES})
         f.state["step"] = done.step  # before a growth batch: it is recorded at this step
 
     def after_step(self, done) -> bool:
-        f, cfg, st = self.fitter, self.fitter.cfg, self.fitter.state
-        psnr = 10 * math.log10(1 / done.mse) if done.mse > 0 else 99.0
+        f, cfg, st, psnr = self.fitter, self.fitter.cfg, self.fitter.state, self.psnr
         st["grown"] = sum(1 for g in self.growth if g <= done.step)
         if cfg.schedule == "cosine":
             st["lr_scale"] = done.lr

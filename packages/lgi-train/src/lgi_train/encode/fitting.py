@@ -180,11 +180,12 @@ def run_plan(model: GaussianModel, optimizer: torch.optim.Optimizer, targets: Ta
                 group["lr"] = lrs[group["name"]] * lr if group["name"] in phase.train else 0.0
             batch = grow_at.get(step, 0)
             done += 1
-            out = StepDone(done, phase, step, lr, None, None, None)
-            out.render, out.loss, out.mse = train_step(
-                model, optimizer, tgt, keep_render=batch > 0, hwc=targets.hwc(phase.scale) if big else None,
-                loss=loss, pixel_sum=pixel_sum, measure=hooks.measure,
-                before_update=lambda render, value, mse, out=out: hooks.before_update(_fill(out, render, value, mse)))
+            render, value, mse = backward_step(model, optimizer, tgt, keep_render=batch > 0,
+                                               hwc=targets.hwc(phase.scale) if big else None, loss=loss,
+                                               pixel_sum=pixel_sum, measure=hooks.measure)
+            out = StepDone(done, phase, step, lr, value, mse, render)
+            hooks.before_update(out)
+            optimizer.step()
             if batch:
                 grow_batch(out.render, tgt, batch)
                 out.grown = batch
@@ -198,11 +199,6 @@ def run_plan(model: GaussianModel, optimizer: torch.optim.Optimizer, targets: Ta
             break
     log.num_gaussians = model.num_gaussians
     return log
-
-
-def _fill(out: StepDone, render, value, mse) -> StepDone:
-    out.render, out.loss, out.mse = render, value, mse
-    return out
 
 
 def fit(model: GaussianModel, target: torch.Tensor, plan: Sequence[Phase], lrs: dict[str, float], final_count: int,
@@ -220,15 +216,14 @@ def fit(model: GaussianModel, target: torch.Tensor, plan: Sequence[Phase], lrs: 
                     on_progress=on_progress)
 
 
-def train_step(model: GaussianModel, optimizer: torch.optim.Optimizer, target: torch.Tensor,
-               keep_render: bool = False, hwc: torch.Tensor | None = None, loss=mean_squared_error,
-               pixel_sum=squared_error_sum, measure: bool = False, before_update=None):
-    """One Adam step of ``loss`` of ``model`` drawn at ``target``'s size. Returns (the render if asked or drawn
-    whole, the loss, the clamped render's MSE if ``measure`` else None).
+def backward_step(model: GaussianModel, optimizer: torch.optim.Optimizer, target: torch.Tensor,
+                  keep_render: bool = False, hwc: torch.Tensor | None = None, loss=mean_squared_error,
+                  pixel_sum=squared_error_sum, measure: bool = False):
+    """The gradients of ``loss`` of ``model`` drawn at ``target``'s size (Adam's step is the caller's). Returns
+    (the render if asked or drawn whole, the loss, the clamped render's MSE if ``measure`` else None).
 
     ``hwc``: ``target`` as [H, W, C], for an image that renders in bands of rows with ``pixel_sum`` (made if
-    not given); ``pixel_sum`` None: always whole. ``before_update(render, loss, mse)`` runs between the
-    backward pass and Adam's step."""
+    not given); ``pixel_sum`` None: always whole."""
     h, w = target.shape[1:]
     bands = row_bands(h, w) if pixel_sum is not None else [(0, h)]
     optimizer.zero_grad(set_to_none=True)
@@ -243,10 +238,14 @@ def train_step(model: GaussianModel, optimizer: torch.optim.Optimizer, target: t
                                        target.permute(1, 2, 0).contiguous() if hwc is None else hwc, pixel_sum,
                                        bands, keep=render)
         value, mse = torch.tensor(total), sse / target.numel()
-    if before_update is not None:
-        before_update(render, value, mse)
-    optimizer.step()
     return (render.detach() if render is not None else None), value, mse
+
+
+def train_step(model: GaussianModel, optimizer: torch.optim.Optimizer, target: torch.Tensor, **kwargs):
+    """:func:`backward_step`, then Adam's step; the same return."""
+    out = backward_step(model, optimizer, target, **kwargs)
+    optimizer.step()
+    return out
 
 
 def _growth_steps(phase: Phase, start: int, final_count: int) -> dict[int, int]:
@@ -286,5 +285,5 @@ def grow(model: GaussianModel, optimizer: torch.optim.Optimizer, render: torch.T
     return xy
 
 
-__all__ = ["FitLog", "Hooks", "StepDone", "Targets", "fit", "grow", "learning_rates", "run_plan", "scaled_plan",
-           "train_step"]
+__all__ = ["FitLog", "Hooks", "StepDone", "Targets", "backward_step", "fit", "grow", "learning_rates", "run_plan",
+           "scaled_plan", "train_step"]
