@@ -101,6 +101,15 @@ def _set_number(pg, elem_id: str, value: str) -> None:
     box.press("Enter")
 
 
+def _set_number_until_it_stays(pg, elem_id: str, value: str, tries: int = 5) -> None:
+    box = pg.locator(f"#{elem_id} input[type=number]")
+    for _ in range(tries):
+        _set_number(pg, elem_id, value)
+        pg.wait_for_timeout(500)
+        if box.input_value() == value:
+            return
+
+
 def test_bad_upload_shows_the_clis_message(page, tmp_path):
     bad = tmp_path / "notes.png"
     bad.write_text("this is not an image")
@@ -138,11 +147,12 @@ def test_encode_compare_zoom_download_decode(page, tiny_png, tmp_path):
     _set_number(page, "bpp", "2")
     page.locator("#effort").get_by_label("fast", exact=True).check()
     page.get_by_text("Advanced").click()
-    # The accordion mounts its fields as it opens: fill the field once it is there, and check it kept
-    # the value (a fill during the opening was lost once, and the encode ran with the effort's steps).
+    # The accordion mounts its fields as it opens, and a field filled while it settles can be re-rendered
+    # back to its initial value (seen twice in CI, once after the field was visible): fill it until the
+    # value stays, then check it is there before encoding.
     steps = page.locator("#steps input[type=number]")
     steps.wait_for(state="visible")
-    _set_number(page, "steps", "50")
+    _set_number_until_it_stays(page, "steps", "50")
     sync_api.expect(steps).to_have_value("50")
     sync_api.expect(page.locator("#bpp input[type=number]")).to_have_value("2")
     t0 = time.perf_counter()
