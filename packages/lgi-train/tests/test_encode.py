@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,7 +15,7 @@ from lgi_train.encode.entropy import entropy_code, fit_budget
 from lgi_train.encode.finetune import Steering, finetune
 from lgi_train.encode.fitting import fit, learning_rates, scaled_plan
 from lgi_train.encode.initialise import initial_model, solve_colors
-from lgi_train.encode.select import _power_law_root, count_for, select, step_scale
+from lgi_train.encode.select import _power_law_root, count_for, price_scale, select, step_scale
 from lgi_train.encode.tuning import Tuning
 from lgi_train.losses import clamped_mse
 
@@ -170,6 +171,7 @@ def test_position_learning_rate_is_a_pixel_step():
 
 def test_step_law_and_prior():
     assert step_scale(0.125) == 1.2 and step_scale(0.5) == 1.0 and step_scale(2.0) == pytest.approx(0.5 ** 0.5)
+    assert price_scale(0.125) == 4.0 and price_scale(0.5) == 1.0 and price_scale(4.0) == 0.36
     assert count_for(10_000, 0.5, 34.0) == int(80_000 / 34)
     assert _power_law_root(100, 1000, 200, 2000, 1500) == pytest.approx(150)
     assert _power_law_root(100, 1000, 400, 2000, 4000) == pytest.approx(1600)  # bytes ∝ n^0.5
@@ -223,6 +225,21 @@ def test_steering_raises_the_price_above_the_goal_and_lowers_it_below(fitted):
     assert prices["tight"] > 6.0 > prices["loose"]
 
 
+def test_steering_anchors_its_prediction_on_the_coded_size(fitted):
+    from lgi_train.encode.finetune import MEASURE_EVERY
+
+    target, model = fitted
+    qset = QuantizedSet(model, 40, 56, CodecSettings())
+    first = len(entropy_code(qset))
+    plan = (Phase("f", 2 * MEASURE_EVERY + 1, lr_end=0.0),)
+    log = finetune(qset, target, plan, {"xy": 1e-3, "shape": 0.05, "color": 0.01}, 6.0,
+                   Steering(goal=first // 2, start=10 * first, code=lambda: entropy_code(qset)))
+    assert [step for step, _ in log.measured] == [0, MEASURE_EVERY, 2 * MEASURE_EVERY]
+    assert log.measured[0][1] == first and log.coded == entropy_code(qset)
+    # from the coded size, not from the (wrong) start it was given: the prediction ends near the file
+    assert abs(log.predicted_bytes - len(log.coded)) < 0.05 * first
+
+
 def test_finetune_lowers_the_quantized_error(fitted):
     target, model = fitted
     qset = QuantizedSet(model, 40, 56, CodecSettings())
@@ -235,15 +252,40 @@ def test_finetune_lowers_the_quantized_error(fitted):
 
 # --- stage 6: entropy code --------------------------------------------------------------------------
 
+@pytest.mark.parametrize("settings", [CodecSettings(), CodecSettings(shape_codebook=8, shape_own_fraction=0.25,
+                                                                     color_codebook=8, color_own_fraction=0.5)])
+def test_keep_only_drops_gaussians_without_requantizing_the_rest(fitted, settings):
+    target, model = fitted
+    qset = QuantizedSet(model, 40, 56, settings)
+    keep = torch.arange(0, model.num_gaussians, 3)
+    sub = qset.keep_only(keep)
+    assert sub.num_gaussians == keep.numel() and qset.num_gaussians == model.num_gaussians
+    with torch.no_grad():
+        whole, part = qset.params(), sub.params()
+    for name in whole:  # the kept Gaussians render with exactly the values they had
+        torch.testing.assert_close(part[name], whole[name][keep], rtol=0, atol=0)
+    a, b = qset.to_payload(), sub.to_payload()
+    np.testing.assert_array_equal(b.positions, a.positions[keep.numpy()])
+    assert b.header.pos_bits == a.header.pos_bits and b.header.class_drop == a.header.class_drop
+    assert len(entropy_code(sub)) < len(entropy_code(qset))
+
+
 def test_fit_budget_trims_a_file_over_its_budget(fitted):
     target, model = fitted
     qset = QuantizedSet(model, 40, 56, CodecSettings())
     data = entropy_code(qset)
     budget = int(len(data) * 0.8)
-    lrs = {"xy": 1e-3, "shape": 0.05, "color": 0.01}
-    small, out, trims = fit_budget(qset, data, budget, CodecSettings(), target, lrs, 6.0, torch.Generator())
-    assert len(out) <= budget and trims >= 1 and small.xy.shape[0] < 80
-    same, again, none = fit_budget(qset, data, len(data), CodecSettings(), target, lrs, 6.0, torch.Generator())
+    small, out, trims = fit_budget(qset, data, budget)
+    assert len(out) <= budget and trims >= 1 and small.num_gaussians < qset.num_gaussians
+    assert out == entropy_code(small) and qset.num_gaussians == 80  # the set given is left as it was
+    # it dropped the least important: keeping the least important as many instead renders far worse
+    from lgi_train.compress.sensitivity import calc_sensitivity
+    from lgi_train.encode.entropy import as_model
+
+    least = torch.argsort(calc_sensitivity(as_model(qset), 40, 56).importance)[:small.num_gaussians]
+    with torch.no_grad():
+        assert 2 * clamped_mse(small.render(), target) < clamped_mse(qset.keep_only(torch.sort(least).values).render(), target)
+    same, again, none = fit_budget(qset, data, len(data))
     assert same is qset and again == data and none == 0
 
 

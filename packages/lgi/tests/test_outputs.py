@@ -78,5 +78,6 @@ def test_sigterm_ends_lgi_with_cleanup_and_status_143(image, tmp_path):
     time.sleep(1.0)  # into the command itself
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
-    assert proc.returncode == 143 and "Terminated." in err and "Traceback" not in err
+    # the message names what ended it otherwise (a SIGABRT, -6, was seen once under load; stderr says why)
+    assert proc.returncode == 143 and "Terminated." in err and "Traceback" not in err, (proc.returncode, err[-3000:])
     assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -15,6 +15,7 @@ on the same device shows.
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 
@@ -209,6 +210,20 @@ class _Group(nn.Module):
         full = torch.cat([ste_grid(self.codebook, self.lo, self.steps[0], self.levels[0]), own])
         return full[self.gather]
 
+    def keep_only(self, keep: torch.Tensor) -> _Group:
+        """A copy with only the Gaussians ``keep`` (ascending indices), on the same grids and codebook."""
+        out = copy.deepcopy(self)
+        own = self.own[keep]
+        rank = torch.cumsum(self.own.long(), 0) - 1  # an own value's row in own_values
+        rows = rank[keep][own]
+        out.own, out.idx, out.classes = own, self.idx[keep], self.classes[keep]
+        out.own_values = nn.Parameter(self.own_values.detach()[rows].clone())
+        out.own_classes, out.own_steps, out.own_levels = self.own_classes[rows], self.own_steps[rows], self.own_levels[rows]
+        gather = out.idx.clone()
+        gather[own] = self.k + torch.arange(rows.shape[0], device=gather.device)
+        out.gather = gather
+        return out
+
     def to_coding(self):
         from lgi_dictco.gauss.format import GroupCoding
 
@@ -256,6 +271,20 @@ class QuantizedSet(nn.Module):
         self.color = _Group(colors, importance.color_importance.detach().cpu(), s.color_codebook,
                             torch.full((channels,), s.color_step), s.color_own_fraction, s.kmeans_iters, g,
                             pc.classes, pc.exps[2])
+
+    @property
+    def num_gaussians(self) -> int:
+        return self.xy.shape[0]
+
+    def keep_only(self, keep: torch.Tensor) -> QuantizedSet:
+        """A copy with only the Gaussians ``keep`` (ascending indices): the others dropped, the rest on
+        the same grids, in the same precision classes, with the same codebooks (nothing re-quantized)."""
+        keep = keep.to(self.xy.device)
+        out = copy.deepcopy(self)
+        out.xy = nn.Parameter(self.xy.detach()[keep].clone())
+        out.classes, out.res = self.classes[keep], self.res[keep]
+        out.shape, out.color = self.shape.keep_only(keep), self.color.keep_only(keep)
+        return out
 
     def positions(self) -> torch.Tensor:
         res = self.res.to(self.xy)

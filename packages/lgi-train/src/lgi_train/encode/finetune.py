@@ -7,8 +7,9 @@ trained on the L2 loss plus a rate term, the differentiable estimate of its valu
 less than λ. Phases of the plan may run at a reduced resolution, as the fit's do.
 
 The price steers the size. The selection kept the count whose probed size is the goal divided by the
-expected shrinkage; the coded size then moves with the rate estimate, ``bytes ≈ probed + Δbits / 8``,
-and the price of every step is ``λ₀ · exp(gain · (predicted − reference) / goal)``, where the
+expected shrinkage; the coded size then moves with the rate estimate, ``bytes ≈ coded + Δbits / 8``
+from the set's file as last coded (every :data:`MEASURE_EVERY` steps, when the rate estimate rebuilds
+its tables and its bits jump: coding 5,000 Gaussians takes 15-40 ms), and the price of every step is ``λ₀ · exp(gain · (predicted − reference) / goal)``, where the
 reference moves from the probed size to the goal over the first part of the steps: a file heading
 over its path prices bits higher, one heading under prices them lower. (A price that integrates the
 error overshoots: the values keep moving to cheaper symbols after the size has reached the goal.)
@@ -38,6 +39,9 @@ from lgi_train.losses import mean_squared_error, squared_error_sum
 STEER_GAIN = 20.0
 #: The reference size goes from the probed size to the goal over this share of the steps, then stays.
 STEER_BY = 0.6
+#: The set is coded every this many steps to anchor the predicted size (the rate estimate's refresh;
+#: 0: never, the size predicted from the probe).
+MEASURE_EVERY = 20
 #: The price stays within [price / STEER_DOWN, price · STEER_UP].
 STEER_DOWN = 8.0
 STEER_UP = 2.0
@@ -46,7 +50,8 @@ STEER_UP = 2.0
 @dataclass
 class Steering:
     """Aim the coded size at ``goal`` bytes from a probed size of ``start`` bytes (see the module);
-    ``code()``: the set's file now, coded once after the plan (``FinetuneLog.coded``)."""
+    ``code()``: the set's file now, coded every :data:`MEASURE_EVERY` steps to anchor the predicted size
+    and once after the plan (``FinetuneLog.coded``); without it the size is predicted from ``start``."""
 
     goal: int
     start: int
@@ -61,6 +66,7 @@ class FinetuneLog:
     predicted_bytes: float | None = None
     coded: bytes | None = None  # the set's file as the fine-tuning left it, when it coded it (steering)
     trace: list[tuple[int, float, float]] = field(default_factory=list)  # (step, predicted bytes, price)
+    measured: list[tuple[int, int]] = field(default_factory=list)  # (step, coded bytes) of the anchors
 
 
 def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lrs: dict[str, float], price: float,
@@ -69,17 +75,17 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lr
     rates of "xy", "shape" and "color"; ``price``: the rate term's λ in dB per bpp (0: none)."""
     progress = on_progress or (lambda name, frac: None)
     targets = Targets(target.contiguous())
-    rate = SetRate(qset) if price > 0 else None
+    rate = SetRate(qset, refresh_every=MEASURE_EVERY or 20) if price > 0 else None
     groups = [{"params": [qset.xy], "lr": lrs["xy"], "name": "xy"},
               {"params": [qset.shape.codebook, qset.shape.own_values], "lr": lrs["shape"], "name": "shape"},
               {"params": [qset.color.codebook, qset.color.own_values], "lr": lrs["color"], "name": "color"}]
     opt = torch.optim.Adam(groups, eps=1e-15)
     log = FinetuneLog(price_start=price, price_end=price)
-    bits0: list[float] = []  # the rate estimate's bits at the first step
+    anchor: list[float] = []  # (coded bytes, the rate estimate's bits) when the size was last known
 
-    def step(scale: float, lr: float, lam: float) -> float | None:
-        """One Adam step at ``scale`` of the size, learning rates × ``lr``, price ``lam``; returns the
-        predicted coded size when steering."""
+    def step(scale: float, lr: float, lam: float, index: int) -> float | None:
+        """Step ``index`` of the plan: one Adam step at ``scale`` of the size, learning rates × ``lr``,
+        price ``lam``; returns the predicted coded size when steering."""
         for group in opt.param_groups:
             group["lr"] = lrs[group["name"]] * lr
         opt.zero_grad(set_to_none=True)
@@ -97,9 +103,13 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lr
             bpp = rate.bpp()
             if steering is not None:
                 bits = float(bpp.detach()) * rate.pixels
-                if not bits0:
-                    bits0.append(bits)
-                predicted = steering.start + (bits - bits0[0]) / 8
+                if steering.code is not None and MEASURE_EVERY and index % MEASURE_EVERY == 0:
+                    coded = len(steering.code())  # the values this step starts from, as the bits are
+                    anchor[:] = [coded, bits]
+                    log.measured.append((index, coded))
+                elif not anchor:
+                    anchor[:] = [steering.start, bits]
+                predicted = anchor[0] + (bits - anchor[1]) / 8
             loss = rate_weighted(loss, bpp, lam)
         if loss.requires_grad:
             loss.backward()
@@ -121,7 +131,7 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lr
                 lam = min(price * STEER_UP, max(price / STEER_DOWN, lam))
                 if done % 10 == 0:
                     log.trace.append((done, predicted, lam))
-            predicted = step(phase.scale, phase.lr_at(k), lam)
+            predicted = step(phase.scale, phase.lr_at(k), lam, done)
             done += 1
             if k % 10 == 0 or k == phase.steps - 1:
                 progress(phase.name, done / total)

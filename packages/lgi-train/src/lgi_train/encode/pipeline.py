@@ -2,7 +2,7 @@
 
 Each stage is one module of this package with one job; this function only hands each stage's
 output to the next and times them. The rate target decides, before any work, the quantizer steps
-(:func:`.select.step_scale`), the rate term's price and the number of Gaussians to fit
+(:func:`.select.step_scale`), the rate term's price (:func:`.select.price_scale`) and the number of Gaussians to fit
 (:func:`.select.count_for`). The selection runs in the middle of the fit (after
 ``Tuning.select_after`` phases, the reduced-size ones): it keeps the most important Gaussians whose
 probed coded size fits the aim, the fit's full-size phase refines only those, and the refined set is
@@ -24,7 +24,7 @@ from lgi_train.encode.finetune import Steering, finetune
 from lgi_train.encode.fitting import fit, learning_rates, scaled_plan
 from lgi_train.encode.initialise import initial_model
 from lgi_train.encode.options import Options
-from lgi_train.encode.select import MAX_GAUSSIANS, count_for, prior_scale, scaled_codec, select, step_scale
+from lgi_train.encode.select import MAX_GAUSSIANS, count_for, price_scale, scaled_codec, select, step_scale
 from lgi_train.encode.tuning import Tuning
 
 Stage = Callable[[str, float], None]  # (stage name, fraction done of that stage)
@@ -70,7 +70,7 @@ def encode(target: torch.Tensor, options: Options, on_stage: Stage | None = None
     else:
         bpp = budget * 8 / (h * w)
         codec = scaled_codec(tuning.codec, step_scale(bpp))
-        price = tuning.rate_db * prior_scale(bpp) ** 2
+        price = tuning.rate_db * price_scale(bpp)
         n_fit = int(count_for(budget / tuning.expected_shrink, bpp, tuning.bits_per_gaussian) * tuning.overshoot)
     n_fit = max(1, min(n_fit, h * w, MAX_GAUSSIANS))
     topk = tuning.wide_topk if n_fit >= tuning.wide_topk_from else tuning.topk
@@ -129,7 +129,7 @@ def encode(target: torch.Tensor, options: Options, on_stage: Stage | None = None
     stage("entropy-code", 0.0)
     data = ft_log.coded if ft_log.coded is not None else entropy_code(qset)  # coded once, by the steering
     first_bytes = len(data)
-    qset, data, trims = fit_budget(qset, data, budget, chosen.codec, target, ft_lrs, price, generator)
+    qset, data, trims = fit_budget(qset, data, budget)
     payload, params = decode_to_tensors(data, target.device)
     image = render_decoded(payload.header, params, h, w, backend=options.backend)
     times["entropy-code"] = time.perf_counter() - t

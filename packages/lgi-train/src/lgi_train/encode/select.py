@@ -49,6 +49,16 @@ def prior_scale(bpp: float) -> float:
     return float(min(1.2, max(0.6, (0.5 / bpp) ** 0.5)))
 
 
+def price_scale(bpp: float) -> float:
+    """The rate term's price relative to its value at 0.5 bpp: 0.5 / bpp, at least 0.36 (from 1.39 bpp on).
+
+    The slope of PSNR against rate grows as 1/bpp toward low rates (Kodak: about 16 dB/bpp at 0.125,
+    6 at 0.5). The price followed ``prior_scale``², which stops at 1.44 below 0.35 bpp: at 0.125 bpp
+    the fine-tuning then shrank the file too little and 19 of 24 Kodak files came out over their
+    budget (docs/encoder.md)."""
+    return float(max(0.36, 0.5 / bpp))
+
+
 def count_for(target_bytes: int, bpp: float, bits_per_gaussian: float) -> int:
     """The prior count for a target: each halving of the steps costs about 6 bits a Gaussian more."""
     bits = bits_per_gaussian + 6 * math.log2(1 / prior_scale(bpp))

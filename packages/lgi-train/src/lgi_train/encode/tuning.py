@@ -98,7 +98,8 @@ class Tuning:
         overshoot: Gaussians fitted beyond the rate model's first estimate, to select from.
         expected_shrink: the coded size after the fine-tuning's rate term ÷ the size before it; the
             selection aims at target ÷ this and the rate term's price is steered to land there.
-        rate_db: the rate term's price in dB per bpp at 0.5 bpp (scaled as 1/bpp with the target).
+        rate_db: the rate term's price in dB per bpp at 0.5 bpp (scaled as 1/bpp with the target,
+            :func:`.select.price_scale`).
         margin: the share of the target the selection aims at.
         codec: the quantizer steps at 0.5 bpp (scaled with the rate, :func:`.select.step_scale`) and
             the precision classes.
