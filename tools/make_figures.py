@@ -3,7 +3,7 @@
     python tools/make_figures.py            # write them
     python tools/make_figures.py --check    # exit 1 if a written figure differs from what the results give
 
-From ``benchmarks/results``: the encoder's runs (``encoder_kodak_v3d.csv``, ``encoder_clic.csv``, made by
+From ``benchmarks/results``: the encoder's runs (``encoder_kodak_v3e.csv``, ``encoder_clic_v3e.csv``, made by
 ``benchmarks/bench_encoder.py run``) and the peers' quality sweeps on the same images (``rd_kodak_widek.csv``,
 ``rd_clic_poslr.csv``, made by ``benchmarks/rd.py``), it writes
 
@@ -35,12 +35,13 @@ CURVES = ROOT / "packages" / "lgi" / "src" / "lgi" / "data" / "rd_kodak_curves.c
 PLOT = RESULTS / "readme_kodak.png"
 BEGIN, END = "<!-- figures:results -->", "<!-- /figures:results -->"
 LGI = "v3-default"                       # the encoder `lgi encode` runs, at its default effort
-KODAK_LGI = "encoder_kodak_v3d.csv"      # its latest run on all 24 Kodak images (v3c: before the full-size phase's
-                                         # learning rate 2; v3b: before Adam β2 = 0.9)
+KODAK_LGI = "encoder_kodak_v3e.csv"      # its latest run on all 24 Kodak images (v3d: before the rate control's
+                                         # anchoring, price and trims of 2026-12-08; v3c: before the full-size
+                                         # phase's learning rate 2; v3b: before Adam β2 = 0.9)
 PEERS = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL"}
 DATASETS = (  # name, image size, LGI rows, peer sweeps, the rates shown
     ("Kodak", "768×512", KODAK_LGI, "rd_kodak_widek.csv", (0.25, 0.5, 1.0)),
-    ("CLIC 2025", "~2048×1360", "encoder_clic.csv", "rd_clic_poslr.csv", (0.5,)),
+    ("CLIC 2025", "~2048×1360", "encoder_clic_v3e.csv", "rd_clic_poslr.csv", (0.5,)),
 )
 
 
@@ -108,10 +109,9 @@ def readme_block() -> str:
         "",
         "Mean PSNR (dB, 8-bit RGB) over the images; each peer interpolated along its quality sweep at each "
         "image's LGI bpp; \"(20 of 24; ...)\": the peer's lowest quality is above LGI's size on the other images. Encode "
-        "and decode times are medians on 2 CPU threads (AMD EPYC; this shared machine's speed varies by up to "
-        "±30 % between runs of the same code, docs/results.md; the Kodak rows were measured on an EPYC without "
-        "AVX-512, the CLIC row on one with it and with the encoder of 2026-12-07 before Adam's β2 = 0.9 and the "
-        "full-size learning rate 2); the peers' near 0.5 bpp on Kodak, encode / "
+        "and decode times are medians on 2 CPU threads (an Intel Xeon, 2026-12-08, alone on the machine; the "
+        "shared machines' speed varies by up to ±30 % between runs of the same code and by 2 × between machines, "
+        "docs/results.md); the peers' near 0.5 bpp on Kodak (their sweeps', another day), encode / "
         f"decode: {peer_times()}. Made by `python benchmarks/bench_encoder.py run --efforts default --rates "
         "0.125,0.25,0.5,1.0` (`--dataset clic --rates 0.5` for CLIC) and the peers' sweeps of "
         "`python benchmarks/rd.py`; this table by `python tools/make_figures.py`.",
