@@ -203,6 +203,24 @@ def test_select_keeps_the_largest_count_under_the_goal(fitted):
     assert len(chosen.probes) <= 7
 
 
+def test_a_selections_sensitivities_are_its_own_gaussians(fitted):
+    from lgi_train.compress.sensitivity import calc_sensitivity
+
+    _, model = fitted
+    every = calc_sensitivity(model, 40, 56)
+    goal = len(entropy_code(QuantizedSet(model, 40, 56, CodecSettings(), importance=every))) // 2
+    chosen = select(model, 40, 56, CodecSettings(), goal)
+    # each kept Gaussian, found by its position, carries the sensitivities it had in the whole set
+    where = torch.cdist(chosen.model.xy.detach(), model.xy.detach()).argmin(1)
+    assert where.unique().numel() == chosen.model.num_gaussians < model.num_gaussians
+    for name in ("color", "shape", "position", "curvature"):
+        torch.testing.assert_close(getattr(chosen.sensitivity, name), getattr(every, name)[where], rtol=0, atol=0)
+    # so its probed size is the size of the set quantized with its own sensitivities
+    assert chosen.probed_bytes == len(entropy_code(QuantizedSet(
+        chosen.model, 40, 56, dataclasses.replace(CodecSettings(), kmeans_iters=8), importance=chosen.sensitivity,
+        generator=torch.Generator().manual_seed(0))))
+
+
 def test_select_refines_the_steps_when_everything_fits(fitted):
     _, model = fitted
     chosen = select(model, 40, 56, CodecSettings(), 100_000)
