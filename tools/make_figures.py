@@ -3,7 +3,7 @@
     python tools/make_figures.py            # write them
     python tools/make_figures.py --check    # exit 1 if a written figure differs from what the results give
 
-From ``benchmarks/results``: the encoder's runs (``encoder_kodak_v3e.csv``, ``encoder_clic_v3e.csv``, made by
+From ``benchmarks/results``: the encoder's runs (``encoder_kodak_v3f.csv``, ``encoder_clic_v3e.csv``, made by
 ``benchmarks/bench_encoder.py run``) and the peers' quality sweeps on the same images (``rd_kodak_widek.csv``,
 ``rd_clic_poslr.csv``, made by ``benchmarks/rd.py``), it writes
 
@@ -35,7 +35,8 @@ CURVES = ROOT / "packages" / "lgi" / "src" / "lgi" / "data" / "rd_kodak_curves.c
 PLOT = RESULTS / "readme_kodak.png"
 BEGIN, END = "<!-- figures:results -->", "<!-- /figures:results -->"
 LGI = "v3-default"                       # the encoder `lgi encode` runs, at its default effort
-KODAK_LGI = "encoder_kodak_v3e.csv"      # its latest run on all 24 Kodak images (v3d: before the rate control's
+KODAK_LGI = "encoder_kodak_v3f.csv"      # its latest run on all 24 Kodak images (v3e: before the sensitivity fix
+                                         # of 2026-12-08; v3d: before the rate control's
                                          # anchoring, price and trims of 2026-12-08; v3c: before the full-size
                                          # phase's learning rate 2; v3b: before Adam β2 = 0.9)
 PEERS = {"jpeg": "JPEG", "webp": "WebP", "avif": "AVIF", "jxl": "JPEG XL"}
@@ -109,7 +110,8 @@ def readme_block() -> str:
         "",
         "Mean PSNR (dB, 8-bit RGB) over the images; each peer interpolated along its quality sweep at each "
         "image's LGI bpp; \"(20 of 24; ...)\": the peer's lowest quality is above LGI's size on the other images. Encode "
-        "and decode times are medians on 2 CPU threads (an Intel Xeon, 2026-12-08, alone on the machine; the "
+        "and decode times are medians on 2 CPU threads (an Intel Xeon, 2026-12-08, alone on the machine; the CLIC row "
+        "with the encoder of that day before its fix of the selection's sensitivities, which gained Kodak +0.03 dB at 1 bpp; the "
         "shared machines' speed varies by up to ±30 % between runs of the same code and by 2 × between machines, "
         "docs/results.md); the peers' near 0.5 bpp on Kodak (their sweeps', another day), encode / "
         f"decode: {peer_times()}. Made by `python benchmarks/bench_encoder.py run --efforts default --rates "
