@@ -280,7 +280,7 @@ class QuantizedSet(nn.Module):
         """A copy with only the Gaussians ``keep`` (ascending indices): the others dropped, the rest on
         the same grids, in the same precision classes, with the same codebooks (nothing re-quantized)."""
         keep = keep.to(self.xy.device)
-        out = copy.deepcopy(self)
+        out = copy.deepcopy(self, {id(self.shape): None, id(self.color): None})  # the groups: cut below, once
         out.xy = nn.Parameter(self.xy.detach()[keep].clone())
         out.classes, out.res = self.classes[keep], self.res[keep]
         out.shape, out.color = self.shape.keep_only(keep), self.color.keep_only(keep)

@@ -9,10 +9,11 @@ less than λ. Phases of the plan may run at a reduced resolution, as the fit's d
 The price steers the size. The selection kept the count whose probed size is the goal divided by the
 expected shrinkage; the coded size then moves with the rate estimate, ``bytes ≈ coded + Δbits / 8``
 from the set's file as last coded (every :data:`MEASURE_EVERY` steps, when the rate estimate rebuilds
-its tables and its bits jump: coding 5,000 Gaussians takes 15-40 ms), and the price of every step is ``λ₀ · exp(gain · (predicted − reference) / goal)``, where the
-reference moves from the probed size to the goal over the first part of the steps: a file heading
-over its path prices bits higher, one heading under prices them lower. (A price that integrates the
-error overshoots: the values keep moving to cheaper symbols after the size has reached the goal.)
+its tables and its bits jump: coding 5,000 Gaussians takes 15-40 ms), and the price of every step is
+``λ₀ · exp(gain · (predicted − reference) / goal)``, where the reference moves from the probed size to
+the goal over the first part of the steps: a file heading over its path prices bits higher, one heading
+under prices them lower. (A price that integrates the error overshoots: the values keep moving to
+cheaper symbols after the size has reached the goal.)
 A file still over its budget at the end of the plan is left to the entropy stage, which drops its
 least important Gaussians (:func:`lgi_train.encode.entropy.fit_budget`): a price raised until the file
 fits (the "settle" steps this stage ran until 2026-12-07) cost kodim23 0.6-0.8 dB each time it ran,
@@ -39,8 +40,8 @@ from lgi_train.losses import mean_squared_error, squared_error_sum
 STEER_GAIN = 20.0
 #: The reference size goes from the probed size to the goal over this share of the steps, then stays.
 STEER_BY = 0.6
-#: The set is coded every this many steps to anchor the predicted size (the rate estimate's refresh;
-#: 0: never, the size predicted from the probe).
+#: The set is coded every this many steps to anchor the predicted size; the rate estimate rebuilds its
+#: tables at the same steps (its bits jump there, the coded size does not).
 MEASURE_EVERY = 20
 #: The price stays within [price / STEER_DOWN, price · STEER_UP].
 STEER_DOWN = 8.0
@@ -75,7 +76,7 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lr
     rates of "xy", "shape" and "color"; ``price``: the rate term's λ in dB per bpp (0: none)."""
     progress = on_progress or (lambda name, frac: None)
     targets = Targets(target.contiguous())
-    rate = SetRate(qset, refresh_every=MEASURE_EVERY or 20) if price > 0 else None
+    rate = SetRate(qset, refresh_every=MEASURE_EVERY) if price > 0 else None
     groups = [{"params": [qset.xy], "lr": lrs["xy"], "name": "xy"},
               {"params": [qset.shape.codebook, qset.shape.own_values], "lr": lrs["shape"], "name": "shape"},
               {"params": [qset.color.codebook, qset.color.own_values], "lr": lrs["color"], "name": "color"}]
@@ -103,7 +104,7 @@ def finetune(qset: QuantizedSet, target: torch.Tensor, plan: Sequence[Phase], lr
             bpp = rate.bpp()
             if steering is not None:
                 bits = float(bpp.detach()) * rate.pixels
-                if steering.code is not None and MEASURE_EVERY and index % MEASURE_EVERY == 0:
+                if steering.code is not None and index % MEASURE_EVERY == 0:
                     coded = len(steering.code())  # the values this step starts from, as the bits are
                     anchor[:] = [coded, bits]
                     log.measured.append((index, coded))
