@@ -293,17 +293,17 @@ def test_fit_budget_trims_a_file_over_its_budget(fitted):
     qset = QuantizedSet(model, 40, 56, CodecSettings())
     data = entropy_code(qset)
     budget = int(len(data) * 0.8)
-    small, out, trims = fit_budget(qset, data, budget)
+    from lgi_train.compress.sensitivity import calc_sensitivity
+
+    importance = calc_sensitivity(model, 40, 56).importance
+    small, out, trims = fit_budget(qset, data, budget, importance)
     assert len(out) <= budget and trims >= 1 and small.num_gaussians < qset.num_gaussians
     assert out == entropy_code(small) and qset.num_gaussians == 80  # the set given is left as it was
     # it dropped the least important: keeping the least important as many instead renders far worse
-    from lgi_train.compress.sensitivity import calc_sensitivity
-    from lgi_train.encode.entropy import as_model
-
-    least = torch.argsort(calc_sensitivity(as_model(qset), 40, 56).importance)[:small.num_gaussians]
+    least = torch.argsort(importance)[:small.num_gaussians]
     with torch.no_grad():
         assert 2 * clamped_mse(small.render(), target) < clamped_mse(qset.keep_only(torch.sort(least).values).render(), target)
-    same, again, none = fit_budget(qset, data, len(data))
+    same, again, none = fit_budget(qset, data, len(data), importance)
     assert same is qset and again == data and none == 0
 
 

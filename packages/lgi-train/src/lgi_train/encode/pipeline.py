@@ -129,7 +129,7 @@ def encode(target: torch.Tensor, options: Options, on_stage: Stage | None = None
     stage("entropy-code", 0.0)
     data = ft_log.coded if ft_log.coded is not None else entropy_code(qset)  # coded once, by the steering
     first_bytes = len(data)
-    qset, data, trims = fit_budget(qset, data, budget)
+    qset, data, trims = fit_budget(qset, data, budget, chosen.sensitivity.importance)
     payload, params = decode_to_tensors(data, target.device)
     image = render_decoded(payload.header, params, h, w, backend=options.backend)
     times["entropy-code"] = time.perf_counter() - t
